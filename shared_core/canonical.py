@@ -1,0 +1,225 @@
+"""Canonicalize a model's SQL (Databricks dialect) and guard that it is one read-only query.
+
+Canonicalization "v1" parses the rendered body with sqlglot and prints it back in one fixed form, so
+edits that cannot change the result do not change the content hash. Exactly these differences vanish:
+
+1. comments (`--`, `/* */`) and all whitespace and line breaks;
+2. keyword case (`select` = `SELECT`), optional keywords (`AS` before an alias, `INNER` in
+   `INNER JOIN`, `OUTER` in `LEFT OUTER JOIN`, a trailing `;`) and function-name case;
+3. identifier case and quoting (`Orders` = `orders` = `` `orders` ``): Databricks resolves identifiers
+   case-insensitively, quoted or not;
+4. redundant parentheses: around a single column, literal, function call or parenthesized expression,
+   and around a whole WHERE / HAVING / QUALIFY / JOIN ... ON condition, a projection or an alias;
+   parentheses that can change precedence (`(a OR b) AND c`) are kept;
+5. redundant aliases: a column aliased to its own name (`t.id AS id`) and a table aliased to its own
+   name (`FROM sales.orders AS orders`).
+
+String literals, numbers, operators and everything else are kept exactly. The version string enters
+every content hash, so a future "v2" can never collide with v1 hashes. sqlglot is imported lazily:
+planning from a warm cache never pays for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared_core.errors import ModelError, UnsafeSqlError
+from shared_core.templating import render_template
+
+if TYPE_CHECKING:
+    from sqlglot import exp
+
+CANONICALIZER_VERSION = "v1"
+DIALECT = "databricks"
+
+_FORBIDDEN = {
+    "Drop": "DROP",
+    "TruncateTable": "TRUNCATE",
+    "Delete": "DELETE",
+    "Alter": "ALTER",
+    "Grant": "GRANT",
+    "Revoke": "REVOKE",
+    "Insert": "INSERT",
+    "Update": "UPDATE",
+    "Merge": "MERGE",
+    "Create": "CREATE",
+    "Command": "",
+    "Use": "USE",
+    "Set": "SET",
+}
+_QUERY_TYPES = ("Select", "Union", "Intersect", "Except", "Subquery", "Values")
+
+
+@dataclass(frozen=True)
+class QueryAnalysis:
+    """What the planner needs from one model body; a pure function of the file's bytes."""
+
+    canonical: str  # canonical SQL, refs still as `__il_ref_N__` tokens
+    refs: tuple[str, ...]  # the ref names behind the tokens, by token number
+    placeholders: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"canonical": self.canonical, "refs": list(self.refs), "placeholders": list(self.placeholders)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QueryAnalysis:
+        return cls(data["canonical"], tuple(data["refs"]), tuple(data["placeholders"]))
+
+
+def content_key(text: str) -> str:
+    """The cache key of a file's analysis: SHA-256 of its bytes and the canonicalizer version."""
+    return hashlib.sha256(f"{CANONICALIZER_VERSION}\0{text}".encode()).hexdigest()
+
+
+def analyze_query(text: str, path: str) -> QueryAnalysis:
+    """Render, parse, guard and canonicalize one model file (header included; it is all comments).
+
+    Args:
+        text: the whole model file.
+        path: repository-relative path, for error messages.
+
+    Returns:
+        The canonical SQL with ref tokens, and the refs and placeholders it uses.
+
+    Raises:
+        ModelError: the SQL does not parse (with file:line:col).
+        UnsafeSqlError: the file is not exactly one read-only query.
+    """
+    template = render_template(text, path)
+    tree = parse_query(template.rendered, path)
+    canonicalize_tree(tree)
+    return QueryAnalysis(canonical_sql(tree), template.refs, template.placeholders)
+
+
+def parse_query(sql: str, path: str) -> exp.Expression:
+    """Parse `sql` into exactly one read-only query.
+
+    Raises:
+        ModelError: a parse error, with the position sqlglot reports.
+        UnsafeSqlError: no statement, several statements, or a statement that writes or changes state.
+    """
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        description = str(first.get("description", exc)).split("<Token")[0].strip().rstrip(".")
+        highlight = first.get("highlight")
+        near = f" near '{highlight}'" if highlight else ""
+        raise ModelError(
+            f"SQL syntax error: {description}{near}", path=path, line=int(first.get("line") or 0),
+            col=int(first.get("col") or 0),
+        ) from None
+    except TokenError as exc:
+        raise ModelError(f"SQL syntax error: {exc} (an unterminated string or quote?)", path=path) from None
+    if not statements:
+        raise UnsafeSqlError("the model has no SQL query; write one SELECT statement", path=path)
+    lines = _statement_lines(sql)
+    for index, statement in enumerate(statements):
+        keyword = _forbidden_keyword(statement)
+        if keyword is not None:
+            raise UnsafeSqlError(
+                f"{keyword} statement is not allowed; a model is one SELECT query and IronLayer writes the table",
+                path=path, line=lines[index] if index < len(lines) else 0,
+            )
+    if len(statements) > 1:
+        raise UnsafeSqlError(
+            f"{len(statements)} statements found; a model is exactly one SELECT query (remove the extra ';')",
+            path=path, line=lines[1] if len(lines) > 1 else 0,
+        )
+    statement = statements[0]
+    if type(statement).__name__ not in _QUERY_TYPES:
+        raise UnsafeSqlError(
+            f"{type(statement).__name__.upper()} statement is not allowed; a model is one SELECT query",
+            path=path, line=lines[0] if lines else 0,
+        )
+    return statement
+
+
+def _forbidden_keyword(tree: exp.Expression) -> str | None:
+    for node in tree.walk():
+        name = type(node).__name__
+        if name in _FORBIDDEN:
+            keyword = _FORBIDDEN[name] or str(node.this).split()[0].upper()
+            return keyword
+    return None
+
+
+def _statement_lines(sql: str) -> list[int]:
+    """The 1-based line of the first token of each statement (only computed on the error path)."""
+    import sqlglot
+    from sqlglot.tokens import TokenType
+
+    lines: list[int] = []
+    starting = True
+    for token in sqlglot.tokenize(sql, read=DIALECT):
+        if token.token_type == TokenType.SEMICOLON:
+            starting = True
+        elif starting:
+            lines.append(token.line)
+            starting = False
+    return lines
+
+
+def canonicalize_tree(tree: exp.Expression) -> None:
+    """Apply the v1 normalizations (see the module docstring) to `tree`, in place."""
+    from sqlglot import exp
+
+    for node in list(tree.walk()):
+        node.comments = None
+        if isinstance(node, exp.Identifier):
+            node.set("this", node.name.lower())
+            node.set("quoted", False)
+        elif isinstance(node, exp.Anonymous):
+            node.set("this", node.name.upper())
+        elif isinstance(node, exp.Join):
+            kind = node.args.get("kind")
+            if kind == "INNER" or (kind == "OUTER" and node.args.get("side")):
+                node.set("kind", None)
+    for paren in reversed(list(tree.find_all(exp.Paren))):
+        if _redundant_paren(paren):
+            paren.replace(paren.this)
+    for alias in list(tree.find_all(exp.Alias)):
+        inner = alias.this
+        if isinstance(inner, exp.Column) and inner.name and inner.name == alias.alias:
+            alias.replace(inner)
+    for table in tree.find_all(exp.Table):
+        table_alias = table.args.get("alias")
+        if table_alias is not None and not table_alias.columns and table_alias.name == table.name:
+            table.set("alias", None)
+
+
+def _redundant_paren(paren: exp.Paren) -> bool:
+    from sqlglot import exp
+
+    inner = paren.this
+    if isinstance(inner, (exp.Column, exp.Literal, exp.Paren, exp.Func, exp.Null, exp.Boolean, exp.Star)):
+        return True
+    parent = paren.parent
+    if isinstance(parent, (exp.Where, exp.Having, exp.Qualify, exp.Alias, exp.Paren)):
+        return True
+    if isinstance(parent, exp.Join) and paren.arg_key == "on":
+        return True
+    return isinstance(parent, exp.Select) and paren.arg_key == "expressions"
+
+
+def canonical_sql(tree: exp.Expression) -> str:
+    """Print a canonicalized tree in the one canonical text form (one line, quoted identifiers)."""
+    return tree.sql(dialect=DIALECT, identify=True, comments=False)
+
+
+def resolve_canonical(analysis: QueryAnalysis, targets: tuple[str, ...]) -> str:
+    """Substitute the resolved model names for the ref tokens of a canonical query.
+
+    >>> resolve_canonical(QueryAnalysis("SELECT * FROM `__il_ref_0__`", ("orders",), ()), ("sales.orders",))
+    'SELECT * FROM `sales`.`orders`'
+    """
+    sql = analysis.canonical
+    for index, target in enumerate(targets):
+        quoted = ".".join(f"`{part}`" for part in target.split("."))
+        sql = sql.replace(f"`__il_ref_{index}__`", quoted)
+    return sql

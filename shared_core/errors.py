@@ -1,0 +1,78 @@
+"""The one error tree of shared_core; handlers map these to exit codes and HTTP statuses.
+
+```
+CoreError                  root of every error raised by shared_core
+├── ModelError             a model file cannot be loaded, parsed or validated (carries file:line:col)
+│   ├── UnsafeSqlError     a model is not a single read-only query
+│   ├── RefError           a ref() that does not resolve, or resolves ambiguously
+│   └── CycleError         the model graph has a cycle (carries the cycle path)
+├── ProjectError           the project file (ironlayer.toml / [tool.ironlayer]) is invalid
+├── WatermarkError         the watermark ledger input is malformed
+├── PlanError              a plan file cannot be read or was not produced by this planner
+└── SourceError            a git repository or ref cannot be read
+```
+Every message says what went wrong, which file/field/value it concerns, and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class CoreError(Exception):
+    """Root of every error raised by shared_core."""
+
+
+class ModelError(CoreError):
+    """A model file cannot be loaded, parsed or validated."""
+
+    def __init__(self, message: str, *, path: str = "", line: int = 0, col: int = 0) -> None:
+        self.path = path
+        self.line = line
+        self.col = col
+        self.detail = message
+        super().__init__(f"{self.location}: {message}" if path else message)
+
+    @property
+    def location(self) -> str:
+        """`path`, `path:line` or `path:line:col`, whichever is known."""
+        if not self.path:
+            return ""
+        if self.line and self.col:
+            return f"{self.path}:{self.line}:{self.col}"
+        if self.line:
+            return f"{self.path}:{self.line}"
+        return self.path
+
+
+class UnsafeSqlError(ModelError):
+    """A model body is not exactly one read-only query (SELECT, WITH ... SELECT, set operation)."""
+
+
+class RefError(ModelError):
+    """A `ref()` or `dependencies` entry names no model, or a short name matches several."""
+
+
+class CycleError(ModelError):
+    """The models reference each other in a cycle."""
+
+    def __init__(self, cycle: list[str], *, path: str = "") -> None:
+        self.cycle = cycle
+        super().__init__(
+            "dependency cycle " + " -> ".join(cycle) + "; break it by removing one of these ref()s",
+            path=path,
+        )
+
+
+class ProjectError(CoreError):
+    """The project configuration is invalid."""
+
+
+class WatermarkError(CoreError):
+    """The watermark ledger input is malformed."""
+
+
+class PlanError(CoreError):
+    """A plan document cannot be read or fails its own integrity check."""
+
+
+class SourceError(CoreError):
+    """A repository, commit or file cannot be read from the source."""

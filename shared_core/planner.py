@@ -1,0 +1,240 @@
+"""Build a plan from two resolved projects, the watermark ledger, `as_of` and the planner settings.
+
+What runs: every model whose data changed (added or modified) and everything downstream of one,
+nothing else. How much of an incremental model runs:
+
+- its own data changed (or it is new): a backfill of `[start, as_of)` from an empty table;
+- otherwise (INCREMENTAL_BY_TIME_RANGE): the ranges its changed upstreams rewrote (all of history
+  when an upstream is not incremental), plus every range the ledger lacks (gaps and the tail up to
+  `as_of`), plus `lookback` batches before the tail;
+- otherwise (APPEND_ONLY): only the ranges the ledger lacks; appended history is never re-appended.
+
+Only complete batches before `as_of` are planned. Contiguous batches are grouped into steps of at
+most `max_batches_per_step`; the steps of one model run in order, each after its upstreams' steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from shared_core.canonical import CANONICALIZER_VERSION
+from shared_core.config import PlannerSettings
+from shared_core.dag import Graph
+from shared_core.diff import DATA_CHANGES, ModelChange, diff_projects
+from shared_core.headers import format_instant
+from shared_core.intervals import (
+    Range,
+    add_batches,
+    align_ranges,
+    chunk_ranges,
+    floor_batch,
+    intersect_ranges,
+    merge_ranges,
+    subtract_ranges,
+)
+from shared_core.models import Model, Project, sha256_json
+from shared_core.plan import PLAN_VERSION, Step, finish_plan
+from shared_core.ports import QueryAnalyzer
+from shared_core.watermarks import Ledger, snapshot
+
+ZERO_SHA = "0" * 40
+_ALL = None  # an upstream effect of "every row may have changed"
+
+
+def build_plan(
+    base: Project,
+    target: Project,
+    *,
+    base_sha: str,
+    target_sha: str,
+    as_of: datetime,
+    ledger: Ledger,
+    settings: PlannerSettings,
+    analyzer: QueryAnalyzer,
+) -> dict[str, Any]:
+    """Plan the rebuild of what changed between `base` and `target`.
+
+    Args:
+        base: the project at the base commit (empty for a new branch).
+        target: the project at the target commit.
+        base_sha: the base commit SHA (all zeros for "nothing deployed yet").
+        target_sha: the target commit SHA.
+        as_of: the instant up to which (exclusive) incremental batches are complete.
+        ledger: completed ranges per model.
+        settings: planner settings from the project file.
+        analyzer: turns model files into canonical SQL (may cache and parallelize).
+
+    Returns:
+        The plan document (a JSON-able dict with `plan_id`).
+
+    Raises:
+        ModelError: a model the plan needs fails to parse or is unsafe.
+    """
+    changes, analyses = diff_projects(base, target, analyzer)
+    roots = {c.name: c for c in changes if c.change in DATA_CHANGES}
+    affected = target.graph.closure_downstream(roots)
+    missing = [target[n] for n in sorted(affected) if target[n].key not in analyses]
+    analyses.update(analyzer.analyze_many([(m.key, m.path, m.text) for m in missing]))
+    hashes = {name: target[name].content_hash(analyses[target[name].key]) for name in affected}
+    steps, consulted = _plan_steps(target, roots, affected, hashes, as_of, ledger, settings)
+    return _assemble(
+        base_sha=base_sha,
+        target_sha=target_sha,
+        as_of=as_of,
+        settings=settings,
+        watermarks=snapshot(ledger, consulted),
+        changes=changes,
+        steps=steps,
+    )
+
+
+def _plan_steps(
+    target: Project,
+    roots: Mapping[str, ModelChange],
+    affected: set[str],
+    hashes: Mapping[str, str],
+    as_of: datetime,
+    ledger: Ledger,
+    settings: PlannerSettings,
+) -> tuple[list[Step], list[str]]:
+    steps: list[Step] = []
+    last_step: dict[str, str] = {}
+    effect: dict[str, list[Range] | None] = {}
+    consulted: list[str] = []
+    for name in target.order:
+        if name not in affected:
+            continue
+        model = target[name]
+        changed_parents = [p for p in model.upstream if p in affected]
+        upstream_steps = sorted(last_step[p] for p in changed_parents if p in last_step)
+        reason = roots[name].reason if name in roots else "upstream changed: " + ", ".join(changed_parents)
+        header = model.header
+        if not header.is_incremental:
+            run_type = "merge" if header.kind == "MERGE_BY_KEY" else "full_refresh"
+            step = _step(model, hashes[name], run_type, None, 0, False, tuple(upstream_steps), reason)
+            steps.append(step)
+            last_step[name] = step.step_id
+            effect[name] = _ALL
+            continue
+        if name not in roots:
+            consulted.append(name)
+        ranges, run_type = _incremental_ranges(model, name in roots, changed_parents, effect, as_of, ledger)
+        effect[name] = ranges
+        previous: str | None = None
+        chunks = chunk_ranges(ranges, header.batch, settings.max_batches_per_step)
+        for index, (chunk, batches) in enumerate(chunks):
+            depends = tuple(upstream_steps + ([previous] if previous else []))
+            reset = run_type == "backfill" and index == 0
+            step = _step(model, hashes[name], run_type, chunk, batches, reset, depends, reason)
+            steps.append(step)
+            previous = step.step_id
+        if previous:
+            last_step[name] = previous
+    return _order_steps(steps), consulted
+
+
+def _incremental_ranges(
+    model: Model,
+    own_change: bool,
+    changed_parents: list[str],
+    effect: Mapping[str, list[Range] | None],
+    as_of: datetime,
+    ledger: Ledger,
+) -> tuple[list[Range], str]:
+    header = model.header
+    assert header.start is not None  # guaranteed by header validation for incremental kinds
+    unit = header.batch
+    window = (header.start, floor_batch(as_of, unit))
+    if window[1] <= window[0]:
+        return [], "incremental"
+    if own_change:
+        return [window], "backfill"
+    done = merge_ranges(ledger.get(model.name, ()))
+    todo = subtract_ranges(window, done)
+    if header.kind == "APPEND_ONLY":
+        return todo, "incremental"
+    dirty: list[Range] = []
+    for parent in changed_parents:
+        parent_effect = effect.get(parent, [])
+        if parent_effect is _ALL:
+            return [window], "incremental"
+        dirty.extend(parent_effect or [])
+    if header.lookback and todo and todo[-1][1] == window[1] and todo[-1][0] > window[0]:
+        tail_start = todo[-1][0]
+        dirty.append((max(window[0], add_batches(floor_batch(tail_start, unit), unit, -header.lookback)), tail_start))
+    ranges = merge_ranges(todo + intersect_ranges(align_ranges(dirty, unit), window))
+    return ranges, "incremental"
+
+
+def _step(
+    model: Model,
+    model_hash: str,
+    run_type: str,
+    window: Range | None,
+    batches: int,
+    reset: bool,
+    depends_on: tuple[str, ...],
+    reason: str,
+) -> Step:
+    header = model.header
+    return Step(
+        model=model.name,
+        kind=header.kind,
+        materialization=header.materialization,
+        run_type=run_type,
+        start=format_instant(window[0]) if window else None,
+        end=format_instant(window[1]) if window else None,
+        batch=header.batch if header.is_incremental else None,
+        batches=batches,
+        reset=reset,
+        model_hash=model_hash,
+        depends_on=tuple(sorted(depends_on)),
+        reason=reason,
+    )
+
+
+def _order_steps(steps: list[Step]) -> list[Step]:
+    """Topological order (ties by model name, then range start) with each step's wave."""
+    by_id = {step.step_id: step for step in steps}
+    graph = Graph({sid: step.depends_on for sid, step in by_id.items()})
+    waves = graph.waves()
+    order = graph.topological_order(key=lambda sid: (by_id[sid].model, by_id[sid].start or "", sid))
+    return [replace(by_id[sid], parallel_group=waves[sid]) for sid in order]
+
+
+def _assemble(
+    *,
+    base_sha: str,
+    target_sha: str,
+    as_of: datetime,
+    settings: PlannerSettings,
+    watermarks: dict[str, list[list[str]]],
+    changes: list[ModelChange],
+    steps: list[Step],
+) -> dict[str, Any]:
+    inputs = {"canonicalizer": CANONICALIZER_VERSION, "planner": settings.to_dict(), "watermarks": watermarks}
+    as_of_text = format_instant(as_of)
+    counts = {kind: sum(1 for c in changes if c.change == kind) for kind in
+              ("added", "modified", "removed", "cosmetic", "metadata")}
+    summary = {
+        **counts,
+        "batches": sum(s.batches for s in steps),
+        "models_to_run": len({s.model for s in steps}),
+        "steps": len(steps),
+        "waves": 1 + max((s.parallel_group for s in steps), default=-1),
+    }
+    body = {
+        "as_of": as_of_text,
+        "base": base_sha,
+        "inputs": inputs,
+        "inputs_hash": sha256_json({"as_of": as_of_text, "base": base_sha, "inputs": inputs, "target": target_sha}),
+        "models": [c.to_dict() for c in sorted(changes, key=lambda c: c.name)],
+        "plan_version": PLAN_VERSION,
+        "steps": [s.to_dict() for s in steps],
+        "summary": summary,
+        "target": target_sha,
+    }
+    return finish_plan(body)
