@@ -93,7 +93,7 @@ def analyze_query(text: str, path: str) -> QueryAnalysis:
     return QueryAnalysis(canonical_sql(tree), template.refs, template.placeholders)
 
 
-def parse_query(sql: str, path: str) -> exp.Expression:
+def parse_query(sql: str, path: str) -> exp.Expr:
     """Parse `sql` into exactly one read-only query.
 
     Raises:
@@ -108,6 +108,7 @@ def parse_query(sql: str, path: str) -> exp.Expression:
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         description = str(first.get("description", exc)).split("<Token")[0].strip().rstrip(".")
+        description = description.removesuffix(" but got").strip()
         highlight = first.get("highlight")
         near = f" near '{highlight}'" if highlight else ""
         raise ModelError(
@@ -140,7 +141,7 @@ def parse_query(sql: str, path: str) -> exp.Expression:
     return statement
 
 
-def _forbidden_keyword(tree: exp.Expression) -> str | None:
+def _forbidden_keyword(tree: exp.Expr) -> str | None:
     for node in tree.walk():
         name = type(node).__name__
         if name in _FORBIDDEN:
@@ -152,7 +153,7 @@ def _forbidden_keyword(tree: exp.Expression) -> str | None:
 def _statement_lines(sql: str) -> list[int]:
     """The 1-based line of the first token of each statement (only computed on the error path)."""
     import sqlglot
-    from sqlglot.tokens import TokenType
+    from sqlglot.tokenizer_core import TokenType
 
     lines: list[int] = []
     starting = True
@@ -165,7 +166,7 @@ def _statement_lines(sql: str) -> list[int]:
     return lines
 
 
-def canonicalize_tree(tree: exp.Expression) -> None:
+def canonicalize_tree(tree: exp.Expr) -> None:
     """Apply the v1 normalizations (see the module docstring) to `tree`, in place."""
     from sqlglot import exp
 
@@ -197,7 +198,9 @@ def _redundant_paren(paren: exp.Paren) -> bool:
     from sqlglot import exp
 
     inner = paren.this
-    if isinstance(inner, (exp.Column, exp.Literal, exp.Paren, exp.Func, exp.Null, exp.Boolean, exp.Star)):
+    if isinstance(inner, (exp.Column, exp.Literal, exp.Paren, exp.Null, exp.Boolean, exp.Star, exp.Case)):
+        return True
+    if isinstance(inner, exp.Func) and _is_call(inner):
         return True
     parent = paren.parent
     if isinstance(parent, (exp.Where, exp.Having, exp.Qualify, exp.Alias, exp.Paren)):
@@ -207,7 +210,25 @@ def _redundant_paren(paren: exp.Paren) -> bool:
     return isinstance(parent, exp.Select) and paren.arg_key == "expressions"
 
 
-def canonical_sql(tree: exp.Expression) -> str:
+def _is_call(node: exp.Func) -> bool:
+    """Whether `node` prints as a self-delimited call `NAME(...)` (in sqlglot, AND/OR are Funcs too)."""
+    from sqlglot import exp
+
+    if isinstance(node, (exp.Binary, exp.Unary, exp.Connector, exp.Predicate)):
+        return False
+    text = node.sql(dialect=DIALECT)
+    head, paren, _ = text.partition("(")
+    if not paren or not head or not text.endswith(")") or not head.replace("_", "").replace(".", "").isalnum():
+        return False
+    depth = 0
+    for index, char in enumerate(text[len(head):]):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and index < len(text) - len(head) - 1:
+            return False  # the first call closes before the end: `f(a) + g(b)`
+    return True
+
+
+def canonical_sql(tree: exp.Expr) -> str:
     """Print a canonicalized tree in the one canonical text form (one line, quoted identifiers)."""
     return tree.sql(dialect=DIALECT, identify=True, comments=False)
 

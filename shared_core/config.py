@@ -75,5 +75,7 @@ def parse_project_config(filename: str, text: str | None) -> ProjectConfig:
         raise ProjectError(f"{where}: unknown key 'planner.{unknown[0]}'; known: max_batches_per_step")
     max_batches = planner.get("max_batches_per_step", 366)
     if not isinstance(max_batches, int) or isinstance(max_batches, bool) or not 1 <= max_batches <= 100_000:
-        raise ProjectError(f"{where}: planner.max_batches_per_step must be a whole number 1-100000, got {max_batches!r}")
+        raise ProjectError(
+            f"{where}: planner.max_batches_per_step must be a whole number 1-100000, got {max_batches!r}"
+        )
     return ProjectConfig(models_path.strip("/"), PlannerSettings(max_batches))

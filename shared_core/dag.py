@@ -80,7 +80,7 @@ class Graph:
                     stack.append((node, index + 1))
                     child = children[index]
                     if state.get(child) == 1:
-                        return path[path.index(child):] + [child]
+                        return [*path[path.index(child):], child]
                     if not state.get(child):
                         stack.append((child, 0))
                 else:

@@ -8,8 +8,9 @@ ignored. Every known key is validated here, so that a bad value is reported with
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from shared_core.errors import ModelError
 
@@ -149,10 +150,10 @@ def parse_instant(text: str) -> datetime:
         value = value[:-1] + "+00:00"
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    if parsed.utcoffset() != timezone.utc.utcoffset(None):
+        return parsed.replace(tzinfo=UTC)
+    if parsed.utcoffset() != UTC.utcoffset(None):
         raise ValueError(f"'{text}' is not in UTC; give a UTC time (suffix Z)")
-    return parsed.astimezone(timezone.utc)
+    return parsed.astimezone(UTC)
 
 
 def split_top_level(text: str, sep: str = ",") -> list[str]:
@@ -290,7 +291,13 @@ def parse_header(text: str, path: str) -> Header:
     )
 
 
-def _choice(raw, key, allowed, fail, *, default=None, lower=False):  # type: ignore[no-untyped-def]
+Fail = Callable[[str, str], ModelError]
+
+
+def _choice(
+    raw: Mapping[str, str], key: str, allowed: Sequence[str], fail: Fail, *, default: str | None = None,
+    lower: bool = False,
+) -> str:
     value = raw.get(key, "").strip()
     if not value:
         if default is None:
@@ -302,7 +309,7 @@ def _choice(raw, key, allowed, fail, *, default=None, lower=False):  # type: ign
     return norm
 
 
-def _column(raw, key, fail) -> str | None:  # type: ignore[no-untyped-def]
+def _column(raw: Mapping[str, str], key: str, fail: Fail) -> str | None:
     value = raw.get(key, "").strip()
     if not value:
         return None
@@ -311,7 +318,7 @@ def _column(raw, key, fail) -> str | None:  # type: ignore[no-untyped-def]
     return value.lower()
 
 
-def _column_list(raw, key, fail) -> list[str]:  # type: ignore[no-untyped-def]
+def _column_list(raw: Mapping[str, str], key: str, fail: Fail) -> list[str]:
     columns = [c.strip() for c in raw.get(key, "").split(",") if c.strip()]
     for column in columns:
         if not _COLUMN.match(column):
@@ -319,7 +326,7 @@ def _column_list(raw, key, fail) -> list[str]:  # type: ignore[no-untyped-def]
     return [c.lower() for c in columns]
 
 
-def _tests(raw, fail) -> list[QualityTest]:  # type: ignore[no-untyped-def]
+def _tests(raw: Mapping[str, str], fail: Fail) -> list[QualityTest]:
     tests = []
     for item in split_top_level(raw.get("tests", "")):
         match = _TEST.match(item)
@@ -344,7 +351,7 @@ def _tests(raw, fail) -> list[QualityTest]:  # type: ignore[no-untyped-def]
     return sorted(tests, key=lambda t: (t.kind, t.arg, t.severity))
 
 
-def _contract(raw, fail) -> list[ContractColumn]:  # type: ignore[no-untyped-def]
+def _contract(raw: Mapping[str, str], fail: Fail) -> list[ContractColumn]:
     columns = []
     for item in split_top_level(raw.get("contract_columns", "")):
         parts = [p.strip() for p in item.split(":")]
@@ -357,11 +364,11 @@ def _contract(raw, fail) -> list[ContractColumn]:  # type: ignore[no-untyped-def
     return columns
 
 
-def _check_cron(cron: str, fail) -> None:  # type: ignore[no-untyped-def]
+def _check_cron(cron: str, fail: Fail) -> None:
     fields = cron.split()
     if len(fields) != 5:
         raise fail("cron", f"invalid cron '{cron}'; give 5 fields: minute hour day-of-month month day-of-week")
-    for field, (low, high) in zip(fields, _CRON_BOUNDS):
+    for field, (low, high) in zip(fields, _CRON_BOUNDS, strict=False):
         for part in field.split(","):
             match = _CRON_FIELD.match(part)
             numbers = [int(n) for n in re.findall(r"\d+", match.group(1))] if match else []

@@ -55,7 +55,8 @@ def merge_ranges(ranges: Iterable[Range]) -> list[Range]:
     """Sorted, non-overlapping ranges covering the same instants; touching ranges are joined.
 
     >>> from shared_core.headers import parse_instant as p
-    >>> [(a.day, b.day) for a, b in merge_ranges([(p("2024-01-05"), p("2024-01-07")), (p("2024-01-01"), p("2024-01-05"))])]
+    >>> ranges = [(p("2024-01-05"), p("2024-01-07")), (p("2024-01-01"), p("2024-01-05"))]
+    >>> [(a.day, b.day) for a, b in merge_ranges(ranges)]
     [(1, 7)]
     """
     merged: list[Range] = []

@@ -21,8 +21,9 @@ Ledger = Mapping[str, Sequence[Range]]
 def parse_watermarks(text: str, source: str) -> dict[str, list[Range]]:
     """Parse a ledger document into merged ranges per model.
 
-    >>> parse_watermarks('{"a.b": [["2024-01-02", "2024-01-03"], ["2024-01-01", "2024-01-02"]]}', "w.json")["a.b"][0][1].day
-    3
+    >>> ledger = parse_watermarks('{"a.b": [["2024-01-02", "2024-01-03"], ["2024-01-01", "2024-01-02"]]}', "w")
+    >>> [(s.day, e.day) for s, e in ledger["a.b"]]
+    [(1, 3)]
 
     Raises:
         WatermarkError: not JSON, not an object of lists of [start, end] pairs, or start >= end.

@@ -1,0 +1,99 @@
+"""Canonicalization v1 and the safety guard: pinned canonical strings and rejected statements."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared_core.canonical import CANONICALIZER_VERSION, analyze_query, content_key, resolve_canonical
+from shared_core.errors import ModelError, UnsafeSqlError
+
+CASES = json.loads((Path(__file__).parents[1] / "fixtures" / "canonical_v1.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["why"] for c in CASES])
+def test_canonical_form_is_pinned(case: dict[str, str]) -> None:
+    assert analyze_query(case["sql"], "m.sql").canonical == case["canonical"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["why"] for c in CASES])
+def test_canonical_form_is_a_fixed_point(case: dict[str, str]) -> None:
+    once = analyze_query(case["sql"], "m.sql").canonical
+    assert analyze_query(once, "m.sql").canonical == once
+
+
+def test_version_is_v1_and_enters_the_content_key() -> None:
+    assert CANONICALIZER_VERSION == "v1"
+    assert content_key("SELECT 1") != content_key("SELECT 1 ")
+    assert content_key("SELECT 1") == content_key("SELECT 1")
+
+
+def test_refs_and_placeholders_are_reported() -> None:
+    analysis = analyze_query(
+        "SELECT * FROM {{ ref('b.y') }} JOIN {{ ref('a.x') }} USING (k) JOIN {{ ref('b.y') }} z USING (k) "
+        "WHERE d < '{{ end_date }}'",
+        "m.sql",
+    )
+    assert analysis.refs == ("b.y", "a.x")
+    assert analysis.placeholders == ("end_date",)
+    assert resolve_canonical(analysis, ("s.b_y", "s.a_x")).startswith("SELECT * FROM `s`.`b_y` JOIN `s`.`a_x`")
+
+
+@pytest.mark.parametrize(
+    ("sql", "keyword", "line"),
+    [
+        ("DROP TABLE sales.orders", "DROP", 1),
+        ("TRUNCATE TABLE t", "TRUNCATE", 1),
+        ("DELETE FROM t WHERE 1 = 1", "DELETE", 1),
+        ("ALTER TABLE t ADD COLUMN c INT", "ALTER", 1),
+        ("GRANT SELECT ON t TO analysts", "GRANT", 1),
+        ("REVOKE SELECT ON t FROM analysts", "REVOKE", 1),
+        ("INSERT INTO t SELECT 1", "INSERT", 1),
+        ("UPDATE t SET a = 1", "UPDATE", 1),
+        ("MERGE INTO t USING s ON t.k = s.k WHEN MATCHED THEN DELETE", "MERGE", 1),
+        ("CREATE TABLE t AS SELECT 1", "CREATE", 1),
+        ("-- name: a.b\n-- kind: FULL_REFRESH\nSELECT 1;\n\nDROP TABLE x", "DROP", 5),
+    ],
+)
+def test_unsafe_statements_are_rejected_with_their_line(sql: str, keyword: str, line: int) -> None:
+    with pytest.raises(UnsafeSqlError) as caught:
+        analyze_query(sql, "models/m.sql")
+    assert caught.value.line == line
+    assert f"models/m.sql:{line}: {keyword} statement is not allowed" in str(caught.value)
+
+
+def test_two_selects_are_rejected_at_the_second() -> None:
+    with pytest.raises(UnsafeSqlError) as caught:
+        analyze_query("SELECT 1;\nSELECT 2", "m.sql")
+    assert str(caught.value) == "m.sql:2: 2 statements found; a model is exactly one SELECT query (remove the extra ';')"
+
+
+def test_empty_body_is_rejected() -> None:
+    with pytest.raises(UnsafeSqlError, match="has no SQL query"):
+        analyze_query("-- name: a.b\n-- kind: FULL_REFRESH\n", "m.sql")
+
+
+def test_parse_error_names_file_line_and_column() -> None:
+    with pytest.raises(ModelError) as caught:
+        analyze_query("-- name: a.b\n-- kind: FULL_REFRESH\nSELECT a\nFROM WHERE x", "models/m.sql")
+    assert caught.value.line == 4
+    assert caught.value.col > 0
+    assert str(caught.value).startswith(f"models/m.sql:4:{caught.value.col}: SQL syntax error")
+    assert "WHERE" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        ("SELECT a FROM t WHERE x = 1", "SELECT a FROM t WHERE x = 2"),
+        ("SELECT a FROM t", "SELECT b FROM t"),
+        ("SELECT a FROM t WHERE s = 'x'", "SELECT a FROM t WHERE s = 'X'"),
+        ("SELECT a FROM t JOIN u ON t.k = u.k", "SELECT a FROM t LEFT JOIN u ON t.k = u.k"),
+        ("SELECT (a + b) * c FROM t", "SELECT a + b * c FROM t"),
+        ("SELECT a AS x FROM t", "SELECT a AS y FROM t"),
+    ],
+)
+def test_logic_changes_change_the_canonical_form(left: str, right: str) -> None:
+    assert analyze_query(left, "m.sql").canonical != analyze_query(right, "m.sql").canonical
