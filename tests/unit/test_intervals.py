@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 
 import pytest
 
@@ -81,4 +82,4 @@ def test_chunking_bounds_batches_per_step() -> None:
     assert len(chunks) == -(-total // 366)
     assert sum(n for _, n in chunks) == total
     assert all(n <= 366 for _, n in chunks)
-    assert all(a[0][1] == b[0][0] for a, b in zip(chunks, chunks[1:], strict=False))
+    assert all(a[0][1] == b[0][0] for a, b in pairwise(chunks))
