@@ -235,5 +235,5 @@ def test_project_errors(files: dict[str, str], error: type[Exception], message: 
 
 def test_unsafe_sql_in_a_planned_model_fails_the_plan() -> None:
     target = {**CHAIN, "models/b.sql": model("s.b", "SELECT 1; DROP TABLE s.a")}
-    with pytest.raises(ModelError, match="models/b.sql:3: DROP statement is not allowed"):
+    with pytest.raises(ModelError, match=r"models/b\.sql:3: DROP statement is not allowed"):
         plan(CHAIN, target)
