@@ -9,7 +9,9 @@ CoreError                  root of every error raised by shared_core
 ├── ProjectError           the project file (ironlayer.toml / [tool.ironlayer]) is invalid
 ├── WatermarkError         the watermark ledger input is malformed
 ├── PlanError              a plan file cannot be read or was not produced by this planner
-└── SourceError            a git repository or ref cannot be read
+├── SourceError            a git repository or ref cannot be read
+└── StateError             the state store refused or failed an operation
+    └── StateUnavailableError  the state store cannot be reached (safe to retry)
 ```
 Every message says what went wrong, which file/field/value it concerns, and what to do next.
 """
@@ -76,3 +78,11 @@ class PlanError(CoreError):
 
 class SourceError(CoreError):
     """A repository, commit or file cannot be read from the source."""
+
+
+class StateError(CoreError):
+    """The state store refused or failed an operation."""
+
+
+class StateUnavailableError(StateError):
+    """The state store cannot be reached; the operation is safe to retry."""

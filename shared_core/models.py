@@ -123,7 +123,8 @@ def load_project(sources: Sequence[ModelSource]) -> Project:
     models: dict[str, Model] = {}
     for name, (header, source, refs, ref_lines) in scanned.items():
         targets = tuple(
-            resolver.resolve(ref, path=source.path, line=line, context="ref") for ref, line in zip(refs, ref_lines)
+            resolver.resolve(ref, path=source.path, line=line, context="ref")
+            for ref, line in zip(refs, ref_lines, strict=True)
         )
         extra = tuple(resolver.resolve(dep, path=source.path, line=1, context="dependencies")
                       for dep in header.dependencies)

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     direction = lineage.add_mutually_exclusive_group()
     direction.add_argument("--upstream", action="store_true", help="only upstream models")
     direction.add_argument("--downstream", action="store_true", help="only downstream models")
+    commands.add_parser("migrate", help="create or upgrade the state store schema (IRONLAYER_DATABASE_URL)")
+
     demo = commands.add_parser("demo", help="build the example repository (two commits) and plan it")
     demo.add_argument("--dir", default=".ironlayer/demo", help="where to build the demo (default .ironlayer/demo)")
     demo.add_argument("--examples", help="example project folder (default: examples/shop of this checkout)")
@@ -118,9 +120,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             raise SourceError(f"--as-of '{args.as_of}' is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
     else:
         as_of = source.commit_time(target_sha)
-    ledger = {}
+    ledger: Any = {}
     if args.watermarks:
         ledger = parse_watermarks(Path(args.watermarks).read_text("utf-8"), args.watermarks)
+    elif os.environ.get("IRONLAYER_DATABASE_URL"):
+        ledger = _run_store(lambda store: store.load_ledger(_tenant()))
     target = load_commit(source, target_sha)
     base = load_commit(source, base_sha)
     plan = build_plan(
@@ -144,6 +148,57 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         render_plan(plan, _console())
         if args.out:
             print(f"\nSaved plan {plan['plan_id']} to {args.out}")
+    return EXIT_OK
+
+
+def _tenant() -> str:
+    return os.environ.get("IRONLAYER_TENANT", "local")
+
+
+def _run_store(action: Any) -> Any:
+    """Run `action(store)` against the configured state store, closing the pool afterwards."""
+    import asyncio
+
+    from shared_core.adapters.postgres_store import PostgresStateStore
+    from shared_core.errors import StateError
+
+    url = os.environ.get("IRONLAYER_DATABASE_URL")
+    if not url:
+        raise StateError("IRONLAYER_DATABASE_URL is not set; point it at PostgreSQL, e.g. postgresql://user@host/db")
+
+    async def run() -> Any:
+        store = PostgresStateStore(url)
+        try:
+            if await store.schema_version() == 0:
+                raise StateError("the state store has no schema yet; run 'ironlayer migrate' first")
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from shared_core.adapters.postgres_store import PostgresStateStore
+    from shared_core.errors import StateError
+
+    url = os.environ.get("IRONLAYER_DATABASE_URL")
+    if not url:
+        raise StateError("IRONLAYER_DATABASE_URL is not set; point it at PostgreSQL, e.g. postgresql://user@host/db")
+
+    async def run() -> list[int]:
+        store = PostgresStateStore(url)
+        try:
+            applied = await store.migrate()
+            await store.ensure_tenant(_tenant(), _tenant())
+            return applied
+        finally:
+            await store.close()
+
+    applied = asyncio.run(run())
+    print(f"applied migrations {', '.join(map(str, applied))}" if applied else "state store schema is up to date")
     return EXIT_OK
 
 
@@ -185,7 +240,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     source = LocalGitSource(args.repo)
     project = load_commit(source, source.resolve(args.ref)).project
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": m.name,
             "kind": m.header.kind,
@@ -280,4 +335,5 @@ _COMMANDS = {
     "models": _cmd_models,
     "lineage": _cmd_lineage,
     "demo": _cmd_demo,
+    "migrate": _cmd_migrate,
 }
