@@ -24,6 +24,7 @@ from shared_core.canonical import CANONICALIZER_VERSION
 from shared_core.config import PlannerSettings
 from shared_core.dag import Graph
 from shared_core.diff import DATA_CHANGES, ModelChange, diff_projects
+from shared_core.errors import ModelError
 from shared_core.headers import format_instant
 from shared_core.intervals import (
     Range,
@@ -238,3 +239,44 @@ def _assemble(
         "target": target_sha,
     }
     return finish_plan(body)
+
+
+def build_backfill_plan(
+    target: Project,
+    model_name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    target_sha: str,
+    settings: PlannerSettings,
+    analyzer: QueryAnalyzer,
+) -> dict[str, Any]:
+    """Plan exactly the batches of `[start, end)` (widened to whole batches) of one incremental model.
+
+    Raises:
+        ModelError: the model is not incremental, or the range is empty or before the model's start.
+    """
+    model = target[model_name]
+    header = model.header
+    if not header.is_incremental or header.start is None:
+        raise ModelError(f"backfill takes an incremental model; {model_name} is {header.kind}", path=model.path)
+    window = align_ranges([(max(start, header.start), end)], header.batch)
+    if not window or start >= end:
+        raise ModelError(
+            f"backfill range [{format_instant(start)}, {format_instant(end)}) of {model_name} is empty or before its "
+            f"start {format_instant(header.start)}",
+            path=model.path,
+        )
+    analysis = analyzer.analyze_many([(model.key, model.path, model.text)])[model.key]
+    model_hash = model.content_hash(analysis)
+    reason = f"backfill requested for {format_instant(window[0][0])} to {format_instant(window[-1][1])}"
+    steps: list[Step] = []
+    previous: str | None = None
+    for chunk, batches in chunk_ranges(window, header.batch, settings.max_batches_per_step):
+        step = _step(model, model_hash, "backfill", chunk, batches, False, (previous,) if previous else (), reason)
+        steps.append(step)
+        previous = step.step_id
+    return _assemble(
+        base_sha=target_sha, target_sha=target_sha, as_of=window[-1][1], settings=settings, watermarks={},
+        changes=[], steps=_order_steps(steps),
+    )

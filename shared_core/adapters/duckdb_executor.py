@@ -17,8 +17,11 @@ readers would see after it commits; a BLOCK failure publishes nothing.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,38 +92,89 @@ class DuckDBExecutor:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = duckdb.connect(str(self.path))
-        except duckdb.Error as exc:
-            raise ExecutionError(f"cannot open warehouse {self.path}: {exc}") from exc
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.root = duckdb.connect(str(self.path))
+            self.root.execute("CREATE SCHEMA IF NOT EXISTS _ironlayer")
+            self.root.execute(
+                "CREATE TABLE IF NOT EXISTS _ironlayer.committed_batches (plan_id VARCHAR NOT NULL, "
+                "step_id VARCHAR NOT NULL, model VARCHAR NOT NULL, range_start TIMESTAMP, range_end TIMESTAMP, "
+                "rows_written BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+            )
+        except (duckdb.Error, OSError) as exc:
+            raise ExecutionError(f"cannot open warehouse {self.path}: {exc}; check the path and that no other "
+                                 "program holds it open") from exc
+        self._local = threading.local()
+        self._catalog_lock = threading.Lock()  # DuckDB's optimistic catalog: serialize DDL on schemas
+
+    @property
+    def conn(self) -> Any:
+        """This thread's cursor on the warehouse (DuckDB cursors are per thread)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self.root.cursor()
+        return cursor
 
     def close(self) -> None:
-        self.conn.close()
+        self.root.close()
 
-    def _scalar(self, sql: str) -> Any:
-        row = self.conn.execute(sql).fetchone()
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, list(params)).fetchone()
         return row[0] if row else None
 
     def _exists(self, name: str) -> bool:
         schema, _, table = name.rpartition(".")
         return bool(self._scalar(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = "
-            f"'{schema}' AND table_name = '{table}'"
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", (schema, table)
         ))
 
-    def run_batch(self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool) -> BatchResult:
+    def committed_batches(self, plan_id: str, step_id: str) -> dict[datetime | None, int]:
+        """The batches of a step that committed in this warehouse (batch start -> rows written).
+
+        This, not the state store, is the truth about what data exists: a batch that committed just before
+        a crash is here even if its run was never recorded, and a replaced warehouse has none.
+        """
+        rows = self.conn.execute(
+            "SELECT range_start, rows_written FROM _ironlayer.committed_batches WHERE plan_id = ? AND step_id = ?",
+            [plan_id, step_id],
+        ).fetchall()
+        return {(start.replace(tzinfo=UTC) if start is not None else None): int(n) for start, n in rows}
+
+    def run_batch(
+        self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
+        marker: tuple[str, str] | None = None,
+    ) -> BatchResult:
         """Run one batch of `model` and publish it only if no BLOCK test fails.
+
+        `marker` (plan ID, step ID) is recorded in the same transaction as the data, so a batch that
+        committed is never applied twice, even if the process dies before the state store hears of it.
 
         Raises:
             ExecutionError: a SQL error (nothing published) or a BLOCK test failure (nothing published).
         """
+        for attempt in range(1, _CONFLICT_RETRIES + 1):
+            try:
+                return self._run_batch_once(model, start=start, end=end, reset=reset, marker=marker)
+            except _ConflictError:
+                if attempt == _CONFLICT_RETRIES:
+                    raise ExecutionError(
+                        f"{model.name}: DuckDB kept reporting write conflicts with concurrent steps; lower "
+                        "--parallelism and apply again"
+                    ) from None
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    def _run_batch_once(
+        self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
+        marker: tuple[str, str] | None,
+    ) -> BatchResult:
         header = model.header
         query = render_query(model, dialect=self.DIALECT, start=start, end=end)
         target = relation(model.name)
         schema = relation(model.name).rpartition(".")[0]
         try:
-            self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            with self._catalog_lock:
+                self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             self.conn.execute("BEGIN TRANSACTION")
             if header.materialization == "VIEW":
                 self.conn.execute(f"CREATE OR REPLACE VIEW {target} AS {query}")
@@ -140,8 +194,19 @@ class DuckDBExecutor:
                 names = ", ".join(f"{o.test} ({o.failing_rows} failing)" for o in blocked)
                 raise BlockedBatchError(f"{model.name}: blocked by quality tests: {names}; nothing was published",
                                         outcomes)
+            if marker is not None:
+                self.conn.execute(
+                    "INSERT INTO _ironlayer.committed_batches (plan_id, step_id, model, range_start, range_end, "
+                    "rows_written) VALUES (?, ?, ?, ?, ?, ?)",
+                    [marker[0], marker[1], model.name, _naive(start), _naive(end), rows],
+                )
             self.conn.execute("COMMIT")
             return BatchResult(rows, outcomes, True)
+        except duckdb.TransactionException as exc:
+            self._rollback()
+            if "conflict" in str(exc).lower():
+                raise _ConflictError(str(exc)) from exc
+            raise ExecutionError(f"{model.name} ({model.path}): DuckDB error: {exc}; nothing was published") from exc
         except duckdb.Error as exc:
             self._rollback()
             message = str(exc).splitlines()[0]
@@ -182,6 +247,18 @@ class DuckDBExecutor:
             TestOutcome(test.render(), test.severity, int(self._scalar(test_sql(test, target)) or 0))
             for test in model.header.tests
         ]
+
+
+_CONFLICT_RETRIES = 5
+
+
+class _ConflictError(Exception):
+    """A transient optimistic-concurrency conflict in DuckDB; the batch is retried."""
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    """DuckDB TIMESTAMP values are naive UTC."""
+    return value.replace(tzinfo=None) if value is not None else None
 
 
 class BlockedBatchError(ExecutionError):

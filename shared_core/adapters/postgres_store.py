@@ -7,8 +7,9 @@ migrate at once; an up-to-date schema costs one query to confirm.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -120,16 +121,32 @@ class PostgresStateStore:
         return {model: merge_ranges(ranges) for model, ranges in ledger.items()}
 
     async def record_completed(
-        self, tenant_id: str, model: str, start: datetime, end: datetime, plan_id: str | None
+        self, tenant_id: str, model: str, start: datetime, end: datetime, *, plan_id: str | None = None,
+        step_id: str | None = None, reset: bool = False,
     ) -> None:
-        """Add `[start, end)` to the model's ledger (idempotent: re-recording never shrinks a range)."""
+        """Add `[start, end)` to the model's ledger; with `reset`, the ledger first forgets the model."""
         pool = await self.pool()
-        await pool.execute(
-            "INSERT INTO watermarks (tenant_id, model, range_start, range_end, plan_id) VALUES ($1, $2, $3, $4, $5) "
-            "ON CONFLICT (tenant_id, model, range_start) DO UPDATE "
-            "SET range_end = GREATEST(watermarks.range_end, EXCLUDED.range_end), plan_id = EXCLUDED.plan_id",
-            tenant_id, model, start, end, plan_id,
+        async with pool.acquire() as conn, conn.transaction():
+            if reset:
+                await conn.execute("DELETE FROM watermarks WHERE tenant_id = $1 AND model = $2", tenant_id, model)
+            await conn.execute(
+                "INSERT INTO watermarks (tenant_id, model, range_start, range_end, plan_id, step_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                tenant_id, model, start, end, plan_id, step_id,
+            )
+
+    async def ledger_before(self, tenant_id: str, models: Sequence[str], plan_id: str) -> dict[str, list[Range]]:
+        """The ledger of `models` without the ranges recorded by plan `plan_id` (for the staleness check)."""
+        pool = await self.pool()
+        rows = await pool.fetch(
+            "SELECT model, range_start, range_end FROM watermarks WHERE tenant_id = $1 AND model = ANY($2::text[]) "
+            "AND plan_id IS DISTINCT FROM $3 ORDER BY model, range_start",
+            tenant_id, list(models), plan_id,
         )
+        ledger: dict[str, list[Range]] = {}
+        for row in rows:
+            ledger.setdefault(row["model"], []).append((row["range_start"], row["range_end"]))
+        return {model: merge_ranges(ranges) for model, ranges in ledger.items()}
 
     async def save_plan(self, tenant_id: str, plan: dict[str, Any], plan_json: str) -> bool:
         """Store a plan's exact bytes; returns False when that plan was already stored."""
@@ -148,6 +165,179 @@ class PostgresStateStore:
             "SELECT plan_json FROM plans WHERE tenant_id = $1 AND plan_id = $2", tenant_id, plan_id
         )
         return str(value) if value is not None else None
+
+
+    async def set_plan_status(self, tenant_id: str, plan_id: str, status: str) -> None:
+        pool = await self.pool()
+        await pool.execute(
+            "UPDATE plans SET status = $3, updated_at = now() WHERE tenant_id = $1 AND plan_id = $2",
+            tenant_id, plan_id, status,
+        )
+
+    async def list_plans(self, tenant_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        pool = await self.pool()
+        rows = await pool.fetch(
+            "SELECT plan_id, base, target, as_of, status, created_at, updated_at FROM plans WHERE tenant_id = $1 "
+            "ORDER BY created_at DESC, plan_id LIMIT $2",
+            tenant_id, limit,
+        )
+        return [dict(row) for row in rows]
+
+    # -- runs -------------------------------------------------------------------------------------------
+
+    async def successful_batches(self, tenant_id: str, plan_id: str) -> set[tuple[str, datetime | None]]:
+        """`(step_id, batch_start)` of every batch of the plan that succeeded."""
+        pool = await self.pool()
+        rows = await pool.fetch(
+            "SELECT DISTINCT step_id, batch_start FROM runs "
+            "WHERE tenant_id = $1 AND plan_id = $2 AND status = 'success'",
+            tenant_id, plan_id,
+        )
+        return {(row["step_id"], row["batch_start"]) for row in rows}
+
+    async def start_run(
+        self, tenant_id: str, plan_id: str, step_id: str, model: str, start: datetime | None, end: datetime | None
+    ) -> int:
+        """Insert a `running` run for one batch; the attempt number counts earlier runs of that batch."""
+        pool = await self.pool()
+        run_id: int = await pool.fetchval(
+            "INSERT INTO runs (tenant_id, plan_id, step_id, model, batch_start, batch_end, attempt, status, "
+            "started_at) "
+            "SELECT $1, $2, $3, $4, $5, $6, 1 + count(*), 'running', now() FROM runs "
+            "WHERE tenant_id = $1 AND plan_id = $2 AND step_id = $3 AND batch_start IS NOT DISTINCT FROM $5 "
+            "RETURNING run_id",
+            tenant_id, plan_id, step_id, model, start, end,
+        )
+        return run_id
+
+    async def finish_run(
+        self, tenant_id: str, run_id: int, status: str, *, rows_written: int | None = None,
+        error: str | None = None, tests: Sequence[tuple[str, str, bool, int]] = (),
+    ) -> None:
+        """Close a run with its status, rows, error and `(test, severity, passed, failing_rows)` results."""
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE runs SET status = $3, finished_at = now(), rows_written = $4, error = $5 "
+                "WHERE tenant_id = $1 AND run_id = $2",
+                tenant_id, run_id, status, rows_written, error,
+            )
+            if tests:
+                await conn.executemany(
+                    "INSERT INTO test_results (tenant_id, run_id, test, severity, passed, failing_rows) "
+                    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                    [(tenant_id, run_id, name, severity, passed, failing) for name, severity, passed, failing in tests],
+                )
+
+    async def record_skipped(self, tenant_id: str, plan_id: str, step_id: str, model: str, reason: str) -> None:
+        pool = await self.pool()
+        await pool.execute(
+            "INSERT INTO runs (tenant_id, plan_id, step_id, model, status, started_at, finished_at, error) "
+            "VALUES ($1, $2, $3, $4, 'skipped', now(), now(), $5)",
+            tenant_id, plan_id, step_id, model, reason,
+        )
+
+    async def list_runs(self, tenant_id: str, plan_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        pool = await self.pool()
+        rows = await pool.fetch(
+            "SELECT r.run_id, r.plan_id, r.step_id, r.model, r.batch_start, r.batch_end, r.attempt, r.status, "
+            "r.started_at, r.finished_at, r.rows_written, r.error, "
+            "(SELECT count(*) FROM test_results t WHERE t.tenant_id = r.tenant_id AND t.run_id = r.run_id "
+            " AND NOT t.passed) AS failed_tests "
+            "FROM runs r WHERE r.tenant_id = $1 AND ($2::text IS NULL OR r.plan_id = $2) "
+            "ORDER BY r.run_id DESC LIMIT $3",
+            tenant_id, plan_id, limit,
+        )
+        return [dict(row) for row in reversed(rows)]
+
+    async def record_telemetry(
+        self, tenant_id: str, plan_id: str | None, step_id: str | None, metrics: Mapping[str, float],
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        pool = await self.pool()
+        await pool.executemany(
+            "INSERT INTO telemetry (tenant_id, plan_id, step_id, metric, value, attributes) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
+            [(tenant_id, plan_id, step_id, name, float(value), json.dumps(dict(attributes or {}), sort_keys=True))
+             for name, value in sorted(metrics.items())],
+        )
+
+    async def record_model_version(
+        self, tenant_id: str, name: str, kind: str, materialization: str, content_hash: str, canonical_sql: str,
+        header: Mapping[str, str],
+    ) -> None:
+        """Remember a deployed model version and make it the model's current one."""
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO model_versions (tenant_id, name, content_hash, canonical_sql, header) "
+                "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING",
+                tenant_id, name, content_hash, canonical_sql, json.dumps(dict(header), sort_keys=True),
+            )
+            await conn.execute(
+                "INSERT INTO models (tenant_id, name, kind, materialization, current_hash) VALUES ($1, $2, $3, $4, $5) "
+                "ON CONFLICT (tenant_id, name) DO UPDATE SET kind = EXCLUDED.kind, "
+                "materialization = EXCLUDED.materialization, current_hash = EXCLUDED.current_hash, updated_at = now()",
+                tenant_id, name, kind, materialization, content_hash,
+            )
+
+    # -- locks ------------------------------------------------------------------------------------------
+
+    async def try_lock(
+        self, tenant_id: str, model: str, start: datetime | None, end: datetime | None, holder: str, ttl_seconds: int
+    ) -> tuple[int | None, str | None]:
+        """Take a range lock unless an unexpired lock of another holder overlaps it.
+
+        Returns:
+            `(lock_id, None)` when taken, `(None, holder description)` when someone else holds it.
+        """
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))", tenant_id, model)
+            await conn.execute(
+                "DELETE FROM range_locks WHERE tenant_id = $1 AND model = $2 AND expires_at <= now()", tenant_id, model
+            )
+            other = await conn.fetchrow(
+                "SELECT holder, acquired_at, expires_at FROM range_locks WHERE tenant_id = $1 AND model = $2 "
+                "AND holder <> $5 AND tstzrange(range_start, range_end) && tstzrange($3::timestamptz, $4::timestamptz) "
+                "ORDER BY acquired_at LIMIT 1",
+                tenant_id, model, start, end, holder,
+            )
+            if other is not None:
+                return None, f"{other['holder']} (since {other['acquired_at']:%Y-%m-%d %H:%M:%S}Z, " \
+                             f"expires {other['expires_at']:%H:%M:%S}Z)"
+            lock_id: int = await conn.fetchval(
+                "INSERT INTO range_locks (tenant_id, model, range_start, range_end, holder, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING lock_id",
+                tenant_id, model, start, end, holder, float(ttl_seconds),
+            )
+            return lock_id, None
+
+    async def renew_lock(self, tenant_id: str, lock_id: int, ttl_seconds: int) -> None:
+        pool = await self.pool()
+        await pool.execute(
+            "UPDATE range_locks SET expires_at = now() + make_interval(secs => $3) "
+            "WHERE tenant_id = $1 AND lock_id = $2",
+            tenant_id, lock_id, float(ttl_seconds),
+        )
+
+    async def break_locks(self, tenant_id: str, holder: str) -> None:
+        """Drop every lock of `holder` (a process known to be dead)."""
+        pool = await self.pool()
+        await pool.execute("DELETE FROM range_locks WHERE tenant_id = $1 AND holder = $2", tenant_id, holder)
+
+    async def fail_interrupted_runs(self, tenant_id: str, plan_id: str, step_id: str) -> None:
+        """Mark as failed the runs of a step left `running` by a process that died (we hold its lock now)."""
+        pool = await self.pool()
+        await pool.execute(
+            "UPDATE runs SET status = 'failed', finished_at = now(), error = 'interrupted: the process running it "
+            "stopped before it finished' WHERE tenant_id = $1 AND plan_id = $2 AND step_id = $3 AND status = 'running'",
+            tenant_id, plan_id, step_id,
+        )
+
+    async def release_lock(self, tenant_id: str, lock_id: int) -> None:
+        pool = await self.pool()
+        await pool.execute("DELETE FROM range_locks WHERE tenant_id = $1 AND lock_id = $2", tenant_id, lock_id)
 
 
 def _redact(url: str) -> str:

@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     direction = lineage.add_mutually_exclusive_group()
     direction.add_argument("--upstream", action="store_true", help="only upstream models")
     direction.add_argument("--downstream", action="store_true", help="only downstream models")
-    commands.add_parser("migrate", help="create or upgrade the state store schema (IRONLAYER_DATABASE_URL)")
+    commands.add_parser("migrate", help="create or upgrade the state store schema")
+    from shared_core.cli.execution import add_commands
+
+    add_commands(commands)
 
     demo = commands.add_parser("demo", help="build the example repository (two commits) and plan it")
     demo.add_argument("--dir", default=".ironlayer/demo", help="where to build the demo (default .ironlayer/demo)")
@@ -78,8 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
-        handler = _COMMANDS[args.command]
-        return handler(args)
+        if args.command in _COMMANDS:
+            return _COMMANDS[args.command](args)
+        from shared_core.cli.execution import COMMANDS
+
+        return COMMANDS[args.command](args)
     except CoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -123,8 +129,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     ledger: Any = {}
     if args.watermarks:
         ledger = parse_watermarks(Path(args.watermarks).read_text("utf-8"), args.watermarks)
-    elif os.environ.get("IRONLAYER_DATABASE_URL"):
-        ledger = _run_store(lambda store: store.load_ledger(_tenant()))
+    else:
+        from shared_core.cli.execution import store_url, tenant, with_store
+
+        url = store_url(start=False)  # the configured store, or the embedded one if it is running
+        if url:
+            ledger = with_store(lambda store: store.load_ledger(tenant()), url=url)
     target = load_commit(source, target_sha)
     base = load_commit(source, base_sha)
     plan = build_plan(
@@ -151,48 +161,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _tenant() -> str:
-    return os.environ.get("IRONLAYER_TENANT", "local")
-
-
-def _run_store(action: Any) -> Any:
-    """Run `action(store)` against the configured state store, closing the pool afterwards."""
-    import asyncio
-
-    from shared_core.adapters.postgres_store import PostgresStateStore
-    from shared_core.errors import StateError
-
-    url = os.environ.get("IRONLAYER_DATABASE_URL")
-    if not url:
-        raise StateError("IRONLAYER_DATABASE_URL is not set; point it at PostgreSQL, e.g. postgresql://user@host/db")
-
-    async def run() -> Any:
-        store = PostgresStateStore(url)
-        try:
-            if await store.schema_version() == 0:
-                raise StateError("the state store has no schema yet; run 'ironlayer migrate' first")
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
 def _cmd_migrate(args: argparse.Namespace) -> int:
     import asyncio
 
     from shared_core.adapters.postgres_store import PostgresStateStore
-    from shared_core.errors import StateError
+    from shared_core.cli.execution import store_url, tenant
 
-    url = os.environ.get("IRONLAYER_DATABASE_URL")
-    if not url:
-        raise StateError("IRONLAYER_DATABASE_URL is not set; point it at PostgreSQL, e.g. postgresql://user@host/db")
+    url = store_url()
+    assert url is not None
 
     async def run() -> list[int]:
         store = PostgresStateStore(url)
         try:
             applied = await store.migrate()
-            await store.ensure_tenant(_tenant(), _tenant())
+            await store.ensure_tenant(tenant(), tenant())
             return applied
         finally:
             await store.close()
@@ -337,3 +319,4 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "migrate": _cmd_migrate,
 }
+

@@ -61,27 +61,33 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_plan ON runs (tenant_id, plan_id, step_id);
 
+-- The ledger: one row per committed range. A model's completed ranges are the union of its rows; a
+-- backfill that starts from an empty table deletes the model's rows first.
 CREATE TABLE watermarks (
+    id           bigserial PRIMARY KEY,
     tenant_id    text NOT NULL REFERENCES tenants (tenant_id),
     model        text NOT NULL,
     range_start  timestamptz NOT NULL,
     range_end    timestamptz NOT NULL,
     plan_id      text,
+    step_id      text,
     recorded_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant_id, model, range_start),
     CHECK (range_start < range_end)
 );
+CREATE INDEX watermarks_by_model ON watermarks (tenant_id, model, range_start);
 
+-- Partition-range locks with a TTL; a NULL range locks the whole model.
 CREATE TABLE range_locks (
+    lock_id      bigserial PRIMARY KEY,
     tenant_id    text NOT NULL REFERENCES tenants (tenant_id),
     model        text NOT NULL,
-    range_start  timestamptz NOT NULL,
-    range_end    timestamptz NOT NULL,
+    range_start  timestamptz,
+    range_end    timestamptz,
     holder       text NOT NULL,
     acquired_at  timestamptz NOT NULL DEFAULT now(),
-    expires_at   timestamptz NOT NULL,
-    PRIMARY KEY (tenant_id, model, range_start, range_end, holder)
+    expires_at   timestamptz NOT NULL
 );
+CREATE INDEX range_locks_by_model ON range_locks (tenant_id, model);
 
 CREATE TABLE test_results (
     tenant_id     text NOT NULL REFERENCES tenants (tenant_id),
