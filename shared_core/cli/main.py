@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(commands)
 
-    demo = commands.add_parser("demo", help="build the example repository (two commits) and plan it")
+    demo = commands.add_parser("demo", help="build the example repository, plan and apply both of its commits")
     demo.add_argument("--dir", default=".ironlayer/demo", help="where to build the demo (default .ironlayer/demo)")
     demo.add_argument("--examples", help="example project folder (default: examples/shop of this checkout)")
     return parser
@@ -268,27 +268,9 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from shared_core.cli.demo import build_demo_repo, default_examples_dir
+    from shared_core.cli.demo import run_demo
 
-    folder = Path(args.dir)
-    repo = folder / "repo"
-    examples = Path(args.examples) if args.examples else default_examples_dir()
-    v1, v2 = build_demo_repo(examples, repo)
-    console = _console()
-    zero = "0" * 40
-    for title, base, target, out in (
-        ("1. First deployment: from nothing to the first commit", zero, v1, folder / "plan-1.json"),
-        ("2. The second commit: a logic change, a cosmetic edit, a new model, a move, a removal", v1, v2,
-         folder / "plan-2.json"),
-    ):
-        console.rule(f"[bold]{title}")
-        console.print(f"$ ironlayer plan {repo} {base[:12]} {target[:12]} --out {out}\n")
-        code = main(["plan", str(repo), base, target, "--out", str(out)])
-        if code != EXIT_OK:
-            return code
-        console.print()
-    console.print(f"The demo repository is {repo}; try: ironlayer show {folder / 'plan-2.json'}")
-    return EXIT_OK
+    return run_demo(args, main)
 
 
 def _console() -> Any:
