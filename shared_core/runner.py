@@ -179,7 +179,13 @@ async def run_step(
         return outcome
     start_all = parse_instant(step["start"]) if step["start"] else None
     end_all = parse_instant(step["end"]) if step["end"] else None
-    lock_id = await acquire_lock(store, options, model.name, start_all, end_all)
+    try:
+        lock_id = await acquire_lock(store, options, model.name, start_all, end_all)
+    except LockTimeoutError as exc:
+        run_id = await store.start_run(options.tenant, plan_id, step["step_id"], model.name, start_all, end_all)
+        await store.finish_run(options.tenant, run_id, "failed", error=str(exc))
+        outcome.status, outcome.error = "failed", str(exc)
+        return outcome
     try:
         await store.fail_interrupted_runs(options.tenant, plan_id, step["step_id"])
         for index, (start, end) in enumerate(batches):
@@ -238,9 +244,8 @@ async def _run_batch(
     outcome.tests.extend(tests)
     outcome.rows_written += rows
     outcome.batches += 1
-    await store.finish_run(tenant, run_id, "success", rows_written=rows, tests=tests)
-    if start is not None and end is not None:
-        await store.record_completed(tenant, model.name, start, end, plan_id=plan_id, step_id=step_id, reset=reset)
+    completed = (model.name, start, end, plan_id, step_id, reset) if start is not None and end is not None else None
+    await store.finish_run(tenant, run_id, "success", rows_written=rows, tests=tests, completed=completed)
     return None
 
 

@@ -90,11 +90,11 @@ class DuckDBExecutor:
     DIALECT = "duckdb"
     SUPPORTS_REPLACE_WHERE = False  # DuckDB has no REPLACE WHERE: delete + insert in one transaction
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, wait_seconds: float = 0.0) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.root = duckdb.connect(str(self.path))
+            self.root = self._connect(wait_seconds)
             self.root.execute("CREATE SCHEMA IF NOT EXISTS _ironlayer")
             self.root.execute(
                 "CREATE TABLE IF NOT EXISTS _ironlayer.committed_batches (plan_id VARCHAR NOT NULL, "
@@ -106,6 +106,23 @@ class DuckDBExecutor:
                                  "program holds it open") from exc
         self._local = threading.local()
         self._catalog_lock = threading.Lock()  # DuckDB's optimistic catalog: serialize DDL on schemas
+
+    def _connect(self, wait_seconds: float) -> Any:
+        """Open the file; while another process holds it (DuckDB allows one writer), wait up to `wait_seconds`."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = str(exc).split("Conflicting lock is held in")[-1].split("See also")[0].strip()
+                    raise ExecutionError(
+                        f"warehouse {self.path} is in use by another process ({holder}); waited {wait_seconds:g}s. "
+                        "Wait for it to finish, or raise --lock-timeout"
+                    ) from None
+                time.sleep(0.1)
 
     @property
     def conn(self) -> Any:

@@ -213,10 +213,24 @@ class PostgresStateStore:
     async def finish_run(
         self, tenant_id: str, run_id: int, status: str, *, rows_written: int | None = None,
         error: str | None = None, tests: Sequence[tuple[str, str, bool, int]] = (),
+        completed: tuple[str, datetime, datetime, str, str, bool] | None = None,
     ) -> None:
-        """Close a run with its status, rows, error and `(test, severity, passed, failing_rows)` results."""
+        """Close a run with its status, rows, error and `(test, severity, passed, failing_rows)` results.
+
+        `completed` = (model, start, end, plan_id, step_id, reset) adds the batch to the ledger in the
+        same transaction, so a recorded success and its watermark never part.
+        """
         pool = await self.pool()
         async with pool.acquire() as conn, conn.transaction():
+            if completed is not None:
+                model, start, end, plan_id, step_id, reset = completed
+                if reset:
+                    await conn.execute("DELETE FROM watermarks WHERE tenant_id = $1 AND model = $2", tenant_id, model)
+                await conn.execute(
+                    "INSERT INTO watermarks (tenant_id, model, range_start, range_end, plan_id, step_id) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    tenant_id, model, start, end, plan_id, step_id,
+                )
             await conn.execute(
                 "UPDATE runs SET status = $3, finished_at = now(), rows_written = $4, error = $5 "
                 "WHERE tenant_id = $1 AND run_id = $2",

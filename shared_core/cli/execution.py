@@ -161,7 +161,7 @@ def _apply(args: argparse.Namespace, plan: dict[str, Any]) -> int:
             console.print("Apply cancelled; nothing was run.")
             return EXIT_FAILED
     warehouse = Path(args.warehouse) if args.warehouse else home() / "warehouse.duckdb"
-    executor = DuckDBExecutor(warehouse)
+    executor = DuckDBExecutor(warehouse, wait_seconds=args.lock_timeout)
     options = RunOptions(tenant=tenant(), parallelism=args.parallelism, lock_timeout=args.lock_timeout)
     text = plan_to_json(plan)
 
