@@ -8,11 +8,13 @@ edits that cannot change the result do not change the content hash. Exactly thes
    `INNER JOIN`, `OUTER` in `LEFT OUTER JOIN`, a trailing `;`) and function-name case;
 3. identifier case and quoting (`Orders` = `orders` = `` `orders` ``): Databricks resolves identifiers
    case-insensitively, quoted or not;
-4. redundant parentheses: around a single column, literal, function call or parenthesized expression,
-   and around a whole WHERE / HAVING / QUALIFY / JOIN ... ON condition, a projection or an alias;
-   parentheses that can change precedence (`(a OR b) AND c`) are kept;
+4. redundant parentheses: around a single column, literal, function call or parenthesized expression;
+   around a whole WHERE / HAVING / QUALIFY / JOIN ... ON condition, a projection or an alias; around a
+   comparison or NOT that is an operand of AND / OR, around an AND inside AND or OR, and around an
+   OR inside OR;
+   parentheses that can change precedence (`(a OR b) AND c`, `(a + b) * c`) are kept;
 5. redundant aliases: a column aliased to its own name (`t.id AS id`) and a table aliased to its own
-   name (`FROM sales.orders AS orders`).
+   name (`FROM sales.orders AS orders`, `FROM {{ ref('sales.orders') }} AS orders`).
 
 String literals, numbers, operators and everything else are kept exactly. The version string enters
 every content hash, so a future "v2" can never collide with v1 hashes. sqlglot is imported lazily:
@@ -22,6 +24,7 @@ planning from a warm cache never pays for it.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +93,7 @@ def analyze_query(text: str, path: str) -> QueryAnalysis:
     template = render_template(text, path)
     tree = parse_query(template.rendered, path)
     canonicalize_tree(tree)
-    return QueryAnalysis(canonical_sql(tree), template.refs, template.placeholders)
+    return QueryAnalysis(canonical_sql(tree, copy=False), template.refs, template.placeholders)
 
 
 def parse_query(sql: str, path: str) -> exp.Expr:
@@ -104,7 +107,8 @@ def parse_query(sql: str, path: str) -> exp.Expr:
     from sqlglot.errors import ParseError, TokenError
 
     try:
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+        # A comment after the last ';' comes back as a Semicolon "statement": it is only a comment.
+        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None and type(s).__name__ != "Semicolon"]
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         description = str(first.get("description", exc)).split("<Token")[0].strip().rstrip(".")
@@ -119,24 +123,23 @@ def parse_query(sql: str, path: str) -> exp.Expr:
         raise ModelError(f"SQL syntax error: {exc} (an unterminated string or quote?)", path=path) from None
     if not statements:
         raise UnsafeSqlError("the model has no SQL query; write one SELECT statement", path=path)
-    lines = _statement_lines(sql)
     for index, statement in enumerate(statements):
         keyword = _forbidden_keyword(statement)
         if keyword is not None:
             raise UnsafeSqlError(
                 f"{keyword} statement is not allowed; a model is one SELECT query and IronLayer writes the table",
-                path=path, line=lines[index] if index < len(lines) else 0,
+                path=path, line=_statement_line(sql, index),
             )
     if len(statements) > 1:
         raise UnsafeSqlError(
             f"{len(statements)} statements found; a model is exactly one SELECT query (remove the extra ';')",
-            path=path, line=lines[1] if len(lines) > 1 else 0,
+            path=path, line=_statement_line(sql, 1),
         )
     statement = statements[0]
     if type(statement).__name__ not in _QUERY_TYPES:
         raise UnsafeSqlError(
             f"{type(statement).__name__.upper()} statement is not allowed; a model is one SELECT query",
-            path=path, line=lines[0] if lines else 0,
+            path=path, line=_statement_line(sql, 0),
         )
     return statement
 
@@ -148,6 +151,12 @@ def _forbidden_keyword(tree: exp.Expr) -> str | None:
             keyword = _FORBIDDEN[name] or str(node.this).split()[0].upper()
             return keyword
     return None
+
+
+def _statement_line(sql: str, index: int) -> int:
+    """The 1-based line where statement `index` starts, 0 when unknown (only for error messages)."""
+    lines = _statement_lines(sql)
+    return lines[index] if index < len(lines) else 0
 
 
 def _statement_lines(sql: str) -> list[int]:
@@ -205,6 +214,12 @@ def _redundant_paren(paren: exp.Paren) -> bool:
     parent = paren.parent
     if isinstance(parent, (exp.Where, exp.Having, exp.Qualify, exp.Alias, exp.Paren)):
         return True
+    if isinstance(parent, exp.Connector) and isinstance(inner, (exp.Predicate, exp.Not)):
+        return True  # comparisons and NOT bind tighter than AND and OR
+    if isinstance(parent, exp.Or) and isinstance(inner, (exp.And, exp.Or)):
+        return True  # AND binds tighter than OR, and OR is associative
+    if isinstance(parent, exp.And) and isinstance(inner, exp.And):
+        return True  # AND is associative
     if isinstance(parent, exp.Join) and paren.arg_key == "on":
         return True
     return isinstance(parent, exp.Select) and paren.arg_key == "expressions"
@@ -228,9 +243,14 @@ def _is_call(node: exp.Func) -> bool:
     return True
 
 
-def canonical_sql(tree: exp.Expr) -> str:
-    """Print a canonicalized tree in the one canonical text form (one line, quoted identifiers)."""
-    return tree.sql(dialect=DIALECT, identify=True, comments=False)
+def canonical_sql(tree: exp.Expr, *, copy: bool = True) -> str:
+    """Print a canonicalized tree in the one canonical text form (one line, quoted identifiers).
+
+    With `copy=False` the generator works on `tree` itself instead of a deep copy (which costs more
+    than the printing); the text is the same, but `tree` may be changed, so only pass it for a tree
+    that is printed once and then dropped.
+    """
+    return tree.sql(dialect=DIALECT, identify=True, comments=False, copy=copy)
 
 
 def resolve_canonical(analysis: QueryAnalysis, targets: tuple[str, ...]) -> str:
@@ -242,5 +262,8 @@ def resolve_canonical(analysis: QueryAnalysis, targets: tuple[str, ...]) -> str:
     sql = analysis.canonical
     for index, target in enumerate(targets):
         quoted = ".".join(f"`{part}`" for part in target.split("."))
-        sql = sql.replace(f"`__il_ref_{index}__`", quoted)
+        token = f"`__il_ref_{index}__`"
+        # A ref aliased to its own table name is the same relation without the alias (rule 5).
+        sql = re.sub(re.escape(token) + r" AS `" + re.escape(target.rsplit(".", 1)[-1]) + r"`(?![\w`.])", token, sql)
+        sql = sql.replace(token, quoted)
     return sql

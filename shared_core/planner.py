@@ -1,13 +1,18 @@
 """Build a plan from two resolved projects, the watermark ledger, `as_of` and the planner settings.
 
 What runs: every model whose data changed (added or modified) and everything downstream of one,
-nothing else. How much of an incremental model runs:
+nothing else. A changed MERGE_BY_KEY model is rebuilt from an empty table. How much of an
+incremental model runs:
 
-- its own data changed (or it is new): a backfill of `[start, as_of)` from an empty table;
-- otherwise (INCREMENTAL_BY_TIME_RANGE): the ranges its changed upstreams rewrote (all of history
-  when an upstream is not incremental), plus every range the ledger lacks (gaps and the tail up to
-  `as_of`), plus `lookback` batches before the tail;
-- otherwise (APPEND_ONLY): only the ranges the ledger lacks; appended history is never re-appended.
+- its own data changed (or it is new): a `backfill` of `[start, as_of)` from an empty table;
+- INCREMENTAL_BY_TIME_RANGE below an upstream that rewrote everything (a non-incremental model, or an
+  incremental one rebuilt from empty): a `backfill` of `[start, as_of)` over the existing table;
+- other INCREMENTAL_BY_TIME_RANGE: `incremental` runs of the ranges its upstreams re-ran, plus every
+  range the ledger lacks (gaps and the tail up to `as_of`), plus `lookback` batches before the tail;
+- APPEND_ONLY: `incremental` runs of only the ranges the ledger lacks; history is never re-appended.
+
+Only `incremental` steps read the ledger, and only their models' ledgers enter the plan's inputs. A
+ledger range counts only for the whole batches it covers.
 
 Only complete batches before `as_of` are planned. Contiguous batches are grouped into steps of at
 most `max_batches_per_step`; the steps of one model run in order, each after its upstreams' steps.
@@ -30,6 +35,7 @@ from shared_core.intervals import (
     Range,
     add_batches,
     align_ranges,
+    ceil_batch,
     chunk_ranges,
     floor_batch,
     intersect_ranges,
@@ -115,20 +121,23 @@ def _plan_steps(
         header = model.header
         if not header.is_incremental:
             run_type = "merge" if header.kind == "MERGE_BY_KEY" else "full_refresh"
-            step = _step(model, hashes[name], run_type, None, 0, False, tuple(upstream_steps), reason)
+            reset = name in roots and header.kind == "MERGE_BY_KEY"  # a changed merge model starts from empty
+            step = _step(model, hashes[name], run_type, None, 0, reset, tuple(upstream_steps), reason)
             steps.append(step)
             last_step[name] = step.step_id
             effect[name] = _ALL
             continue
-        if name not in roots:
+        ranges, run_type, reads_ledger = _incremental_ranges(
+            model, name in roots, changed_parents, effect, as_of, ledger
+        )
+        if reads_ledger:
             consulted.append(name)
-        ranges, run_type = _incremental_ranges(model, name in roots, changed_parents, effect, as_of, ledger)
-        effect[name] = ranges
+        effect[name] = _ALL if run_type == "backfill" else ranges
         previous: str | None = None
         chunks = chunk_ranges(ranges, header.batch, settings.max_batches_per_step)
         for index, (chunk, batches) in enumerate(chunks):
             depends = tuple(upstream_steps + ([previous] if previous else []))
-            reset = run_type == "backfill" and index == 0
+            reset = name in roots and index == 0
             step = _step(model, hashes[name], run_type, chunk, batches, reset, depends, reason)
             steps.append(step)
             previous = step.step_id
@@ -144,30 +153,36 @@ def _incremental_ranges(
     effect: Mapping[str, list[Range] | None],
     as_of: datetime,
     ledger: Ledger,
-) -> tuple[list[Range], str]:
+) -> tuple[list[Range], str, bool]:
+    """The ranges to run, the run type, and whether the ledger decided them.
+
+    `backfill` ranges do not depend on the ledger (the whole window runs); `incremental` ones do.
+    """
     header = model.header
     assert header.start is not None  # guaranteed by header validation for incremental kinds
     unit = header.batch
     window = (header.start, floor_batch(as_of, unit))
     if window[1] <= window[0]:
-        return [], "incremental"
+        return [], "incremental", False
     if own_change:
-        return [window], "backfill"
-    done = merge_ranges(ledger.get(model.name, ()))
+        return [window], "backfill", False
+    if header.kind == "INCREMENTAL_BY_TIME_RANGE" and any(effect.get(p, []) is _ALL for p in changed_parents):
+        return [window], "backfill", False
+    done = complete_batches(merge_ranges(ledger.get(model.name, ())), unit)
     todo = subtract_ranges(window, done)
     if header.kind == "APPEND_ONLY":
-        return todo, "incremental"
-    dirty: list[Range] = []
-    for parent in changed_parents:
-        parent_effect = effect.get(parent, [])
-        if parent_effect is _ALL:
-            return [window], "incremental"
-        dirty.extend(parent_effect or [])
+        return todo, "incremental", True
+    dirty = [r for p in changed_parents for r in (effect.get(p) or [])]
     if header.lookback and todo and todo[-1][1] == window[1] and todo[-1][0] > window[0]:
         tail_start = todo[-1][0]
-        dirty.append((max(window[0], add_batches(floor_batch(tail_start, unit), unit, -header.lookback)), tail_start))
-    ranges = merge_ranges(todo + intersect_ranges(align_ranges(dirty, unit), window))
-    return ranges, "incremental"
+        dirty.append((max(window[0], add_batches(tail_start, unit, -header.lookback)), tail_start))
+    return merge_ranges(todo + intersect_ranges(align_ranges(dirty, unit), window)), "incremental", True
+
+
+def complete_batches(ranges: list[Range], unit: str) -> list[Range]:
+    """Shrink completed ranges inward to whole batches: a half-done batch is not done."""
+    shrunk = ((ceil_batch(s, unit), floor_batch(e, unit)) for s, e in ranges)
+    return [(s, e) for s, e in shrunk if s < e]
 
 
 def _step(

@@ -97,3 +97,12 @@ def test_parse_error_names_file_line_and_column() -> None:
 )
 def test_logic_changes_change_the_canonical_form(left: str, right: str) -> None:
     assert analyze_query(left, "m.sql").canonical != analyze_query(right, "m.sql").canonical
+
+
+def test_a_ref_aliased_to_its_own_name_resolves_like_the_bare_ref() -> None:
+    aliased = analyze_query("SELECT orders.id FROM {{ ref('sales.orders') }} AS orders", "m.sql")
+    bare = analyze_query("SELECT orders.id FROM {{ ref('orders') }}", "m.sql")
+    other = analyze_query("SELECT o.id FROM {{ ref('sales.orders') }} AS o", "m.sql")
+    assert resolve_canonical(aliased, ("sales.orders",)) == resolve_canonical(bare, ("sales.orders",))
+    assert resolve_canonical(aliased, ("sales.orders",)) == "SELECT `orders`.`id` FROM `sales`.`orders`"
+    assert resolve_canonical(other, ("sales.orders",)).endswith("FROM `sales`.`orders` AS `o`")

@@ -140,34 +140,66 @@ def test_upstream_full_refresh_change_reruns_all_history_of_time_range_models() 
     assert steps_of(p) == [
         ("raw.src", "full_refresh", None, None),
         ("s.app", "incremental", "2024-01-08T00:00:00Z", "2024-01-10T00:00:00Z"),  # append-only: only what is missing
-        ("s.inc", "incremental", "2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"),
+        ("s.inc", "backfill", "2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"),  # all history, over the old table
     ]
     assert not any(s["reset"] for s in p["steps"])
-    assert p["inputs"]["watermarks"] == {
-        "s.app": [["2024-01-03T00:00:00Z", "2024-01-08T00:00:00Z"]],
-        "s.inc": [["2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"]],
+    assert p["inputs"]["watermarks"] == {"s.app": [["2024-01-03T00:00:00Z", "2024-01-08T00:00:00Z"]]}
+
+
+def test_changed_merge_model_is_rebuilt_from_empty_but_downstream_merges_upsert() -> None:
+    files = {
+        "models/a.sql": model("s.a", "SELECT 1 AS id"),
+        "models/m.sql": model("s.m", "SELECT id FROM {{ ref('s.a') }}", "MERGE_BY_KEY", unique_key="id"),
     }
+    own = plan(files, {**files, "models/m.sql": files["models/m.sql"].replace("SELECT id", "SELECT id + 0 AS id")})
+    assert [(s["model"], s["run_type"], s["reset"]) for s in own["steps"]] == [("s.m", "merge", True)]
+    upstream = plan(files, {**files, "models/a.sql": model("s.a", "SELECT 2 AS id")})
+    assert [(s["model"], s["run_type"], s["reset"]) for s in upstream["steps"]] == [
+        ("s.a", "full_refresh", False), ("s.m", "merge", False)]
 
 
-def test_downstream_of_incremental_gets_its_dirty_ranges_plus_gaps_and_lookback() -> None:
+def test_an_upstream_rebuilt_from_empty_reruns_all_downstream_history() -> None:
     files = {
         "models/up.sql": model("s.up", "SELECT 1 AS d", "INCREMENTAL_BY_TIME_RANGE", time_column="d",
-                               start="2024-01-07", batch="day"),
+                               start="2024-01-01", batch="day"),
         "models/down.sql": model("s.down", "SELECT d FROM {{ ref('s.up') }}", "INCREMENTAL_BY_TIME_RANGE",
+                                 time_column="d", start="2024-01-01", batch="day"),
+    }
+    later = {**files, "models/up.sql": files["models/up.sql"].replace("start: 2024-01-01", "start: 2024-01-05")}
+    p = plan(files, later, ledger={"s.down": [["2024-01-01", "2024-01-10"]]})
+    assert steps_of(p) == [
+        ("s.up", "backfill", "2024-01-05T00:00:00Z", "2024-01-10T00:00:00Z"),
+        ("s.down", "backfill", "2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"),
+    ]
+    assert [s["reset"] for s in p["steps"]] == [True, False]
+
+
+def test_downstream_of_partial_reruns_gets_those_ranges_plus_gaps_and_lookback() -> None:
+    files = {
+        "models/src.sql": model("raw.src", "SELECT 1 AS d"),
+        "models/app.sql": model("s.app", "SELECT d FROM {{ ref('raw.src') }}", "APPEND_ONLY", time_column="d",
+                                start="2024-01-01"),
+        "models/down.sql": model("s.down", "SELECT d FROM {{ ref('s.app') }}", "INCREMENTAL_BY_TIME_RANGE",
                                  time_column="d", start="2024-01-01", batch="day", lookback="1"),
     }
-    target = {**files, "models/up.sql": files["models/up.sql"].replace("SELECT 1", "SELECT 2")}
-    ledger = {"s.down": [["2024-01-01", "2024-01-02"], ["2024-01-03", "2024-01-05"]]}
+    target = {**files, "models/src.sql": model("raw.src", "SELECT 2 AS d")}
+    ledger = {
+        "s.app": [["2024-01-01", "2024-01-06"]],
+        "s.down": [["2024-01-01", "2024-01-02"], ["2024-01-03", "2024-01-08T12:00:00Z"]],  # half a batch is not done
+    }
     p = plan(files, target, ledger=ledger)
     assert steps_of(p) == [
-        ("s.up", "backfill", "2024-01-07T00:00:00Z", "2024-01-10T00:00:00Z"),
+        ("raw.src", "full_refresh", None, None),
+        ("s.app", "incremental", "2024-01-06T00:00:00Z", "2024-01-10T00:00:00Z"),  # its missing tail only
         ("s.down", "incremental", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z"),  # a gap
-        ("s.down", "incremental", "2024-01-04T00:00:00Z", "2024-01-10T00:00:00Z"),  # lookback 1 + tail + dirty
+        ("s.down", "incremental", "2024-01-06T00:00:00Z", "2024-01-10T00:00:00Z"),  # s.app's tail, lookback, tail
     ]
-    up, first, second = p["steps"]
-    assert first["depends_on"] == [up["step_id"]]
-    assert second["depends_on"] == sorted([up["step_id"], first["step_id"]])
-    assert [s["parallel_group"] for s in p["steps"]] == [0, 1, 2]
+    src, app, gap, tail = p["steps"]
+    assert gap["depends_on"] == [app["step_id"]]
+    assert tail["depends_on"] == sorted([app["step_id"], gap["step_id"]])
+    assert [s["parallel_group"] for s in p["steps"]] == [0, 1, 2, 3]
+    assert src["depends_on"] == []
+    assert sorted(p["inputs"]["watermarks"]) == ["s.app", "s.down"]
 
 
 def test_only_complete_batches_before_as_of_are_planned() -> None:

@@ -1,0 +1,84 @@
+"""Shared test helpers: build reproducible git repositories and run the real `ironlayer plan` entry.
+
+Repositories are written with `shared_core.adapters.git_writer` (fixed author, committer and commit
+times), so the same trees always give the same commit SHAs and therefore the same plan bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from shared_core.adapters.git_writer import commit_files, init_repo
+from shared_core.cli.main import EXIT_OK, main
+
+BASE_TIME = "2024-03-01T00:00:00+00:00"
+TARGET_TIME = "2024-03-15T06:00:00+00:00"
+
+Tree = Mapping[str, str]
+
+
+def write_commits(repo: Path, trees: Sequence[Tree], times: Sequence[str] | None = None) -> list[str]:
+    """Commit each tree in turn into a new repository at `repo`, as a full snapshot; returns the SHAs.
+
+    Files of the previous tree that are missing from the next one are deleted in that commit.
+    """
+    if times is None:
+        times = {1: [TARGET_TIME], 2: [BASE_TIME, TARGET_TIME]}.get(len(trees), [])
+    if len(times) != len(trees):
+        raise ValueError(f"give one commit time per tree ({len(trees)} trees, {len(times)} times)")
+    init_repo(repo)
+    shas: list[str] = []
+    previous: Tree = {}
+    for index, (tree, when) in enumerate(zip(trees, times, strict=True)):
+        files: dict[str, str | None] = {path: None for path in previous if path not in tree}
+        files.update(tree)
+        shas.append(commit_files(repo, files, f"commit {index}", when))
+        previous = tree
+    return shas
+
+
+def plan_bytes(repo: Path, base: str, target: str, out: Path, *extra: str) -> bytes:
+    """Run `ironlayer plan REPO BASE TARGET --out OUT --no-cache EXTRA...` in-process; the plan file's bytes.
+
+    Without `--watermarks` in `extra`, an empty ledger file is passed: the plan never falls back to
+    whatever state store the machine running the tests happens to have configured or running.
+    """
+    args = ["plan", str(repo), base, target, "--out", str(out), *extra]
+    if not any(a in ("--cache-dir", "--no-cache") for a in extra):
+        args.append("--no-cache")
+    if "--watermarks" not in extra:
+        empty = out.parent / "empty-ledger.json"
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        empty.write_text("{}\n", encoding="utf-8")
+        args += ["--watermarks", str(empty)]
+    code = main(args)
+    assert code == EXIT_OK, f"ironlayer {' '.join(args)} exited with {code}"
+    return out.read_bytes()
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> Callable[..., tuple[Path, list[str]]]:
+    """Factory: `make_repo(trees, name="repo", times=None)` -> (repository path, commit SHAs)."""
+
+    def factory(trees: Sequence[Tree], name: str = "repo", times: Sequence[str] | None = None) -> tuple[Path, list[str]]:
+        repo = tmp_path / name
+        return repo, write_commits(repo, trees, times)
+
+    return factory
+
+
+@pytest.fixture
+def run_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., bytes]:
+    """Factory: `run_plan(repo, base, target, *extra_args)` -> the plan file's bytes (stdout swallowed)."""
+    counter = iter(range(1_000_000))
+
+    def runner(repo: Path, base: str, target: str, *extra: str) -> bytes:
+        out = tmp_path / "plans" / f"plan-{next(counter)}.json"
+        data = plan_bytes(repo, base, target, out, *extra)
+        capsys.readouterr()
+        return data
+
+    return runner
