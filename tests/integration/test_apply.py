@@ -42,6 +42,12 @@ GROUP BY CAST(ts AS DATE)
 TOTALS = ("-- name: mart.totals\n-- kind: FULL_REFRESH\n-- tests: not_null(total)\n"
           "SELECT sum(amount) AS total FROM {{ ref('mart.daily') }}\n")
 LOOKUP = "-- name: ref.lookup\n-- kind: FULL_REFRESH\nSELECT 1 AS k, 'one' AS label\n"
+LOG = """-- name: mart.log
+-- kind: APPEND_ONLY
+-- time_column: ts
+-- start: 2024-01-01
+SELECT id, ts FROM {{ ref('raw.events') }} WHERE ts >= '{{ start_date }}' AND ts < '{{ end_date }}'
+"""
 
 
 def raw_rows(days: int) -> str:
@@ -162,18 +168,17 @@ def test_block_failure_keeps_old_data_skips_downstream_and_lets_other_branches_f
 
 
 def test_stale_plan_is_refused(env: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
-    head = base_project(env)
+    head = commit(env, {"models/raw.sql": RAW.format(rows=raw_rows(9)), "models/log.sql": LOG})
     assert apply(env, plan(env, "0" * 40, head, "p1.json")) == 0
-    second = commit(env, {"models/raw.sql": RAW.format(rows=raw_rows(9)).replace(".5)", ".25)")},
-                    "2024-01-12T00:00:00+00:00")
+    second = commit(env, {"models/raw.sql": RAW.format(rows=raw_rows(11))}, "2024-01-12T00:00:00+00:00")
     plan_file = plan(env, head, second, "p2.json")
-    assert json.loads(plan_file.read_text())["inputs"]["watermarks"] == {
-        "mart.daily": [["2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"]]}
+    assert json.loads(plan_file.read_text())["inputs"]["watermarks"] == {  # the append-only log read its ledger
+        "mart.log": [["2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"]]}
 
     async def other_apply() -> None:
         store = PostgresStateStore(env["url"])
         try:
-            await store.record_completed(env["tenant"], "mart.daily", t("2024-01-10"), t("2024-01-11"),
+            await store.record_completed(env["tenant"], "mart.log", t("2024-01-10"), t("2024-01-11"),
                                          plan_id="f" * 64)
         finally:
             await store.close()
@@ -182,34 +187,41 @@ def test_stale_plan_is_refused(env: dict[str, Any], capsys: pytest.CaptureFixtur
     capsys.readouterr()
     assert apply(env, plan_file) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: stale plan ") and "mart.daily moved since planning" in err and "re-plan" in err
+    assert err.startswith("error: stale plan ") and "mart.log moved since planning" in err and "re-plan" in err
     assert err.count("\n") == 1
+    assert len(tables(env["tmp"] / "w.duckdb")["mart.log"]) == 27  # nothing ran
 
 
 def test_ledger_gaps_are_planned_and_filled(env: dict[str, Any]) -> None:
-    head = base_project(env)
+    head = commit(env, {"models/raw.sql": RAW.format(rows=raw_rows(9)), "models/log.sql": LOG})
     assert apply(env, plan(env, "0" * 40, head, "p1.json")) == 0
 
-    async def punch_gap() -> None:
+    async def lose_runs() -> None:  # as if the runs of 01-03, 01-04 and from 01-08 on had never happened
         conn = await asyncpg.connect(env["url"])
         try:
-            await conn.execute("DELETE FROM watermarks WHERE tenant_id = $1 AND model = 'mart.daily'", env["tenant"])
+            await conn.execute("DELETE FROM watermarks WHERE tenant_id = $1 AND model = 'mart.log'", env["tenant"])
             await conn.execute(
                 "INSERT INTO watermarks (tenant_id, model, range_start, range_end) VALUES "
-                "($1, 'mart.daily', '2024-01-01', '2024-01-03'), ($1, 'mart.daily', '2024-01-05', '2024-01-08')",
+                "($1, 'mart.log', '2024-01-01', '2024-01-03'), ($1, 'mart.log', '2024-01-05', '2024-01-08')",
                 env["tenant"])
         finally:
             await conn.close()
 
-    asyncio.run(punch_gap())
+    asyncio.run(lose_runs())
+    warehouse = duckdb.connect(str(env["tmp"] / "w.duckdb"))
+    warehouse.execute("DELETE FROM mart.log WHERE (ts >= '2024-01-03' AND ts < '2024-01-05') OR ts >= '2024-01-08'")
+    warehouse.close()
     second = commit(env, {"models/raw.sql": RAW.format(rows=raw_rows(12))}, "2024-01-12T06:00:00+00:00")
     plan_file = plan(env, head, second, "p2.json")
-    daily = [(s["start"][:10], s["end"][:10]) for s in json.loads(plan_file.read_text())["steps"]
-             if s["model"] == "mart.daily"]
-    assert daily == [("2024-01-01", "2024-01-12")]  # a full-refresh upstream changed: all history re-runs
+    log_steps = [(s["start"][:10], s["end"][:10]) for s in json.loads(plan_file.read_text())["steps"]
+                 if s["model"] == "mart.log"]
+    assert log_steps == [("2024-01-03", "2024-01-05"), ("2024-01-08", "2024-01-12")]  # the gap and the tail
     assert apply(env, plan_file) == 0
-    assert ledger(env, "mart.daily") == [("2024-01-01", "2024-01-12")]
-    assert len(tables(env["tmp"] / "w.duckdb")["mart.daily"]) == 11
+    assert ledger(env, "mart.log") == [("2024-01-01", "2024-01-12")]
+    conn = duckdb.connect(str(env["tmp"] / "w.duckdb"), read_only=True)
+    per_day = conn.execute("SELECT CAST(ts AS DATE)::VARCHAR, count(*) FROM mart.log GROUP BY 1 ORDER BY 1").fetchall()
+    conn.close()
+    assert per_day == [(f"2024-01-{d:02d}", 3) for d in range(1, 12)]  # every day once: no gap, no duplicate
 
 
 def test_a_locked_range_waits_then_fails_naming_the_holder(env: dict[str, Any],

@@ -86,7 +86,7 @@ def test_plan_reads_watermarks_from_the_state_store(database_url: str, tmp_path:
     assert capsys.readouterr().out == "state store schema is up to date\n"
 
     up = ("-- name: s.up\n-- kind: FULL_REFRESH\nSELECT 1 AS d\n")
-    inc = ("-- name: s.inc\n-- kind: INCREMENTAL_BY_TIME_RANGE\n-- time_column: d\n-- start: 2024-01-01\n"
+    inc = ("-- name: s.inc\n-- kind: APPEND_ONLY\n-- time_column: d\n-- start: 2024-01-01\n"
            "SELECT d FROM {{ ref('s.up') }}\n")
     repo = init_repo(tmp_path / "repo")
     first = commit_files(repo, {"models/up.sql": up, "models/inc.sql": inc}, "one", "2024-01-10T00:00:00+00:00")
