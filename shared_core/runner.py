@@ -48,6 +48,8 @@ class Executor(Protocol):
 
     def committed_batches(self, plan_id: str, step_id: str) -> dict[datetime | None, int]: ...
 
+    def committed_plan_batches(self, plan_id: str) -> dict[str, dict[datetime | None, int]]: ...
+
 
 @dataclass
 class StepOutcome:
@@ -125,6 +127,9 @@ async def apply_plan(
     plan_id = plan["plan_id"]
     await check_not_stale(store, options.tenant, plan)
     done = await store.successful_batches(options.tenant, plan_id)
+    # one warehouse read for the whole plan: a DuckDB file has one writer process, so no batch of this plan
+    # commits elsewhere while this apply runs
+    markers = await asyncio.to_thread(executor.committed_plan_batches, plan_id)
     await store.set_plan_status(options.tenant, plan_id, "running")
     outcomes: dict[str, StepOutcome] = {}
     limit = asyncio.Semaphore(max(1, options.parallelism))
@@ -144,7 +149,7 @@ async def apply_plan(
                     on_event("start", dict(step), None)
                 outcomes[step["step_id"]] = await run_step(
                     plan_id, step, project[step["model"]], store, executor, options, done=done,
-                    canonical=(canonical or {}).get(step["model"]),
+                    canonical=(canonical or {}).get(step["model"]), committed=markers.get(step["step_id"], {}),
                 )
         if on_event:
             on_event("end", dict(step), outcomes[step["step_id"]])
@@ -166,13 +171,18 @@ async def run_step(
     *,
     done: set[tuple[str, datetime | None]] | None = None,
     canonical: str | None = None,
+    committed: Mapping[datetime | None, int] | None = None,
 ) -> StepOutcome:
-    """Run the batches of one step under its range lock; never raises for a batch failure."""
+    """Run the batches of one step under its range lock; never raises for a batch failure.
+
+    `done` and `committed` (the step's warehouse markers) are read here when the caller has not read them.
+    """
     started = time.perf_counter()
     outcome = StepOutcome(step["step_id"], model.name, "success")
     batches = step_batches(step)
     recorded = done if done is not None else await store.successful_batches(options.tenant, plan_id)
-    committed = await asyncio.to_thread(executor.committed_batches, plan_id, step["step_id"])
+    if committed is None:
+        committed = await asyncio.to_thread(executor.committed_batches, plan_id, step["step_id"])
     finished = {start for start, _ in batches if start in committed and (step["step_id"], start) in recorded}
     if len(finished) == len(batches):
         outcome.status = "done"
@@ -180,14 +190,13 @@ async def run_step(
     start_all = parse_instant(step["start"]) if step["start"] else None
     end_all = parse_instant(step["end"]) if step["end"] else None
     try:
-        lock_id = await acquire_lock(store, options, model.name, start_all, end_all)
+        lock_id = await acquire_lock(store, options, model.name, start_all, end_all, (plan_id, step["step_id"]))
     except LockTimeoutError as exc:
         run_id = await store.start_run(options.tenant, plan_id, step["step_id"], model.name, start_all, end_all)
         await store.finish_run(options.tenant, run_id, "failed", error=str(exc))
         outcome.status, outcome.error = "failed", str(exc)
         return outcome
     try:
-        await store.fail_interrupted_runs(options.tenant, plan_id, step["step_id"])
         for index, (start, end) in enumerate(batches):
             if start in finished:
                 continue
@@ -198,22 +207,21 @@ async def run_step(
             if error:
                 outcome.status, outcome.error = "failed", error
                 break
-            await store.renew_lock(options.tenant, lock_id, options.lock_ttl)
-    finally:
-        await store.release_lock(options.tenant, lock_id)
-    outcome.seconds = time.perf_counter() - started
-    await store.record_telemetry(
-        options.tenant, plan_id, step["step_id"],
-        {"step_seconds": outcome.seconds, "engine_seconds": outcome.engine_seconds,
-         "rows_written": outcome.rows_written, "batches": outcome.batches},
-        {"model": model.name, "status": outcome.status},
-    )
-    if outcome.status == "success":
+            if index < len(batches) - 1:  # the last batch is followed by the release
+                await store.renew_lock(options.tenant, lock_id, options.lock_ttl)
+        outcome.seconds = time.perf_counter() - started
         header = model.header
-        await store.record_model_version(
-            options.tenant, model.name, header.kind, header.materialization, step["model_hash"],
-            canonical or "", dict(header.raw),
+        await store.finish_step(  # one transaction: release the lock, telemetry, the deployed model version
+            options.tenant, lock_id, plan_id, step["step_id"],
+            {"step_seconds": outcome.seconds, "engine_seconds": outcome.engine_seconds,
+             "rows_written": outcome.rows_written, "batches": outcome.batches},
+            {"model": model.name, "status": outcome.status},
+            (model.name, header.kind, header.materialization, step["model_hash"], canonical or "", dict(header.raw))
+            if outcome.status == "success" else None,
         )
+    except BaseException:
+        await store.release_lock(options.tenant, lock_id)
+        raise
     return outcome
 
 
@@ -250,16 +258,20 @@ async def _run_batch(
 
 
 async def acquire_lock(
-    store: Any, options: RunOptions, model: str, start: datetime | None, end: datetime | None
+    store: Any, options: RunOptions, model: str, start: datetime | None, end: datetime | None,
+    interrupted: tuple[str, str] | None = None,
 ) -> int:
-    """Wait for the range lock of `model` up to the timeout.
+    """Wait for the range lock of `model` up to the timeout; with `interrupted` = (plan_id, step_id), taking it
+    also fails that step's runs left `running` by a dead process.
 
     Raises:
         LockTimeoutError: naming the holder.
     """
     deadline = time.monotonic() + options.lock_timeout
     while True:
-        lock_id, holder = await store.try_lock(options.tenant, model, start, end, options.holder, options.lock_ttl)
+        lock_id, holder = await store.try_lock(
+            options.tenant, model, start, end, options.holder, options.lock_ttl, interrupted=interrupted
+        )
         if lock_id is not None:
             return int(lock_id)
         if holder and _dead_local_holder(holder):

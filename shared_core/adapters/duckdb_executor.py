@@ -157,6 +157,16 @@ class DuckDBExecutor:
         ).fetchall()
         return {(start.replace(tzinfo=UTC) if start is not None else None): int(n) for start, n in rows}
 
+    def committed_plan_batches(self, plan_id: str) -> dict[str, dict[datetime | None, int]]:
+        """`committed_batches` of every step of a plan at once: step ID -> batch start -> rows written."""
+        rows = self.conn.execute(
+            "SELECT step_id, range_start, rows_written FROM _ironlayer.committed_batches WHERE plan_id = ?", [plan_id]
+        ).fetchall()
+        found: dict[str, dict[datetime | None, int]] = {}
+        for step_id, start, n in rows:
+            found.setdefault(step_id, {})[start.replace(tzinfo=UTC) if start is not None else None] = int(n)
+        return found
+
     def run_batch(
         self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
         marker: tuple[str, str] | None = None,

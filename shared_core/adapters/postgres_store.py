@@ -34,6 +34,17 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+class _SessionlessConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset query (`RESET ALL`, `UNLISTEN *`, ...).
+
+    The store keeps no session state: its advisory locks and settings are transaction-scoped, and asyncpg
+    still rolls back a transaction left open. Skipping the reset saves one round trip per store call.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresStateStore:
     """The state store over one asyncpg pool (created lazily, reused)."""
 
@@ -44,7 +55,9 @@ class PostgresStateStore:
     async def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             try:
-                self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4, command_timeout=60)
+                self._pool = await asyncpg.create_pool(
+                    self.url, min_size=1, max_size=4, command_timeout=60, connection_class=_SessionlessConnection
+                )
             except _UNAVAILABLE as exc:
                 raise StateUnavailableError(
                     f"state store unreachable at {_redact(self.url)}: {exc}; start PostgreSQL or fix "
@@ -221,6 +234,13 @@ class PostgresStateStore:
         same transaction, so a recorded success and its watermark never part.
         """
         pool = await self.pool()
+        if completed is None and not tests:  # one statement: no transaction round trips
+            await pool.execute(
+                "UPDATE runs SET status = $3, finished_at = now(), rows_written = $4, error = $5 "
+                "WHERE tenant_id = $1 AND run_id = $2",
+                tenant_id, run_id, status, rows_written, error,
+            )
+            return
         async with pool.acquire() as conn, conn.transaction():
             if completed is not None:
                 model, start, end, plan_id, step_id, reset = completed
@@ -269,12 +289,7 @@ class PostgresStateStore:
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
         pool = await self.pool()
-        await pool.executemany(
-            "INSERT INTO telemetry (tenant_id, plan_id, step_id, metric, value, attributes) "
-            "VALUES ($1, $2, $3, $4, $5, $6::jsonb)",
-            [(tenant_id, plan_id, step_id, name, float(value), json.dumps(dict(attributes or {}), sort_keys=True))
-             for name, value in sorted(metrics.items())],
-        )
+        await pool.executemany(_TELEMETRY_SQL, _telemetry_rows(tenant_id, plan_id, step_id, metrics, attributes))
 
     async def record_model_version(
         self, tenant_id: str, name: str, kind: str, materialization: str, content_hash: str, canonical_sql: str,
@@ -283,24 +298,36 @@ class PostgresStateStore:
         """Remember a deployed model version and make it the model's current one."""
         pool = await self.pool()
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO model_versions (tenant_id, name, content_hash, canonical_sql, header) "
-                "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING",
-                tenant_id, name, content_hash, canonical_sql, json.dumps(dict(header), sort_keys=True),
-            )
-            await conn.execute(
-                "INSERT INTO models (tenant_id, name, kind, materialization, current_hash) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT (tenant_id, name) DO UPDATE SET kind = EXCLUDED.kind, "
-                "materialization = EXCLUDED.materialization, current_hash = EXCLUDED.current_hash, updated_at = now()",
-                tenant_id, name, kind, materialization, content_hash,
-            )
+            await self._record_model_version(conn, tenant_id, name, kind, materialization, content_hash,
+                                             canonical_sql, header)
+
+    @staticmethod
+    async def _record_model_version(
+        conn: Any, tenant_id: str, name: str, kind: str, materialization: str, content_hash: str, canonical_sql: str,
+        header: Mapping[str, str],
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO model_versions (tenant_id, name, content_hash, canonical_sql, header) "
+            "VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING",
+            tenant_id, name, content_hash, canonical_sql, json.dumps(dict(header), sort_keys=True),
+        )
+        await conn.execute(
+            "INSERT INTO models (tenant_id, name, kind, materialization, current_hash) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (tenant_id, name) DO UPDATE SET kind = EXCLUDED.kind, "
+            "materialization = EXCLUDED.materialization, current_hash = EXCLUDED.current_hash, updated_at = now()",
+            tenant_id, name, kind, materialization, content_hash,
+        )
 
     # -- locks ------------------------------------------------------------------------------------------
 
     async def try_lock(
-        self, tenant_id: str, model: str, start: datetime | None, end: datetime | None, holder: str, ttl_seconds: int
+        self, tenant_id: str, model: str, start: datetime | None, end: datetime | None, holder: str, ttl_seconds: int,
+        *, interrupted: tuple[str, str] | None = None,
     ) -> tuple[int | None, str | None]:
         """Take a range lock unless an unexpired lock of another holder overlaps it.
+
+        With `interrupted` = (plan_id, step_id), the same transaction marks as failed the runs of that step
+        left `running` by a process that died (see `fail_interrupted_runs`) once the lock is taken.
 
         Returns:
             `(lock_id, None)` when taken, `(None, holder description)` when someone else holds it.
@@ -308,12 +335,11 @@ class PostgresStateStore:
         pool = await self.pool()
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))", tenant_id, model)
-            await conn.execute(
-                "DELETE FROM range_locks WHERE tenant_id = $1 AND model = $2 AND expires_at <= now()", tenant_id, model
-            )
-            other = await conn.fetchrow(
+            other = await conn.fetchrow(  # the CTE drops expired locks; the query reads the snapshot before it
+                "WITH expired AS (DELETE FROM range_locks WHERE tenant_id = $1 AND model = $2 AND expires_at <= now()) "
                 "SELECT holder, acquired_at, expires_at FROM range_locks WHERE tenant_id = $1 AND model = $2 "
-                "AND holder <> $5 AND tstzrange(range_start, range_end) && tstzrange($3::timestamptz, $4::timestamptz) "
+                "AND expires_at > now() AND holder <> $5 "
+                "AND tstzrange(range_start, range_end) && tstzrange($3::timestamptz, $4::timestamptz) "
                 "ORDER BY acquired_at LIMIT 1",
                 tenant_id, model, start, end, holder,
             )
@@ -325,7 +351,22 @@ class PostgresStateStore:
                 "VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING lock_id",
                 tenant_id, model, start, end, holder, float(ttl_seconds),
             )
+            if interrupted is not None:
+                await conn.execute(_FAIL_INTERRUPTED_SQL, tenant_id, *interrupted)
             return lock_id, None
+
+    async def finish_step(
+        self, tenant_id: str, lock_id: int, plan_id: str, step_id: str, metrics: Mapping[str, float],
+        attributes: Mapping[str, Any], version: tuple[str, str, str, str, str, Mapping[str, str]] | None,
+    ) -> None:
+        """End a step in one transaction: release its lock, record its telemetry and, when `version` =
+        (name, kind, materialization, content_hash, canonical_sql, header) is given, its deployed model version."""
+        pool = await self.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM range_locks WHERE tenant_id = $1 AND lock_id = $2", tenant_id, lock_id)
+            await conn.executemany(_TELEMETRY_SQL, _telemetry_rows(tenant_id, plan_id, step_id, metrics, attributes))
+            if version is not None:
+                await self._record_model_version(conn, tenant_id, *version)
 
     async def renew_lock(self, tenant_id: str, lock_id: int, ttl_seconds: int) -> None:
         pool = await self.pool()
@@ -343,15 +384,29 @@ class PostgresStateStore:
     async def fail_interrupted_runs(self, tenant_id: str, plan_id: str, step_id: str) -> None:
         """Mark as failed the runs of a step left `running` by a process that died (we hold its lock now)."""
         pool = await self.pool()
-        await pool.execute(
-            "UPDATE runs SET status = 'failed', finished_at = now(), error = 'interrupted: the process running it "
-            "stopped before it finished' WHERE tenant_id = $1 AND plan_id = $2 AND step_id = $3 AND status = 'running'",
-            tenant_id, plan_id, step_id,
-        )
+        await pool.execute(_FAIL_INTERRUPTED_SQL, tenant_id, plan_id, step_id)
 
     async def release_lock(self, tenant_id: str, lock_id: int) -> None:
         pool = await self.pool()
         await pool.execute("DELETE FROM range_locks WHERE tenant_id = $1 AND lock_id = $2", tenant_id, lock_id)
+
+
+_FAIL_INTERRUPTED_SQL = (
+    "UPDATE runs SET status = 'failed', finished_at = now(), error = 'interrupted: the process running it stopped "
+    "before it finished' WHERE tenant_id = $1 AND plan_id = $2 AND step_id = $3 AND status = 'running'"
+)
+_TELEMETRY_SQL = (
+    "INSERT INTO telemetry (tenant_id, plan_id, step_id, metric, value, attributes) "
+    "VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
+)
+
+
+def _telemetry_rows(
+    tenant_id: str, plan_id: str | None, step_id: str | None, metrics: Mapping[str, float],
+    attributes: Mapping[str, Any] | None,
+) -> list[tuple[Any, ...]]:
+    text = json.dumps(dict(attributes or {}), sort_keys=True)
+    return [(tenant_id, plan_id, step_id, name, float(value), text) for name, value in sorted(metrics.items())]
 
 
 def _redact(url: str) -> str:
