@@ -216,12 +216,15 @@ def _summary(console: Any, outcomes: list[Any], warehouse: Path) -> None:
         tests = [t for o in items for t in o.tests]
         failed = [t for t in tests if not t[2]]
         test_text = f"{len(tests) - len(failed)}/{len(tests)} passed" if tests else "-"
-        if failed:
-            test_text += " (" + ", ".join(f"{t[0]}: {t[3]} failing" for t in failed) + ")"
         table.add_row(model, f"[{colour}]{status}[/{colour}]", str(sum(o.batches for o in items)),
                       str(sum(o.rows_written for o in items)), f"{sum(o.seconds for o in items):.2f}s", test_text)
     console.print()
     console.print(table)
+    for outcome in outcomes:
+        for test, severity, passed, failing in outcome.tests:
+            if not passed:
+                label = "[yellow]warn[/yellow]" if severity == "WARN" else "[red]block[/red]"
+                console.print(f"{label} {outcome.model}: {test} failed ({failing} failing)")
     for outcome in outcomes:
         if outcome.error and outcome.status == "failed":
             console.print(f"[red]error[/red] {outcome.model}: {outcome.error}")

@@ -334,3 +334,25 @@ def test_plan_from_another_repository_is_refused(env: dict[str, Any], capsys: py
     capsys.readouterr()
     assert main(["apply", str(plan_file), "--repo", str(other), "--auto-approve"]) == 2
     assert "unknown git ref" in capsys.readouterr().err
+
+
+def test_warn_failures_are_recorded_and_shown_and_runs_and_status_report(
+    env: dict[str, Any], capsys: pytest.CaptureFixture[str],
+) -> None:
+    warned = LOOKUP.replace("-- kind: FULL_REFRESH\n", "-- kind: FULL_REFRESH\n-- tests: row_count_min(100)@WARN\n")
+    head = commit(env, {"models/lookup.sql": warned})
+    plan_file = plan(env, "0" * 40, head, "p1.json")
+    plan_id = json.loads(plan_file.read_text())["plan_id"]
+    capsys.readouterr()
+    assert apply(env, plan_file) == 0  # a WARN failure does not fail the step
+    out = capsys.readouterr().out
+    assert "warn ref.lookup: row_count_min(100)@WARN failed (1 failing)" in out
+    assert tables(env["tmp"] / "w.duckdb")["ref.lookup"] == [("1", "one")]  # published
+    rows = query(env, "SELECT test, passed FROM test_results WHERE tenant_id = $1", env["tenant"])
+    assert [tuple(r) for r in rows] == [("row_count_min(100)@WARN", False)]
+    assert main(["runs", "--plan", plan_id[:10]]) == 0
+    runs_out = capsys.readouterr().out
+    assert plan_id[:12] in runs_out and "ref.lookup" in runs_out and "success" in runs_out
+    assert main(["status"]) == 0
+    status_out = capsys.readouterr().out
+    assert plan_id[:12] in status_out and "succeeded" in status_out and "The ledger is empty." in status_out
