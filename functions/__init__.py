@@ -1,4 +1,4 @@
-"""Azure Functions blueprints (webhook, planning, approval, execution, schedules, ...).
-
-They arrive with the Functions app; each one parses its input, calls `shared_core` and shapes the reply.
+"""Azure Functions blueprints, one module per concern: webhook, planning (orchestrator), approval,
+execution, schedules and the read API. Each handler parses its input, calls `shared_core` and an
+adapter, and shapes the reply; `function_app.py` registers them on one `df.DFApp`.
 """

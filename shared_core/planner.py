@@ -20,7 +20,7 @@ most `max_batches_per_step`; the steps of one model run in order, each after its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -37,6 +37,7 @@ from shared_core.intervals import (
     align_ranges,
     ceil_batch,
     chunk_ranges,
+    count_batches,
     floor_batch,
     intersect_ranges,
     merge_ranges,
@@ -294,4 +295,43 @@ def build_backfill_plan(
     return _assemble(
         base_sha=target_sha, target_sha=target_sha, as_of=window[-1][1], settings=settings, watermarks={},
         changes=[], steps=_order_steps(steps),
+    )
+
+
+def build_catchup_plan(
+    target: Project,
+    model_names: Sequence[str],
+    *,
+    target_sha: str,
+    as_of: datetime,
+    ledger: Ledger,
+    settings: PlannerSettings,
+    analyzer: QueryAnalyzer,
+) -> dict[str, Any]:
+    """Plan exactly the missing batches (gaps, the tail and `lookback`) of scheduled incremental models.
+
+    Models run in dependency order among themselves; nothing else is planned.
+    """
+    selected = set(model_names)
+    models = [target[name] for name in target.order if name in selected]
+    analyses = analyzer.analyze_many([(m.key, m.path, m.text) for m in models])
+    steps: list[Step] = []
+    last_step: dict[str, str] = {}
+    for model in models:
+        ranges, run_type, _ = _incremental_ranges(model, False, [], {}, as_of, ledger)
+        batches_total = sum(count_batches(s, e, model.header.batch) for s, e in ranges)
+        reason = f"schedule {model.header.cron}: {batches_total} missing batch{'es' if batches_total != 1 else ''}"
+        upstream_steps = [last_step[p] for p in model.upstream if p in last_step]
+        previous: str | None = None
+        model_hash = model.content_hash(analyses[model.key])
+        for chunk, batches in chunk_ranges(ranges, model.header.batch, settings.max_batches_per_step):
+            depends = tuple(sorted(upstream_steps + ([previous] if previous else [])))
+            step = _step(model, model_hash, run_type, chunk, batches, False, depends, reason)
+            steps.append(step)
+            previous = step.step_id
+        if previous:
+            last_step[model.name] = previous
+    return _assemble(
+        base_sha=target_sha, target_sha=target_sha, as_of=as_of, settings=settings,
+        watermarks=snapshot(ledger, [m.name for m in models]), changes=[], steps=_order_steps(steps),
     )

@@ -409,6 +409,90 @@ def _telemetry_rows(
     return [(tenant_id, plan_id, step_id, name, float(value), text) for name, value in sorted(metrics.items())]
 
 
+    # -- orchestration (Functions app) ---------------------------------------------------------------------
+
+    async def claim_delivery(self, tenant_id: str, delivery_id: str, event: str, instance: str | None) -> bool:
+        """Record a webhook delivery; False when it was seen before (a redelivery starts nothing)."""
+        pool = await self.pool()
+        result: str = await pool.execute(
+            "INSERT INTO webhook_deliveries (tenant_id, delivery_id, event, instance_id) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (tenant_id, delivery_id) DO NOTHING",
+            tenant_id, delivery_id, event, instance,
+        )
+        return result.endswith(" 1")
+
+    async def release_delivery(self, tenant_id: str, delivery_id: str) -> None:
+        """Forget a delivery whose orchestration could not be started, so that a redelivery may retry."""
+        pool = await self.pool()
+        await pool.execute(
+            "DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND delivery_id = $2", tenant_id, delivery_id
+        )
+
+    async def upsert_job(
+        self, tenant_id: str, instance: str, *, kind: str | None = None, repository: str | None = None,
+        target: str | None = None, plan_id: str | None = None, status: str | None = None, detail: str | None = None,
+    ) -> None:
+        """Create a job row or update the given fields of it."""
+        pool = await self.pool()
+        await pool.execute(
+            "INSERT INTO jobs (tenant_id, instance_id, kind, repository, target, plan_id, status, detail) "
+            "VALUES ($1, $2, coalesce($3, 'push'), coalesce($4, ''), coalesce($5, ''), $6, coalesce($7, 'queued'), $8) "
+            "ON CONFLICT (tenant_id, instance_id) DO UPDATE SET "
+            "plan_id = coalesce(EXCLUDED.plan_id, jobs.plan_id), "
+            "status = CASE WHEN $7 IS NULL THEN jobs.status ELSE EXCLUDED.status END, "
+            "detail = coalesce($8, jobs.detail), updated_at = now()",
+            tenant_id, instance, kind, repository, target, plan_id, status, detail,
+        )
+
+    async def get_job(self, tenant_id: str, instance: str) -> dict[str, Any] | None:
+        pool = await self.pool()
+        row = await pool.fetchrow("SELECT * FROM jobs WHERE tenant_id = $1 AND instance_id = $2", tenant_id, instance)
+        return dict(row) if row else None
+
+    async def job_for_plan(self, tenant_id: str, plan_id: str) -> dict[str, Any] | None:
+        pool = await self.pool()
+        row = await pool.fetchrow(
+            "SELECT * FROM jobs WHERE tenant_id = $1 AND plan_id = $2 ORDER BY created_at DESC LIMIT 1",
+            tenant_id, plan_id,
+        )
+        return dict(row) if row else None
+
+    async def list_jobs(self, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        pool = await self.pool()
+        rows = await pool.fetch(
+            "SELECT * FROM jobs WHERE tenant_id = $1 ORDER BY created_at DESC, instance_id LIMIT $2", tenant_id, limit
+        )
+        return [dict(row) for row in rows]
+
+    async def use_token(self, tenant_id: str, jti: str, plan_id: str, action: str, subject: str) -> bool:
+        """Record an approval token as used; False when it had been used already (single use)."""
+        pool = await self.pool()
+        result: str = await pool.execute(
+            "INSERT INTO used_tokens (tenant_id, jti, plan_id, action, subject) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (tenant_id, jti) DO NOTHING",
+            tenant_id, jti, plan_id, action, subject,
+        )
+        return result.endswith(" 1")
+
+    async def cancel_runs(self, tenant_id: str, plan_id: str) -> int:
+        """Mark the plan's pending and running runs cancelled; returns how many."""
+        pool = await self.pool()
+        result: str = await pool.execute(
+            "UPDATE runs SET status = 'cancelled', finished_at = now(), error = 'cancelled by request' "
+            "WHERE tenant_id = $1 AND plan_id = $2 AND status IN ('pending', 'running')",
+            tenant_id, plan_id,
+        )
+        return int(result.split()[-1])
+
+    async def health(self) -> None:
+        """Raise StateUnavailableError unless the store answers."""
+        pool = await self.pool()
+        try:
+            await pool.fetchval("SELECT 1")
+        except _UNAVAILABLE as exc:
+            raise StateUnavailableError(f"state store unreachable at {_redact(self.url)}: {exc}") from exc
+
+
 def _redact(url: str) -> str:
     """The URL without its password, for messages."""
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

@@ -1,0 +1,16 @@
+"""IronLayer's Azure Functions app (Python v2 model): one Durable app, one blueprint per concern."""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+
+from functions.api import bp as api_bp
+from functions.approval import bp as approval_bp
+from functions.execution import bp as execution_bp
+from functions.planning import bp as planning_bp
+from functions.schedules import bp as schedules_bp
+from functions.webhook import bp as webhook_bp
+
+app = df.DFApp()
+for blueprint in (webhook_bp, planning_bp, approval_bp, execution_bp, schedules_bp, api_bp):
+    app.register_functions(blueprint)

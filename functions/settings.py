@@ -1,0 +1,121 @@
+"""The app's settings: read from the environment once per worker into a frozen value.
+
+Every setting the app reads is listed here (and in local.settings.sample.json with a safe local value).
+Handlers take plain values from `get_settings()`; nothing below `functions/` reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from shared_core.errors import CoreError
+
+
+class SettingsError(CoreError):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str  # IRONLAYER_ENVIRONMENT: development | production
+    tenant_id: str  # IRONLAYER_TENANT: the tenant of this deployment's repository
+    repository: str  # IRONLAYER_REPOSITORY: owner/name of the connected repository
+    branches: frozenset[str]  # IRONLAYER_BRANCHES: comma list of branches that are planned
+    github_webhook_secret: str  # IRONLAYER_GITHUB_WEBHOOK_SECRET
+    github_token: str  # IRONLAYER_GITHUB_TOKEN: reads trees/blobs and writes commit statuses
+    github_api_url: str  # IRONLAYER_GITHUB_API_URL
+    local_repo: str  # IRONLAYER_LOCAL_REPO: read models from this local git repository instead of GitHub
+    database_url: str  # IRONLAYER_DATABASE_URL (empty: the embedded PostgreSQL under IRONLAYER_HOME)
+    home: Path  # IRONLAYER_HOME
+    blob_connection_string: str  # IRONLAYER_BLOB_CONNECTION_STRING (Azure Blob / Azurite)
+    blob_account_url: str  # IRONLAYER_BLOB_ACCOUNT_URL (Azure Blob with DefaultAzureCredential)
+    blob_container: str  # IRONLAYER_BLOB_CONTAINER
+    blob_dir: Path  # IRONLAYER_BLOB_DIR: local folder when no Azure Blob setting is given
+    approval_secret: str  # IRONLAYER_APPROVAL_SECRET: signs approval links (at least 32 bytes)
+    approval_ttl_hours: int  # IRONLAYER_APPROVAL_TTL_HOURS: default 24, at most 168
+    public_base_url: str  # IRONLAYER_PUBLIC_BASE_URL: where approval links point
+    auto_approve: bool  # IRONLAYER_AUTO_APPROVE: development only
+    schedule_auto_approve: bool  # IRONLAYER_SCHEDULE_AUTO_APPROVE
+    engine: str  # IRONLAYER_ENGINE: duckdb | databricks
+    warehouse: Path  # IRONLAYER_WAREHOUSE: the DuckDB file
+    databricks_host: str  # IRONLAYER_DATABRICKS_HOST
+    max_body_bytes: int  # IRONLAYER_MAX_BODY_BYTES
+    step_retries: int  # IRONLAYER_STEP_RETRIES
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise SettingsError(f"{name}={value!r} is not a boolean; use true or false")
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SettingsError(f"{name}={raw!r} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def load_settings() -> Settings:
+    """Read every setting from the environment.
+
+    Raises:
+        SettingsError: a value is invalid, or auto-approval is on in production.
+    """
+    env = os.environ.get
+    home = Path(env("IRONLAYER_HOME", ".ironlayer"))
+    environment = env("IRONLAYER_ENVIRONMENT", "development").strip().lower()
+    if environment not in ("development", "production"):
+        raise SettingsError(f"IRONLAYER_ENVIRONMENT={environment!r}; use development or production")
+    engine = env("IRONLAYER_ENGINE", "duckdb").strip().lower()
+    if engine not in ("duckdb", "databricks"):
+        raise SettingsError(f"IRONLAYER_ENGINE={engine!r}; use duckdb or databricks")
+    settings = Settings(
+        environment=environment,
+        tenant_id=env("IRONLAYER_TENANT", "local"),
+        repository=env("IRONLAYER_REPOSITORY", ""),
+        branches=frozenset(b.strip() for b in env("IRONLAYER_BRANCHES", "main").split(",") if b.strip()),
+        github_webhook_secret=env("IRONLAYER_GITHUB_WEBHOOK_SECRET", ""),
+        github_token=env("IRONLAYER_GITHUB_TOKEN", ""),
+        github_api_url=env("IRONLAYER_GITHUB_API_URL", "https://api.github.com"),
+        local_repo=env("IRONLAYER_LOCAL_REPO", ""),
+        database_url=env("IRONLAYER_DATABASE_URL", ""),
+        home=home,
+        blob_connection_string=env("IRONLAYER_BLOB_CONNECTION_STRING", ""),
+        blob_account_url=env("IRONLAYER_BLOB_ACCOUNT_URL", ""),
+        blob_container=env("IRONLAYER_BLOB_CONTAINER", "ironlayer"),
+        blob_dir=Path(env("IRONLAYER_BLOB_DIR", str(home / "blobs"))),
+        approval_secret=env("IRONLAYER_APPROVAL_SECRET", ""),
+        approval_ttl_hours=_int("IRONLAYER_APPROVAL_TTL_HOURS", 24, 1, 168),
+        public_base_url=env("IRONLAYER_PUBLIC_BASE_URL", "http://localhost:7071").rstrip("/"),
+        auto_approve=_flag("IRONLAYER_AUTO_APPROVE"),
+        schedule_auto_approve=_flag("IRONLAYER_SCHEDULE_AUTO_APPROVE"),
+        engine=engine,
+        warehouse=Path(env("IRONLAYER_WAREHOUSE", str(home / "warehouse.duckdb"))),
+        databricks_host=env("IRONLAYER_DATABRICKS_HOST", ""),
+        max_body_bytes=_int("IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
+        step_retries=_int("IRONLAYER_STEP_RETRIES", 3, 1, 10),
+    )
+    if settings.production and settings.auto_approve:
+        raise SettingsError("IRONLAYER_AUTO_APPROVE is for development only; unset it in production")
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this worker, read once and reused while it is warm."""
+    return load_settings()
