@@ -390,25 +390,6 @@ class PostgresStateStore:
         pool = await self.pool()
         await pool.execute("DELETE FROM range_locks WHERE tenant_id = $1 AND lock_id = $2", tenant_id, lock_id)
 
-
-_FAIL_INTERRUPTED_SQL = (
-    "UPDATE runs SET status = 'failed', finished_at = now(), error = 'interrupted: the process running it stopped "
-    "before it finished' WHERE tenant_id = $1 AND plan_id = $2 AND step_id = $3 AND status = 'running'"
-)
-_TELEMETRY_SQL = (
-    "INSERT INTO telemetry (tenant_id, plan_id, step_id, metric, value, attributes) "
-    "VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
-)
-
-
-def _telemetry_rows(
-    tenant_id: str, plan_id: str | None, step_id: str | None, metrics: Mapping[str, float],
-    attributes: Mapping[str, Any] | None,
-) -> list[tuple[Any, ...]]:
-    text = json.dumps(dict(attributes or {}), sort_keys=True)
-    return [(tenant_id, plan_id, step_id, name, float(value), text) for name, value in sorted(metrics.items())]
-
-
     # -- orchestration (Functions app) ---------------------------------------------------------------------
 
     async def claim_delivery(self, tenant_id: str, delivery_id: str, event: str, instance: str | None) -> bool:
@@ -491,6 +472,24 @@ def _telemetry_rows(
             await pool.fetchval("SELECT 1")
         except _UNAVAILABLE as exc:
             raise StateUnavailableError(f"state store unreachable at {_redact(self.url)}: {exc}") from exc
+
+
+_FAIL_INTERRUPTED_SQL = (
+    "UPDATE runs SET status = 'failed', finished_at = now(), error = 'interrupted: the process running it stopped "
+    "before it finished' WHERE tenant_id = $1 AND plan_id = $2 AND step_id = $3 AND status = 'running'"
+)
+_TELEMETRY_SQL = (
+    "INSERT INTO telemetry (tenant_id, plan_id, step_id, metric, value, attributes) "
+    "VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
+)
+
+
+def _telemetry_rows(
+    tenant_id: str, plan_id: str | None, step_id: str | None, metrics: Mapping[str, float],
+    attributes: Mapping[str, Any] | None,
+) -> list[tuple[Any, ...]]:
+    text = json.dumps(dict(attributes or {}), sort_keys=True)
+    return [(tenant_id, plan_id, step_id, name, float(value), text) for name, value in sorted(metrics.items())]
 
 
 def _redact(url: str) -> str:

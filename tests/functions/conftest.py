@@ -1,0 +1,118 @@
+"""Function-app fixtures: settings in the environment, real PostgreSQL and blobs, a recording Durable client.
+
+The Functions host cannot run here, so handlers are called through `function_app.app.get_functions()`
+with real `azure.functions` request objects. The Durable client is the one part replaced: a
+`Mock(spec=DurableOrchestrationClient)` whose calls the tests check exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest.mock import AsyncMock, Mock
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+
+import function_app
+from functions import resources
+
+SECRET = "webhook-secret-for-tests"
+APPROVAL_SECRET = "approval-secret-for-tests-0123456789abcdef"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "github"  # copied from shared/fixtures (MIT, see README)
+
+
+_FUNCTIONS: dict[str, Any] = {}
+
+
+def functions_by_name() -> dict[str, Any]:
+    """The app's functions, indexed once (the SDK refuses to index the same app twice)."""
+    if not _FUNCTIONS:
+        _FUNCTIONS.update({f.get_function_name(): f for f in function_app.app.get_functions()})
+    return _FUNCTIONS
+
+
+def handler(name: str) -> Callable[..., Any]:
+    """The user code of a registered function (without the Durable-client middleware)."""
+    code = functions_by_name()[name].get_user_function()
+    return getattr(code, "__wrapped__", code)
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def request(method: str, url: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
+            params: dict[str, str] | None = None, route_params: dict[str, str] | None = None) -> func.HttpRequest:
+    return func.HttpRequest(method=method, url=url, headers=headers or {}, params=params or {},
+                            route_params=route_params or {}, body=body)
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def json_body(response: func.HttpResponse) -> Any:
+    return json.loads(response.get_body())
+
+
+class Status:
+    def __init__(self, runtime_status: str | None) -> None:
+        self.runtime_status = runtime_status
+
+
+@pytest.fixture()
+def client() -> Mock:
+    """A Durable client that remembers started instances: get_status reports them as Running."""
+    mock = Mock(spec=df.DurableOrchestrationClient)
+    started: dict[str, Any] = {}
+
+    async def start_new(name: str, instance_id: str | None = None, client_input: Any = None) -> str:
+        assert instance_id is not None
+        started[instance_id] = client_input
+        return instance_id
+
+    async def get_status(instance_id: str, *args: Any, **kwargs: Any) -> Status:
+        return Status("Running" if instance_id in started else None)
+
+    mock.start_new = AsyncMock(side_effect=start_new)
+    mock.get_status = AsyncMock(side_effect=get_status)
+    mock.raise_event = AsyncMock(return_value=None)
+    mock.terminate = AsyncMock(return_value=None)
+    mock.started = started
+    return mock
+
+
+@pytest.fixture()
+def app_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Settings for one test: its own tenant, blob folder and warehouse; the session's database."""
+    tenant = f"f{uuid.uuid4().hex[:12]}"
+    values = {
+        "IRONLAYER_ENVIRONMENT": "development",
+        "IRONLAYER_TENANT": tenant,
+        "IRONLAYER_REPOSITORY": "binkkatal/sample_app",
+        "IRONLAYER_BRANCHES": "master,main",
+        "IRONLAYER_GITHUB_WEBHOOK_SECRET": SECRET,
+        "IRONLAYER_GITHUB_TOKEN": "",
+        "IRONLAYER_DATABASE_URL": database_url,
+        "IRONLAYER_HOME": str(tmp_path / "home"),
+        "IRONLAYER_BLOB_DIR": str(tmp_path / "blobs"),
+        "IRONLAYER_APPROVAL_SECRET": APPROVAL_SECRET,
+        "IRONLAYER_PUBLIC_BASE_URL": "https://ironlayer.example.com",
+        "IRONLAYER_WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "IRONLAYER_MAX_BODY_BYTES": "1048576",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    for key in ("IRONLAYER_LOCAL_REPO", "IRONLAYER_BLOB_CONNECTION_STRING", "IRONLAYER_BLOB_ACCOUNT_URL",
+                "IRONLAYER_AUTO_APPROVE", "IRONLAYER_ENGINE"):
+        monkeypatch.delenv(key, raising=False)
+    resources.reset()
+    yield {"tenant": tenant, "tmp": tmp_path, "url": database_url}
+    resources.reset()
