@@ -82,7 +82,12 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
 
     from functions.resources import get_blob_store
     from shared_core.approval import verify_approval_token
-    from shared_core.approval_page import SECURITY_HEADERS, render_approval_page, render_result_page
+    from shared_core.approval_page import (
+        SECURITY_HEADERS,
+        format_sql_for_review,
+        render_approval_page,
+        render_result_page,
+    )
     from shared_core.plan import load_plan
 
     settings = get_settings()
@@ -95,7 +100,8 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
                                                 status=404), 404, SECURITY_HEADERS)
     plan = load_plan(data.decode(), f"plans/{plan_id}.json")
     diffs_raw = await asyncio.to_thread(blob.get, f"plans/{plan_id}.sql-diff.json")
-    diffs = {name: (pair[0], pair[1]) for name, pair in json.loads(diffs_raw or b"{}").items()}
+    diffs = {name: (format_sql_for_review(pair[0]), format_sql_for_review(pair[1]))
+             for name, pair in json.loads(diffs_raw or b"{}").items()}
     page = render_approval_page(plan, token=_token(req), action_url=f"/api/plans/{plan_id}/approval",
                                 sql_diffs=diffs)
     return html_response(page, 200, SECURITY_HEADERS)
@@ -120,6 +126,8 @@ async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchest
     store = await get_store(settings)
     job = await store.job_for_plan(claims.tenant_id, plan_id)
     if job is None or job["status"] != "awaiting_approval":
+        if await store.token_used(claims.tenant_id, claims.token_id):
+            raise reused_token_error(claims)
         state = job["status"] if job else "unknown"
         return html_response(render_result_page(
             "This plan is not waiting for approval", f"plan {plan_id[:12]} is {state}; nothing was changed",

@@ -10,8 +10,14 @@ CoreError                  root of every error raised by shared_core
 ├── WatermarkError         the watermark ledger input is malformed
 ├── PlanError              a plan file cannot be read or was not produced by this planner
 ├── SourceError            a git repository or ref cannot be read
-└── StateError             the state store refused or failed an operation
-    └── StateUnavailableError  the state store cannot be reached (safe to retry)
+├── StateError             the state store refused or failed an operation
+│   └── StateUnavailableError  the state store cannot be reached (safe to retry)
+└── ApprovalError          an approval link cannot be used; carries the HTTP `status` (itself: 400, bad request)
+    ├── InvalidTokenError  malformed, forged, wrong algorithm/issuer/audience, not yet valid (401)
+    ├── ExpiredTokenError  the link's time is up (410)
+    ├── ReusedTokenError   the link was already used once (410; raised by the JTI store's caller)
+    ├── WrongPlanError     the link belongs to another plan or tenant (403)
+    └── WrongActionError   the link does not grant the decision that was posted (403)
 ```
 Every message says what went wrong, which file/field/value it concerns, and what to do next.
 """
@@ -86,3 +92,42 @@ class StateError(CoreError):
 
 class StateUnavailableError(StateError):
     """The state store cannot be reached; the operation is safe to retry."""
+
+
+class ApprovalError(CoreError):
+    """An approval link cannot be used; `status` is the HTTP status of the page that says so.
+
+    Raised as itself (400) when the request around a genuine token is malformed, e.g. an unknown decision.
+    """
+
+    status: int = 400
+
+
+class InvalidTokenError(ApprovalError):
+    """The token is malformed, forged, signed with another algorithm, or not meant for approvals."""
+
+    status: int = 401
+
+
+class ExpiredTokenError(ApprovalError):
+    """The token's lifetime has ended; a new link must be requested."""
+
+    status: int = 410
+
+
+class ReusedTokenError(ApprovalError):
+    """The token's `jti` was already used; each link decides once."""
+
+    status: int = 410
+
+
+class WrongPlanError(ApprovalError):
+    """The token is genuine but was issued for another plan or tenant."""
+
+    status: int = 403
+
+
+class WrongActionError(ApprovalError):
+    """The token is genuine but does not grant the decision that was posted."""
+
+    status: int = 403

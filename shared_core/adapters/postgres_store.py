@@ -455,6 +455,11 @@ class PostgresStateStore:
         )
         return result.endswith(" 1")
 
+    async def token_used(self, tenant_id: str, jti: str) -> bool:
+        pool = await self.pool()
+        return bool(await pool.fetchval(
+            "SELECT 1 FROM used_tokens WHERE tenant_id = $1 AND jti = $2", tenant_id, jti))
+
     async def cancel_runs(self, tenant_id: str, plan_id: str) -> int:
         """Mark the plan's pending and running runs cancelled; returns how many."""
         pool = await self.pool()

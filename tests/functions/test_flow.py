@@ -1,0 +1,207 @@
+"""The activities, approval page, read API and schedule tick, end to end on real PostgreSQL, blobs and DuckDB.
+
+The orchestrator's decisions are tested in test_orchestrator.py; here each activity it calls runs for
+real, in the order the orchestrator calls them, against a local git repository of the example project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
+from unittest.mock import Mock
+
+import duckdb
+import pytest
+
+from functions import resources
+from shared_core.approval import issue_approval_token
+from shared_core.cli.demo import build_demo_repo, default_examples_dir
+from shared_core.cli.main import main
+from tests.functions.conftest import APPROVAL_SECRET, handler, json_body, request
+
+pytestmark = pytest.mark.integration
+ZERO = "0" * 40
+
+
+@pytest.fixture()
+def repo(app_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    path = app_env["tmp"] / "repo"
+    v1, v2 = build_demo_repo(default_examples_dir(), path)
+    monkeypatch.setenv("IRONLAYER_LOCAL_REPO", str(path))
+    resources.reset()
+    return {**app_env, "repo": path, "v1": v1, "v2": v2}
+
+
+def run(name: str, *args: Any, **kwargs: Any) -> Any:
+    return asyncio.run(handler(name)(*args, **kwargs))
+
+
+def job(repo: dict[str, Any], base: str, target: str) -> dict[str, Any]:
+    return {"kind": "push", "tenant_id": repo["tenant"], "repository": "binkkatal/sample_app", "base": base,
+            "target": target, "branch": "main", "author": "octocat", "auto_approve": False,
+            "approval_ttl_hours": 24, "step_retries": 3, "instance_id": "push-" + "1" * 32}
+
+
+def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: pytest.CaptureFixture[str]) -> None:
+    # build_plan_activity: the stored plan is byte-identical to `ironlayer plan` for the same commits
+    ref = run("build_plan_activity", job(repo, ZERO, repo["v1"]))
+    plan_id = ref["plan_id"]
+    stored = (repo["tmp"] / "blobs" / "plans" / f"{plan_id}.json").read_bytes()
+    out = repo["tmp"] / "cli-plan.json"
+    assert main(["plan", str(repo["repo"]), ZERO, repo["v1"], "--out", str(out), "--no-cache"]) == 0
+    assert stored == out.read_bytes()
+    plan = json.loads(stored)
+    assert [len(w) for w in ref["waves"]] == [3, 3, 3, 1]
+    assert sorted(s["step_id"] for w in ref["waves"] for s in w) == sorted(s["step_id"] for s in plan["steps"])
+
+    ids = {"tenant_id": repo["tenant"], "instance_id": "push-" + "1" * 32, "repository": "binkkatal/sample_app",
+           "target": repo["v1"], "plan_id": plan_id}
+    run("request_approval_activity", {**ids, "author": "octocat", "ttl_hours": 24})
+    publisher = resources.get_status_publisher()
+    sha, state, description, link = publisher.published[-1]
+    assert (sha, state) == (repo["v1"], "pending") and plan_id[:12] in description
+    assert link.startswith(f"https://ironlayer.example.com/api/plans/{plan_id}/approval?token=")
+    token = parse_qs(urlparse(link).query)["token"][0]
+
+    page = run("plan_approval", request("GET", link, params={"token": token}, route_params={"plan_id": plan_id}),
+               client=client)
+    html = page.get_body().decode()
+    assert page.status_code == 200 and "silver.orders" in html and plan_id[:12] in html
+    assert 'name="decision"' in html and page.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+    def post(token_value: str, decision: str, plan: str = plan_id) -> Any:
+        body = urlencode({"token": token_value, "decision": decision}).encode()
+        req = request("POST", f"/api/plans/{plan}/approval", body=body, route_params={"plan_id": plan},
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+        return run("plan_approval", req, client=client)
+
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert post(forged, "approve").status_code == 401
+    other_plan = issue_approval_token(APPROVAL_SECRET, tenant_id=repo["tenant"], plan_id="f" * 64,
+                                      action="decide", subject="x", now=datetime.now(UTC))
+    assert post(other_plan, "approve").status_code == 403
+    expired = issue_approval_token(APPROVAL_SECRET, tenant_id=repo["tenant"], plan_id=plan_id, action="decide",
+                                   subject="x", now=datetime.now(UTC) - timedelta(hours=3), ttl=timedelta(hours=1))
+    gone = post(expired, "approve")
+    assert gone.status_code == 410 and "expired" in gone.get_body().decode()
+    client.raise_event.assert_not_awaited()
+
+    approved = post(token, "approve")
+    assert approved.status_code == 200 and "approved" in approved.get_body().decode()
+    client.raise_event.assert_awaited_once_with(ids["instance_id"], "approval",
+                                                {"decision": "approve", "by": "octocat", "comment": ""})
+    reused = post(token, "approve")
+    assert reused.status_code == 410 and "already used" in reused.get_body().decode()
+    assert client.raise_event.await_count == 1
+
+    assert run("start_execution_activity", ids) == {"status": "ok", "detail": ""}
+    outcomes = {}
+    for wave in ref["waves"]:
+        for step in wave:
+            result = run("run_step_activity", {**ids, "step_id": step["step_id"], "skip_reason": None})
+            outcomes[step["step_id"]] = result["status"]
+    assert set(outcomes.values()) == {"success"}
+    assert run("finalize_activity", {**ids, "outcome": "succeeded", "detail": "10 steps succeeded"}) == {
+        "status": "succeeded"}
+    assert publisher.published[-1][:2] == (repo["v1"], "success")
+    conn = duckdb.connect(str(repo["tmp"] / "warehouse.duckdb"), read_only=True)
+    assert conn.execute("SELECT count(*) FROM silver.orders").fetchone() == (9,)
+    conn.close()
+
+    # the read API
+    plans = json_body(run("list_plans", request("GET", "/api/plans")))["plans"]
+    assert [(p["plan_id"], p["status"]) for p in plans] == [(plan_id, "succeeded")]
+    exact = run("get_plan", request("GET", f"/api/plans/{plan_id}", route_params={"plan_id": plan_id}))
+    assert exact.status_code == 200 and exact.get_body() == stored
+    runs = json_body(run("list_runs", request("GET", "/api/runs", params={"plan_id": plan_id})))["runs"]
+    assert len(runs) == sum(max(1, s["batches"]) for s in plan["steps"]) and {r["status"] for r in runs} == {"success"}
+    jobs = json_body(run("list_jobs", request("GET", "/api/jobs")))["jobs"]
+    assert [(j["instance_id"], j["status"], j["plan_id"]) for j in jobs] == [(ids["instance_id"], "succeeded", plan_id)]
+    health = run("health", request("GET", "/api/health"))
+    assert health.status_code == 200 and json_body(health)["checks"] == {"postgres": "ok", "blob": "ok"}
+    done = run("cancel_job", request("DELETE", f"/api/jobs/{ids['instance_id']}",
+                                     route_params={"instance_id": ids["instance_id"]}), client=client)
+    assert done.status_code == 409 and "already succeeded" in json_body(done)["error"]["message"]
+
+    # a later schedule tick catches up the incremental models whose cron fired since
+    tick = handler("schedule_tick")
+    asyncio.run(tick(Mock(past_due=False), client=client))
+    scheduled = [(iid, inp) for iid, inp in client.started.items() if iid.startswith("schedule-")]
+    assert len(scheduled) == 1
+    instance, payload = scheduled[0]
+    assert payload["kind"] == "schedule" and payload["models"] == ["silver.orders"]  # the model with a cron
+    assert payload["target"] == repo["v2"]  # the branch head
+    asyncio.run(tick(Mock(past_due=False), client=client))  # the next tick in the same period starts nothing
+    assert [i for i in client.started if i.startswith("schedule-")] == [instance]
+    ref = run("build_plan_activity", {**payload, "instance_id": instance})
+    scheduled_plan = json.loads((repo["tmp"] / "blobs" / "plans" / f"{ref['plan_id']}.json").read_bytes())
+    first = scheduled_plan["steps"][0]
+    assert first["model"] == "silver.orders" and first["run_type"] == "incremental"
+    assert first["start"] == "2024-01-07T00:00:00Z"  # lookback 1 before the ledger's end (2024-01-08)
+    assert scheduled_plan["inputs"]["watermarks"] == {"silver.orders": [["2024-01-01T00:00:00Z",
+                                                                           "2024-01-08T00:00:00Z"]]}
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "status", "message"),
+    [
+        ("get_plan", {"route_params": {"plan_id": "nope"}}, 400, "is not 64 hex digits"),
+        ("get_plan", {"route_params": {"plan_id": "e" * 64}}, 404, "not found"),
+        ("list_runs", {"params": {"plan_id": "x' OR 1=1"}}, 400, "is not 64 hex digits"),
+        ("cancel_job", {"route_params": {"instance_id": "../etc"}}, 400, "is not a job id"),
+        ("cancel_job", {"route_params": {"instance_id": "push-" + "a" * 32}}, 404, "not found"),
+    ],
+)
+def test_api_rejects_bad_ids_with_json(app_env: dict[str, Any], client: Mock, name: str, kwargs: dict[str, Any],
+                                       status: int, message: str) -> None:
+    method = "DELETE" if name == "cancel_job" else "GET"
+    req = request(method, "/api/x", **kwargs)
+    response = run(name, req, client=client) if name == "cancel_job" else run(name, req)
+    assert response.status_code == status
+    assert message in json_body(response)["error"]["message"]
+
+
+def test_cancel_terminates_and_marks_runs_cancelled(repo: dict[str, Any], client: Mock) -> None:
+    ref = run("build_plan_activity", job(repo, ZERO, repo["v1"]))
+    instance = "push-" + "1" * 32
+
+    async def running_run() -> None:
+        store = await resources.get_store()
+        step = json.loads((repo["tmp"] / "blobs" / "plans" / f"{ref['plan_id']}.json").read_bytes())["steps"][0]
+        await store.start_run(repo["tenant"], ref["plan_id"], step["step_id"], step["model"], None, None)
+        await store.upsert_job(repo["tenant"], instance, status="running")
+
+    asyncio.run(running_run())
+    resources.reset()
+    response = run("cancel_job", request("DELETE", f"/api/jobs/{instance}", route_params={"instance_id": instance}),
+                   client=client)
+    assert response.status_code == 202 and json_body(response)["runs_cancelled"] == 1
+    client.terminate.assert_awaited_once_with(instance, "cancelled through the API")
+    jobs = json_body(run("list_jobs", request("GET", "/api/jobs")))["jobs"]
+    assert jobs[0]["status"] == "cancelled"
+
+
+def test_configured_but_unavailable_engine_fails_the_step_clearly(repo: dict[str, Any],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = run("build_plan_activity", job(repo, ZERO, repo["v1"]))
+    monkeypatch.setenv("IRONLAYER_ENGINE", "databricks")
+    monkeypatch.setenv("IRONLAYER_DATABRICKS_HOST", "adb-123.azuredatabricks.net")
+    resources.reset()
+    ids = {"tenant_id": repo["tenant"], "instance_id": "push-" + "1" * 32, "repository": "r", "target": repo["v1"],
+           "plan_id": ref["plan_id"]}
+    result = run("run_step_activity", {**ids, "step_id": ref["waves"][0][0]["step_id"], "skip_reason": None})
+    assert result["status"] == "failed"
+    assert "IRONLAYER_ENGINE=databricks (host adb-123.azuredatabricks.net)" in result["error"]
+
+
+def test_local_settings_sample_lists_every_setting() -> None:
+    import re
+
+    sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())["Values"]
+    source = (Path(__file__).parents[2] / "functions" / "settings.py").read_text()
+    read = set(re.findall(r'"(IRONLAYER_[A-Z_]+)"', source))
+    assert read == {k for k in sample if k.startswith("IRONLAYER_")}
