@@ -54,8 +54,8 @@ async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
 @bp.route(route="plans/{plan_id}/approval", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
 async def plan_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    from shared_core.errors import ApprovalError
     from shared_core.approval_page import SECURITY_HEADERS, render_result_page
+    from shared_core.errors import ApprovalError
 
     plan_id = req.route_params.get("plan_id", "")
     try:
