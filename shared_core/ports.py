@@ -54,3 +54,28 @@ class GitSource(Protocol):
     def read_blobs(self, blob_ids: Sequence[str]) -> dict[str, bytes]:
         """The bytes of each blob, by blob id."""
         ...
+
+
+class BlobStore(Protocol):
+    """Byte strings under relative, slash-separated keys (plans, advice, evidence, cached git blobs).
+
+    Keys look like `plans/<plan_id>.json` or `git-blobs/<sha>`; a key with `..`, an empty part or a
+    leading `/` is refused with StateError. Every method raises StateUnavailableError when the store
+    cannot be reached (safe to retry).
+    """
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes stored under `key`, or None when there are none."""
+        ...
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        """Store `data` under `key`, replacing what was there; readers see the old bytes or the new, never a mix."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether something is stored under `key`."""
+        ...
+
+    def health(self) -> None:
+        """Return when the store is usable; raise StateUnavailableError (one line, no secrets) otherwise."""
+        ...

@@ -11,8 +11,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlparse
 from unittest.mock import Mock
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import duckdb
 import pytest
