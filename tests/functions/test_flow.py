@@ -22,6 +22,7 @@ from shared_core.approval import issue_approval_token
 from shared_core.cli.demo import build_demo_repo, default_examples_dir
 from shared_core.cli.main import main
 from tests.functions.conftest import APPROVAL_SECRET, handler, json_body, request
+from tests.integration.azurite import azurite_blob_fixture  # noqa: F401  (the `azurite_blob` fixture)
 
 pytestmark = pytest.mark.integration
 ZERO = "0" * 40
@@ -205,3 +206,18 @@ def test_local_settings_sample_lists_every_setting() -> None:
     source = (Path(__file__).parents[2] / "functions" / "settings.py").read_text()
     read = set(re.findall(r'"(IRONLAYER_[A-Z_]+)"', source))
     assert read == {k for k in sample if k.startswith("IRONLAYER_")}
+
+
+def test_plans_go_to_azure_blob_storage_when_configured(repo: dict[str, Any], azurite_blob: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRONLAYER_BLOB_CONNECTION_STRING", azurite_blob)
+    monkeypatch.setenv("IRONLAYER_BLOB_CONTAINER", f"plans-{repo['tenant']}")
+    resources.reset()
+    ref = run("build_plan_activity", job(repo, ZERO, repo["v1"]))
+    out = repo["tmp"] / "cli-plan.json"
+    assert main(["plan", str(repo["repo"]), ZERO, repo["v1"], "--out", str(out), "--no-cache"]) == 0
+    response = run("get_plan", request("GET", f"/api/plans/{ref['plan_id']}", route_params={"plan_id": ref["plan_id"]}))
+    assert response.status_code == 200 and response.get_body() == out.read_bytes()
+    assert not (repo["tmp"] / "blobs" / "plans").exists()  # nothing went to the local folder
+    health = run("health", request("GET", "/api/health"))
+    assert json_body(health)["checks"]["blob"] == "ok"
