@@ -17,22 +17,24 @@ _blob: Any = None
 
 
 async def get_store(settings: Settings | None = None) -> Any:
-    """The PostgreSQL state store of this worker (the embedded server when no URL is configured)."""
-    from shared_core.adapters.postgres_store import PostgresStateStore, migrations
+    """The PostgreSQL state store of this worker, connected as the application role.
+
+    Without IRONLAYER_DATABASE_URL it is the embedded server (its superuser migrates, `ironlayer_app`
+    connects). A schema that is behind is migrated with IRONLAYER_MIGRATION_DATABASE_URL when given.
+    """
+    from shared_core.adapters.postgres_store import app_url_for, open_store
 
     loop = id(asyncio.get_running_loop())
     store = _stores.get(loop)
     if store is None:
         settings = settings or get_settings()
-        url = settings.database_url
-        if not url:
+        app_url, migration_url = settings.database_url, settings.migration_database_url or None
+        if not app_url:
             from shared_core.adapters.embedded_pg import ensure_embedded_server
 
-            url = await asyncio.to_thread(ensure_embedded_server, settings.home)
-        store = PostgresStateStore(url)
-        if await store.schema_version() < migrations()[-1][0]:
-            await store.migrate()
-        await store.ensure_tenant(settings.tenant_id, settings.tenant_id)
+            migration_url = await asyncio.to_thread(ensure_embedded_server, settings.home)
+            app_url = app_url_for(migration_url)
+        store = await open_store(app_url, migration_url, settings.tenant_id)
         _stores.clear()  # a new loop: pools of earlier loops cannot be used from it
         _stores[loop] = store
     return store

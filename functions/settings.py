@@ -28,7 +28,8 @@ class Settings:
     github_token: str  # IRONLAYER_GITHUB_TOKEN: reads trees/blobs and writes commit statuses
     github_api_url: str  # IRONLAYER_GITHUB_API_URL
     local_repo: str  # IRONLAYER_LOCAL_REPO: read models from this local git repository instead of GitHub
-    database_url: str  # IRONLAYER_DATABASE_URL (empty: the embedded PostgreSQL under IRONLAYER_HOME)
+    database_url: str  # IRONLAYER_DATABASE_URL: the application role (empty: the embedded PostgreSQL)
+    migration_database_url: str  # IRONLAYER_MIGRATION_DATABASE_URL: the owner role that runs migrations
     home: Path  # IRONLAYER_HOME
     blob_connection_string: str  # IRONLAYER_BLOB_CONNECTION_STRING (Azure Blob / Azurite)
     blob_account_url: str  # IRONLAYER_BLOB_ACCOUNT_URL (Azure Blob with DefaultAzureCredential)
@@ -94,6 +95,7 @@ def load_settings() -> Settings:
         github_api_url=env("IRONLAYER_GITHUB_API_URL", "https://api.github.com"),
         local_repo=env("IRONLAYER_LOCAL_REPO", ""),
         database_url=env("IRONLAYER_DATABASE_URL", ""),
+        migration_database_url=env("IRONLAYER_MIGRATION_DATABASE_URL", ""),
         home=home,
         blob_connection_string=env("IRONLAYER_BLOB_CONNECTION_STRING", ""),
         blob_account_url=env("IRONLAYER_BLOB_ACCOUNT_URL", ""),

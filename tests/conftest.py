@@ -94,8 +94,14 @@ ADMIN_URL = os.environ.get("IRONLAYER_TEST_ADMIN_URL", "postgresql://postgres@12
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """Create `ironlayer_test_<random>` for this session and drop it afterwards."""
+def admin_database_url() -> Iterator[str]:
+    """Create `ironlayer_test_<random>` for this session, migrated by its owner; dropped afterwards.
+
+    This URL is the owner/superuser (it bypasses row-level security): tests use it to inspect state and
+    to tamper with it, never as the application's connection.
+    """
+    from shared_core.adapters.postgres_store import PostgresStateStore
+
     name = f"ironlayer_test_{uuid.uuid4().hex[:10]}"
 
     async def admin(sql: str) -> None:
@@ -105,9 +111,25 @@ def database_url() -> Iterator[str]:
         finally:
             await conn.close()
 
+    async def migrate(url: str) -> None:
+        store = PostgresStateStore(url)
+        try:
+            await store.migrate()
+        finally:
+            await store.close()
+
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     try:
-        yield f"{base}/{name}"
+        asyncio.run(migrate(url))
+        yield url
     finally:
         asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_database_url: str) -> str:
+    """The application's connection to the session database: the `ironlayer_app` role, under RLS."""
+    from shared_core.adapters.postgres_store import app_url_for
+
+    return app_url_for(admin_database_url)

@@ -67,6 +67,10 @@ class PostgresStateStore:
                 raise StateError(f"state store at {_redact(self.url)} refused the connection: {exc}") from exc
         return self._pool
 
+    async def _tenant_pool(self, tenant_id: str) -> _TenantPool:
+        """The pool, with every statement run in a transaction bound to `tenant_id` (row-level security)."""
+        return _TenantPool(await self.pool(), tenant_id)
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
@@ -109,7 +113,7 @@ class PostgresStateStore:
             return await self._current_version(conn)
 
     async def ensure_tenant(self, tenant_id: str, name: str) -> None:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         try:
             await pool.execute(
                 "INSERT INTO tenants (tenant_id, name) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
@@ -122,7 +126,7 @@ class PostgresStateStore:
 
     async def load_ledger(self, tenant_id: str, models: Sequence[str] | None = None) -> dict[str, list[Range]]:
         """The completed ranges per model (merged), for `models` or all."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         rows = await pool.fetch(
             "SELECT model, range_start, range_end FROM watermarks WHERE tenant_id = $1 "
             "AND ($2::text[] IS NULL OR model = ANY($2::text[])) ORDER BY model, range_start",
@@ -138,7 +142,7 @@ class PostgresStateStore:
         step_id: str | None = None, reset: bool = False,
     ) -> None:
         """Add `[start, end)` to the model's ledger; with `reset`, the ledger first forgets the model."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         async with pool.acquire() as conn, conn.transaction():
             if reset:
                 await conn.execute("DELETE FROM watermarks WHERE tenant_id = $1 AND model = $2", tenant_id, model)
@@ -150,7 +154,7 @@ class PostgresStateStore:
 
     async def ledger_before(self, tenant_id: str, models: Sequence[str], plan_id: str) -> dict[str, list[Range]]:
         """The ledger of `models` without the ranges recorded by plan `plan_id` (for the staleness check)."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         rows = await pool.fetch(
             "SELECT model, range_start, range_end FROM watermarks WHERE tenant_id = $1 AND model = ANY($2::text[]) "
             "AND plan_id IS DISTINCT FROM $3 ORDER BY model, range_start",
@@ -163,7 +167,7 @@ class PostgresStateStore:
 
     async def save_plan(self, tenant_id: str, plan: dict[str, Any], plan_json: str) -> bool:
         """Store a plan's exact bytes; returns False when that plan was already stored."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         result: str = await pool.execute(
             "INSERT INTO plans (tenant_id, plan_id, base, target, as_of, inputs_hash, plan_json) "
             "VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6, $7) ON CONFLICT (tenant_id, plan_id) DO NOTHING",
@@ -173,7 +177,7 @@ class PostgresStateStore:
 
     async def get_plan(self, tenant_id: str, plan_id: str) -> str | None:
         """The exact bytes of a stored plan, or None."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         value = await pool.fetchval(
             "SELECT plan_json FROM plans WHERE tenant_id = $1 AND plan_id = $2", tenant_id, plan_id
         )
@@ -181,14 +185,14 @@ class PostgresStateStore:
 
 
     async def set_plan_status(self, tenant_id: str, plan_id: str, status: str) -> None:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.execute(
             "UPDATE plans SET status = $3, updated_at = now() WHERE tenant_id = $1 AND plan_id = $2",
             tenant_id, plan_id, status,
         )
 
     async def list_plans(self, tenant_id: str, limit: int = 20) -> list[dict[str, Any]]:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         rows = await pool.fetch(
             "SELECT plan_id, base, target, as_of, status, created_at, updated_at FROM plans WHERE tenant_id = $1 "
             "ORDER BY created_at DESC, plan_id LIMIT $2",
@@ -200,7 +204,7 @@ class PostgresStateStore:
 
     async def successful_batches(self, tenant_id: str, plan_id: str) -> set[tuple[str, datetime | None]]:
         """`(step_id, batch_start)` of every batch of the plan that succeeded."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         rows = await pool.fetch(
             "SELECT DISTINCT step_id, batch_start FROM runs "
             "WHERE tenant_id = $1 AND plan_id = $2 AND status = 'success'",
@@ -212,7 +216,7 @@ class PostgresStateStore:
         self, tenant_id: str, plan_id: str, step_id: str, model: str, start: datetime | None, end: datetime | None
     ) -> int:
         """Insert a `running` run for one batch; the attempt number counts earlier runs of that batch."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         run_id: int = await pool.fetchval(
             "INSERT INTO runs (tenant_id, plan_id, step_id, model, batch_start, batch_end, attempt, status, "
             "started_at) "
@@ -233,7 +237,7 @@ class PostgresStateStore:
         `completed` = (model, start, end, plan_id, step_id, reset) adds the batch to the ledger in the
         same transaction, so a recorded success and its watermark never part.
         """
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         if completed is None and not tests:  # one statement: no transaction round trips
             await pool.execute(
                 "UPDATE runs SET status = $3, finished_at = now(), rows_written = $4, error = $5 "
@@ -264,7 +268,7 @@ class PostgresStateStore:
                 )
 
     async def record_skipped(self, tenant_id: str, plan_id: str, step_id: str, model: str, reason: str) -> None:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.execute(
             "INSERT INTO runs (tenant_id, plan_id, step_id, model, status, started_at, finished_at, error) "
             "VALUES ($1, $2, $3, $4, 'skipped', now(), now(), $5)",
@@ -272,7 +276,7 @@ class PostgresStateStore:
         )
 
     async def list_runs(self, tenant_id: str, plan_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         rows = await pool.fetch(
             "SELECT r.run_id, r.plan_id, r.step_id, r.model, r.batch_start, r.batch_end, r.attempt, r.status, "
             "r.started_at, r.finished_at, r.rows_written, r.error, "
@@ -288,7 +292,7 @@ class PostgresStateStore:
         self, tenant_id: str, plan_id: str | None, step_id: str | None, metrics: Mapping[str, float],
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.executemany(_TELEMETRY_SQL, _telemetry_rows(tenant_id, plan_id, step_id, metrics, attributes))
 
     async def record_model_version(
@@ -296,7 +300,7 @@ class PostgresStateStore:
         header: Mapping[str, str],
     ) -> None:
         """Remember a deployed model version and make it the model's current one."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         async with pool.acquire() as conn, conn.transaction():
             await self._record_model_version(conn, tenant_id, name, kind, materialization, content_hash,
                                              canonical_sql, header)
@@ -332,7 +336,7 @@ class PostgresStateStore:
         Returns:
             `(lock_id, None)` when taken, `(None, holder description)` when someone else holds it.
         """
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))", tenant_id, model)
             other = await conn.fetchrow(  # the CTE drops expired locks; the query reads the snapshot before it
@@ -361,7 +365,7 @@ class PostgresStateStore:
     ) -> None:
         """End a step in one transaction: release its lock, record its telemetry and, when `version` =
         (name, kind, materialization, content_hash, canonical_sql, header) is given, its deployed model version."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("DELETE FROM range_locks WHERE tenant_id = $1 AND lock_id = $2", tenant_id, lock_id)
             await conn.executemany(_TELEMETRY_SQL, _telemetry_rows(tenant_id, plan_id, step_id, metrics, attributes))
@@ -369,7 +373,7 @@ class PostgresStateStore:
                 await self._record_model_version(conn, tenant_id, *version)
 
     async def renew_lock(self, tenant_id: str, lock_id: int, ttl_seconds: int) -> None:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.execute(
             "UPDATE range_locks SET expires_at = now() + make_interval(secs => $3) "
             "WHERE tenant_id = $1 AND lock_id = $2",
@@ -378,23 +382,23 @@ class PostgresStateStore:
 
     async def break_locks(self, tenant_id: str, holder: str) -> None:
         """Drop every lock of `holder` (a process known to be dead)."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.execute("DELETE FROM range_locks WHERE tenant_id = $1 AND holder = $2", tenant_id, holder)
 
     async def fail_interrupted_runs(self, tenant_id: str, plan_id: str, step_id: str) -> None:
         """Mark as failed the runs of a step left `running` by a process that died (we hold its lock now)."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.execute(_FAIL_INTERRUPTED_SQL, tenant_id, plan_id, step_id)
 
     async def release_lock(self, tenant_id: str, lock_id: int) -> None:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.execute("DELETE FROM range_locks WHERE tenant_id = $1 AND lock_id = $2", tenant_id, lock_id)
 
     # -- orchestration (Functions app) ---------------------------------------------------------------------
 
     async def claim_delivery(self, tenant_id: str, delivery_id: str, event: str, instance: str | None) -> bool:
         """Record a webhook delivery; False when it was seen before (a redelivery starts nothing)."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         result: str = await pool.execute(
             "INSERT INTO webhook_deliveries (tenant_id, delivery_id, event, instance_id) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (tenant_id, delivery_id) DO NOTHING",
@@ -404,7 +408,7 @@ class PostgresStateStore:
 
     async def release_delivery(self, tenant_id: str, delivery_id: str) -> None:
         """Forget a delivery whose orchestration could not be started, so that a redelivery may retry."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.execute(
             "DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND delivery_id = $2", tenant_id, delivery_id
         )
@@ -414,7 +418,7 @@ class PostgresStateStore:
         target: str | None = None, plan_id: str | None = None, status: str | None = None, detail: str | None = None,
     ) -> None:
         """Create a job row or update the given fields of it."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         await pool.execute(
             "INSERT INTO jobs (tenant_id, instance_id, kind, repository, target, plan_id, status, detail) "
             "VALUES ($1, $2, coalesce($3, 'push'), coalesce($4, ''), coalesce($5, ''), $6, coalesce($7, 'queued'), $8) "
@@ -426,12 +430,12 @@ class PostgresStateStore:
         )
 
     async def get_job(self, tenant_id: str, instance: str) -> dict[str, Any] | None:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         row = await pool.fetchrow("SELECT * FROM jobs WHERE tenant_id = $1 AND instance_id = $2", tenant_id, instance)
         return dict(row) if row else None
 
     async def job_for_plan(self, tenant_id: str, plan_id: str) -> dict[str, Any] | None:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         row = await pool.fetchrow(
             "SELECT * FROM jobs WHERE tenant_id = $1 AND plan_id = $2 ORDER BY created_at DESC LIMIT 1",
             tenant_id, plan_id,
@@ -439,7 +443,7 @@ class PostgresStateStore:
         return dict(row) if row else None
 
     async def list_jobs(self, tenant_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         rows = await pool.fetch(
             "SELECT * FROM jobs WHERE tenant_id = $1 ORDER BY created_at DESC, instance_id LIMIT $2", tenant_id, limit
         )
@@ -447,7 +451,7 @@ class PostgresStateStore:
 
     async def use_token(self, tenant_id: str, jti: str, plan_id: str, action: str, subject: str) -> bool:
         """Record an approval token as used; False when it had been used already (single use)."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         result: str = await pool.execute(
             "INSERT INTO used_tokens (tenant_id, jti, plan_id, action, subject) VALUES ($1, $2, $3, $4, $5) "
             "ON CONFLICT (tenant_id, jti) DO NOTHING",
@@ -456,13 +460,13 @@ class PostgresStateStore:
         return result.endswith(" 1")
 
     async def token_used(self, tenant_id: str, jti: str) -> bool:
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         return bool(await pool.fetchval(
             "SELECT 1 FROM used_tokens WHERE tenant_id = $1 AND jti = $2", tenant_id, jti))
 
     async def cancel_runs(self, tenant_id: str, plan_id: str) -> int:
         """Mark the plan's pending and running runs cancelled; returns how many."""
-        pool = await self.pool()
+        pool = await self._tenant_pool(tenant_id)
         result: str = await pool.execute(
             "UPDATE runs SET status = 'cancelled', finished_at = now(), error = 'cancelled by request' "
             "WHERE tenant_id = $1 AND plan_id = $2 AND status IN ('pending', 'running')",
@@ -495,6 +499,136 @@ def _telemetry_rows(
 ) -> list[tuple[Any, ...]]:
     text = json.dumps(dict(attributes or {}), sort_keys=True)
     return [(tenant_id, plan_id, step_id, name, float(value), text) for name, value in sorted(metrics.items())]
+
+
+_BIND = "SELECT set_config('app.tenant_id', $1, true)"
+
+
+class _TenantPool:
+    """Runs each statement, or each transaction opened on an acquired connection, bound to one tenant.
+
+    Row-level security compares every row's tenant_id with `app.tenant_id`, which is set per transaction
+    (`set_config(..., true)`), so a pooled connection never carries a tenant from one use to the next.
+    """
+
+    def __init__(self, pool: Any, tenant_id: str) -> None:
+        if not tenant_id:
+            raise StateError("no tenant given; every state store call is bound to a tenant")
+        self._pool, self._tenant = pool, tenant_id
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_BIND, self._tenant)
+            return await getattr(conn, method)(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        return await self._run("execute", sql, *args)
+
+    async def executemany(self, sql: str, args: Any) -> Any:
+        return await self._run("executemany", sql, args)
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetch", sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchval", sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchrow", sql, *args)
+
+    def acquire(self) -> _BoundAcquire:
+        return _BoundAcquire(self._pool, self._tenant)
+
+
+class _BoundAcquire:
+    def __init__(self, pool: Any, tenant_id: str) -> None:
+        self._pool, self._tenant = pool, tenant_id
+        self._cm: Any = None
+
+    async def __aenter__(self) -> _BoundConnection:
+        self._cm = self._pool.acquire()
+        conn = await self._cm.__aenter__()
+        return _BoundConnection(conn, self._tenant)
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        assert self._cm is not None
+        return await self._cm.__aexit__(*exc)
+
+
+class _BoundConnection:
+    """A pooled connection whose transactions bind the tenant first."""
+
+    def __init__(self, conn: Any, tenant_id: str) -> None:
+        self._conn, self._tenant = conn, tenant_id
+
+    def transaction(self) -> _BoundTransaction:
+        return _BoundTransaction(self._conn, self._tenant)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _BoundTransaction:
+    def __init__(self, conn: Any, tenant_id: str) -> None:
+        self._conn, self._tenant = conn, tenant_id
+        self._tx: Any = None
+
+    async def __aenter__(self) -> None:
+        self._tx = self._conn.transaction()
+        await self._tx.__aenter__()
+        await self._conn.execute(_BIND, self._tenant)
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        assert self._tx is not None
+        return await self._tx.__aexit__(*exc)
+
+
+APP_ROLE = "ironlayer_app"
+
+
+def app_url_for(owner_url: str) -> str:
+    """The same server and database as `owner_url`, as the application role (trust or peer auth locally).
+
+    >>> app_url_for("postgresql://postgres@127.0.0.1:5432/ironlayer")
+    'postgresql://ironlayer_app@127.0.0.1:5432/ironlayer'
+    """
+    scheme, _, rest = owner_url.partition("://")
+    host = rest.rsplit("@", 1)[-1]
+    return f"{scheme}://{APP_ROLE}@{host}"
+
+
+async def open_store(app_url: str, migration_url: str | None, tenant_id: str) -> PostgresStateStore:
+    """The application's store: migrates first (as the owner) when the schema is behind, binds nothing.
+
+    Raises:
+        StateError: the schema is behind and no migration URL (owner role) is configured.
+    """
+    latest = migrations()[-1][0]
+    store = PostgresStateStore(app_url)
+    try:
+        current = await store.schema_version()
+    except asyncpg.PostgresError:
+        current = -1  # the application role cannot read the schema yet: it may not exist before 0003
+    except StateError:
+        if not migration_url:
+            raise
+        current = -1
+    if current < latest:
+        if not migration_url:
+            await store.close()
+            raise StateError(
+                f"the state store schema is at version {max(current, 0)}, this IronLayer needs {latest}; run "
+                "'ironlayer migrate' with IRONLAYER_MIGRATION_DATABASE_URL set to the owner role"
+            )
+        owner = PostgresStateStore(migration_url)
+        try:
+            await owner.migrate()
+        finally:
+            await owner.close()
+        await store.close()
+        store = PostgresStateStore(app_url)
+    await store.ensure_tenant(tenant_id, tenant_id)
+    return store
 
 
 def _redact(url: str) -> str:

@@ -27,32 +27,51 @@ def tenant() -> str:
     return os.environ.get("IRONLAYER_TENANT", "local")
 
 
-def store_url(*, start: bool = True) -> str | None:
-    """The state store URL: IRONLAYER_DATABASE_URL, or the embedded server (started when `start`)."""
+def store_urls(*, start: bool = True) -> tuple[str, str | None] | None:
+    """(application URL, migration URL) of the state store, or None when none is configured or running.
+
+    IRONLAYER_DATABASE_URL connects as the application role; IRONLAYER_MIGRATION_DATABASE_URL (the owner
+    role) migrates. Without them, the embedded server: its superuser migrates, `ironlayer_app` connects.
+    """
+    from shared_core.adapters.postgres_store import app_url_for
+
     url = os.environ.get("IRONLAYER_DATABASE_URL")
     if url:
-        return url
+        return url, os.environ.get("IRONLAYER_MIGRATION_DATABASE_URL") or None
     from shared_core.adapters.embedded_pg import embedded_server_status, ensure_embedded_server
 
-    found: str | None = ensure_embedded_server(home()) if start else embedded_server_status(home())
-    return found
+    owner: str | None = ensure_embedded_server(home()) if start else embedded_server_status(home())
+    return (app_url_for(owner), owner) if owner else None
 
 
-def with_store(action: Callable[[Any], Awaitable[Any]], *, url: str | None = None) -> Any:
-    """Run `action(store)` on a migrated state store (migrating when the schema is behind)."""
+def store_url(*, start: bool = True) -> str | None:
+    """The application URL of the state store (see `store_urls`)."""
+    urls = store_urls(start=start)
+    return urls[0] if urls else None
+
+
+def migration_url() -> str:
+    """The URL migrations run with: the owner role, else the configured URL, else the embedded superuser."""
+    url = os.environ.get("IRONLAYER_MIGRATION_DATABASE_URL") or os.environ.get("IRONLAYER_DATABASE_URL")
+    if url:
+        return url
+    from shared_core.adapters.embedded_pg import ensure_embedded_server
+
+    return ensure_embedded_server(home())
+
+
+def with_store(action: Callable[[Any], Awaitable[Any]], *, urls: tuple[str, str | None] | None = None) -> Any:
+    """Run `action(store)` on the tenant-bound state store (migrating first when the schema is behind)."""
     import asyncio
 
-    from shared_core.adapters.postgres_store import PostgresStateStore, migrations
+    from shared_core.adapters.postgres_store import open_store
 
-    resolved = url or store_url()
+    resolved = urls or store_urls()
     assert resolved is not None
 
     async def run() -> Any:
-        store = PostgresStateStore(resolved)
+        store = await open_store(resolved[0], resolved[1], tenant())
         try:
-            if await store.schema_version() < migrations()[-1][0]:
-                await store.migrate()
-            await store.ensure_tenant(tenant(), tenant())
             return await action(store)
         finally:
             await store.close()

@@ -130,11 +130,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.watermarks:
         ledger = parse_watermarks(Path(args.watermarks).read_text("utf-8"), args.watermarks)
     else:
-        from shared_core.cli.execution import store_url, tenant, with_store
+        from shared_core.cli.execution import store_urls, tenant, with_store
 
-        url = store_url(start=False)  # the configured store, or the embedded one if it is running
-        if url:
-            ledger = with_store(lambda store: store.load_ledger(tenant()), url=url)
+        urls = store_urls(start=False)  # the configured store, or the embedded one if it is running
+        if urls:
+            ledger = with_store(lambda store: store.load_ledger(tenant()), urls=urls)
     target = load_commit(source, target_sha)
     base = load_commit(source, base_sha)
     plan = build_plan(
@@ -165,10 +165,9 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     import asyncio
 
     from shared_core.adapters.postgres_store import PostgresStateStore
-    from shared_core.cli.execution import store_url, tenant
+    from shared_core.cli.execution import migration_url, tenant
 
-    url = store_url()
-    assert url is not None
+    url = migration_url()
 
     async def run() -> list[int]:
         store = PostgresStateStore(url)

@@ -90,7 +90,8 @@ def client() -> Mock:
 
 
 @pytest.fixture()
-def app_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def app_env(database_url: str, admin_database_url: str, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Settings for one test: its own tenant, blob folder and warehouse; the session's database."""
     tenant = f"f{uuid.uuid4().hex[:12]}"
     values = {
@@ -101,6 +102,7 @@ def app_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         "IRONLAYER_GITHUB_WEBHOOK_SECRET": SECRET,
         "IRONLAYER_GITHUB_TOKEN": "",
         "IRONLAYER_DATABASE_URL": database_url,
+        "IRONLAYER_MIGRATION_DATABASE_URL": admin_database_url,
         "IRONLAYER_HOME": str(tmp_path / "home"),
         "IRONLAYER_BLOB_DIR": str(tmp_path / "blobs"),
         "IRONLAYER_APPROVAL_SECRET": APPROVAL_SECRET,

@@ -56,13 +56,14 @@ def raw_rows(days: int) -> str:
 
 
 @pytest.fixture()
-def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def env(database_url: str, admin_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     tenant = f"t{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("IRONLAYER_DATABASE_URL", database_url)
     monkeypatch.setenv("IRONLAYER_TENANT", tenant)
     monkeypatch.setenv("IRONLAYER_HOME", str(tmp_path / "home"))
     repo = init_repo(tmp_path / "repo")
-    return {"url": database_url, "tenant": tenant, "repo": repo, "tmp": tmp_path}
+    monkeypatch.setenv("IRONLAYER_MIGRATION_DATABASE_URL", admin_database_url)
+    return {"url": database_url, "admin": admin_database_url, "tenant": tenant, "repo": repo, "tmp": tmp_path}
 
 
 def commit(env: dict[str, Any], files: dict[str, str | None], when: str = "2024-01-10T12:00:00+00:00") -> str:
@@ -93,7 +94,7 @@ def tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 def query(env: dict[str, Any], sql: str, *args: Any) -> list[Any]:
     async def run() -> list[Any]:
-        conn = await asyncpg.connect(env["url"])
+        conn = await asyncpg.connect(env["admin"])  # the owner: inspects and tampers past RLS
         try:
             return list(await conn.fetch(sql, *args))
         finally:
@@ -197,7 +198,7 @@ def test_ledger_gaps_are_planned_and_filled(env: dict[str, Any]) -> None:
     assert apply(env, plan(env, "0" * 40, head, "p1.json")) == 0
 
     async def lose_runs() -> None:  # as if the runs of 01-03, 01-04 and from 01-08 on had never happened
-        conn = await asyncpg.connect(env["url"])
+        conn = await asyncpg.connect(env["admin"])  # the owner: inspects and tampers past RLS
         try:
             await conn.execute("DELETE FROM watermarks WHERE tenant_id = $1 AND model = 'mart.log'", env["tenant"])
             await conn.execute(

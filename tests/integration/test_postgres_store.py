@@ -21,9 +21,9 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-def test_migrations_apply_once_and_are_then_a_no_op(database_url: str) -> None:
+def test_migrations_apply_once_and_are_then_a_no_op(admin_database_url: str) -> None:
     async def scenario() -> tuple[list[int], list[int], int]:
-        store = PostgresStateStore(database_url)
+        store = PostgresStateStore(admin_database_url)
         try:
             first = await store.migrate()
             second = await store.migrate()
