@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -474,6 +474,133 @@ class PostgresStateStore:
         )
         return int(result.split()[-1])
 
+    # -- security: audit chain, credentials, token revocation, rate limits, tenant routing ---------------
+
+    async def append_audit(
+        self, tenant_id: str, build: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Append one audit row built from the previous one, serialized per tenant; returns the row.
+
+        The application role may only INSERT and SELECT audit rows; appends are serialized with a
+        transaction-scoped advisory lock, and the tenant row keeps the newest hash (the chain's head).
+        """
+        pool = await self._tenant_pool(tenant_id)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit/' || $1))", tenant_id)
+            last = await conn.fetchrow(
+                "SELECT * FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id
+            )
+            row = build(_audit_row(last) if last else None)
+            await conn.execute(
+                "INSERT INTO audit_log (tenant_id, seq, at, actor, role, action, target, details, prev_hash, hash) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10)",
+                row["tenant_id"], row["seq"], row["at"], row["actor"], row["role"], row["action"], row["target"],
+                json.dumps(row["details"], sort_keys=True, separators=(",", ":")), row["prev_hash"], row["hash"],
+            )
+            await conn.execute("UPDATE tenants SET audit_head = $2 WHERE tenant_id = $1", tenant_id, row["hash"])
+        return row
+
+    async def audit_rows(self, tenant_id: str) -> tuple[list[dict[str, Any]], str | None]:
+        """Every audit row of the tenant in `seq` order, and the head hash kept on the tenant row."""
+        pool = await self._tenant_pool(tenant_id)
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch("SELECT * FROM audit_log WHERE tenant_id = $1 ORDER BY seq", tenant_id)
+            head = await conn.fetchval("SELECT audit_head FROM tenants WHERE tenant_id = $1", tenant_id)
+        return [_audit_row(r) for r in rows], head
+
+    async def set_credential(self, tenant_id: str, name: str, ciphertext: str) -> None:
+        pool = await self._tenant_pool(tenant_id)
+        await pool.execute(
+            "INSERT INTO credentials (tenant_id, name, ciphertext) VALUES ($1, $2, $3) ON CONFLICT (tenant_id, name) "
+            "DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = now()",
+            tenant_id, name, ciphertext,
+        )
+
+    async def get_credential(self, tenant_id: str, name: str) -> str | None:
+        pool = await self._tenant_pool(tenant_id)
+        value = await pool.fetchval(
+            "SELECT ciphertext FROM credentials WHERE tenant_id = $1 AND name = $2", tenant_id, name
+        )
+        return str(value) if value is not None else None
+
+    async def list_credentials(self, tenant_id: str) -> list[tuple[str, str]]:
+        pool = await self._tenant_pool(tenant_id)
+        rows = await pool.fetch(
+            "SELECT name, ciphertext FROM credentials WHERE tenant_id = $1 ORDER BY name", tenant_id
+        )
+        return [(r["name"], r["ciphertext"]) for r in rows]
+
+    async def all_tenants(self) -> list[str]:
+        """Tenant IDs, for owner-level maintenance (key rotation); the application role sees only its own."""
+        pool = await self.pool()
+        return [r["tenant_id"] for r in await pool.fetch("SELECT tenant_id FROM tenants ORDER BY tenant_id")]
+
+    async def revoke_token(self, tenant_id: str, jti: str, expires_at: datetime) -> None:
+        pool = await self._tenant_pool(tenant_id)
+        await pool.execute(
+            "INSERT INTO revoked_tokens (tenant_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            tenant_id, jti, expires_at,
+        )
+
+    async def is_revoked(self, tenant_id: str, jti: str) -> bool:
+        pool = await self._tenant_pool(tenant_id)
+        return bool(await pool.fetchval(
+            "SELECT 1 FROM revoked_tokens WHERE tenant_id = $1 AND jti = $2", tenant_id, jti))
+
+    async def rate_limit(
+        self, tenant_id: str, key: str, decide: Callable[[tuple[datetime, int, int] | None], Any]
+    ) -> Any:
+        """Apply `decide` to the stored (window_start, count, previous_count) of `key` atomically.
+
+        `decide` returns an object with `new_state` = (window_start, count, previous_count); it is stored
+        in the same transaction, under a row lock, so concurrent function instances share one budget.
+        """
+        pool = await self._tenant_pool(tenant_id)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('rate/' || $1 || '/' || $2))", tenant_id, key)
+            row = await conn.fetchrow(
+                "SELECT window_start, count, previous_count FROM rate_limits WHERE tenant_id = $1 AND key = $2",
+                tenant_id, key,
+            )
+            decision = decide((row["window_start"], row["count"], row["previous_count"]) if row else None)
+            start, count, previous = decision.new_state
+            await conn.execute(
+                "INSERT INTO rate_limits (tenant_id, key, window_start, count, previous_count) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, key) DO UPDATE SET "
+                "window_start = EXCLUDED.window_start, count = EXCLUDED.count, "
+                "previous_count = EXCLUDED.previous_count",
+                tenant_id, key, start, count, previous,
+            )
+        return decision
+
+    async def map_repository(self, tenant_id: str, repository: str, installation_id: int | None = None) -> None:
+        pool = await self._tenant_pool(tenant_id)
+        await pool.execute(
+            "INSERT INTO repository_tenants (tenant_id, repository, installation_id) VALUES ($1, $2, $3) "
+            "ON CONFLICT (repository) DO UPDATE SET installation_id = EXCLUDED.installation_id",
+            tenant_id, repository.lower(), installation_id,
+        )
+
+    async def tenant_for_repository(self, repository: str) -> str | None:
+        """The tenant a repository's webhooks belong to (readable before any tenant is bound)."""
+        pool = await self.pool()
+        value = await pool.fetchval(
+            "SELECT tenant_id FROM repository_tenants WHERE repository = $1", repository.lower()
+        )
+        return str(value) if value is not None else None
+
+    async def tenant_settings(self, tenant_id: str) -> dict[str, Any]:
+        pool = await self._tenant_pool(tenant_id)
+        value = await pool.fetchval("SELECT settings FROM tenants WHERE tenant_id = $1", tenant_id)
+        return dict(json.loads(value)) if value else {}
+
+    async def set_tenant_settings(self, tenant_id: str, settings: Mapping[str, Any]) -> None:
+        pool = await self._tenant_pool(tenant_id)
+        await pool.execute(
+            "UPDATE tenants SET settings = $2::jsonb WHERE tenant_id = $1", tenant_id,
+            json.dumps(dict(settings), sort_keys=True),
+        )
+
     async def health(self) -> None:
         """Raise StateUnavailableError unless the store answers."""
         pool = await self.pool()
@@ -502,6 +629,13 @@ def _telemetry_rows(
 
 
 _BIND = "SELECT set_config('app.tenant_id', $1, true)"
+
+
+def _audit_row(record: Any) -> dict[str, Any]:
+    row = dict(record)
+    if isinstance(row.get("details"), str):
+        row["details"] = json.loads(row["details"])
+    return row
 
 
 class _TenantPool:
