@@ -53,7 +53,7 @@ from shared_core.adapters.analysis_cache import CachedAnalyzer
 from shared_core.adapters.duckdb_executor import DuckDBExecutor
 from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.adapters.local_git import LocalGitSource
-from shared_core.adapters.postgres_store import PostgresStateStore
+from shared_core.adapters.postgres_store import PostgresStateStore, app_url_for
 from shared_core.canonical import resolve_canonical
 from shared_core.cli.main import main as cli_main
 from shared_core.loading import load_commit
@@ -430,11 +430,15 @@ async def apply_once(
     warehouse = folder / f"{tenant}.duckdb"
     warehouse.unlink(missing_ok=True)
     executor = TimedDuckDBExecutor(warehouse, engine) if instrument else DuckDBExecutor(warehouse)
-    raw = PostgresStateStore(url)
+    owner = PostgresStateStore(url)
+    try:
+        await owner.migrate()  # as the owner; the apply itself connects as the application role, under RLS
+    finally:
+        await owner.close()
+    raw = PostgresStateStore(app_url_for(url) if "IRONLAYER_DATABASE_URL" not in os.environ else url)
     try:
         with count_round_trips(round_trips) if instrument else contextlib.nullcontext():
             await raw.pool()  # the pool is created here (with the query loggers when instrumenting)
-        await raw.migrate()
         await raw.ensure_tenant(tenant, tenant)
         await raw.save_plan(tenant, prepared.plan, prepared.plan_text)
         await asyncio.sleep(0.05)  # let the query-logger callbacks of the setup run, then forget them
