@@ -12,12 +12,20 @@ CoreError                  root of every error raised by shared_core
 ├── SourceError            a git repository or ref cannot be read
 ├── StateError             the state store refused or failed an operation
 │   └── StateUnavailableError  the state store cannot be reached (safe to retry)
-└── ApprovalError          an approval link cannot be used; carries the HTTP `status` (itself: 400, bad request)
-    ├── InvalidTokenError  malformed, forged, wrong algorithm/issuer/audience, not yet valid (401)
-    ├── ExpiredTokenError  the link's time is up (410)
-    ├── ReusedTokenError   the link was already used once (410; raised by the JTI store's caller)
-    ├── WrongPlanError     the link belongs to another plan or tenant (403)
-    └── WrongActionError   the link does not grant the decision that was posted (403)
+├── ApprovalError          an approval link cannot be used; carries the HTTP `status` (itself: 400, bad request)
+│   ├── InvalidTokenError  malformed, forged, wrong algorithm/issuer/audience, not yet valid (401)
+│   ├── ExpiredTokenError  the link's time is up (410)
+│   ├── ReusedTokenError   the link was already used once (410; raised by the JTI store's caller)
+│   ├── WrongPlanError     the link belongs to another plan or tenant (403)
+│   └── WrongActionError   the link does not grant the decision that was posted (403)
+├── AuthSettingsError      the API authentication settings are unsafe or incomplete, e.g. dev mode in production (500)
+├── AuthenticationError    an API request has no valid access token: missing, forged, expired, revoked... (401)
+│   └── JwksUnavailableError  the identity provider's signing keys cannot be fetched (503; safe to retry)
+├── AuthorizationError     the caller's role may not use the endpoint, or may not approve its own plan (403)
+├── AuditError             an audit entry cannot be built or read: wrong tenant, time going back, malformed row (500)
+├── CredentialError        a credential cannot be decrypted (wrong or retired key, altered or moved token), or
+│                          the key list is invalid (500)
+└── RateLimitedError       a request exceeds a rate limit (429; carries `retry_after_seconds` for `Retry-After`)
 ```
 Every message says what went wrong, which file/field/value it concerns, and what to do next.
 """
@@ -131,3 +139,55 @@ class WrongActionError(ApprovalError):
     """The token is genuine but does not grant the decision that was posted."""
 
     status: int = 403
+
+
+class AuthSettingsError(CoreError):
+    """The API authentication settings are unsafe or incomplete; the message names the setting.
+
+    Raised at start-up by `AuthConfig`; if one ever reaches a request it is the server's fault (500).
+    """
+
+    status: int = 500
+
+
+class AuthenticationError(CoreError):
+    """An API request carries no valid access token; the message never echoes the token."""
+
+    status: int = 401
+
+
+class JwksUnavailableError(AuthenticationError):
+    """The identity provider's signing keys cannot be fetched (or are malformed); safe to retry."""
+
+    status: int = 503
+
+
+class AuthorizationError(CoreError):
+    """The caller is authenticated but its role may not use the endpoint, or it may not approve its own plan."""
+
+    status: int = 403
+
+
+class AuditError(CoreError):
+    """An audit entry cannot be built (wrong tenant, time going backwards, malformed field) or read from a row.
+
+    A broken chain is not an error: `audit.verify_chain` reports it.
+    """
+
+    status: int = 500
+
+
+class CredentialError(CoreError):
+    """A credential cannot be encrypted or decrypted, or the key list is invalid; never shows a key or value."""
+
+    status: int = 500
+
+
+class RateLimitedError(CoreError):
+    """A request exceeds a rate limit; answer 429 with `Retry-After: retry_after_seconds`."""
+
+    status: int = 429
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)

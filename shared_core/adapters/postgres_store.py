@@ -493,9 +493,9 @@ class PostgresStateStore:
             row = build(_audit_row(last) if last else None)
             await conn.execute(
                 "INSERT INTO audit_log (tenant_id, seq, at, actor, role, action, target, details, prev_hash, hash) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10)",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 row["tenant_id"], row["seq"], row["at"], row["actor"], row["role"], row["action"], row["target"],
-                json.dumps(row["details"], sort_keys=True, separators=(",", ":")), row["prev_hash"], row["hash"],
+                row["details"], row["prev_hash"], row["hash"],
             )
             await conn.execute("UPDATE tenants SET audit_head = $2 WHERE tenant_id = $1", tenant_id, row["hash"])
         return row
@@ -632,10 +632,7 @@ _BIND = "SELECT set_config('app.tenant_id', $1, true)"
 
 
 def _audit_row(record: Any) -> dict[str, Any]:
-    row = dict(record)
-    if isinstance(row.get("details"), str):
-        row["details"] = json.loads(row["details"])
-    return row
+    return dict(record)  # `details` stays the canonical JSON text it was hashed as
 
 
 class _TenantPool:

@@ -19,7 +19,7 @@ CREATE TABLE audit_log (
     role       text NOT NULL,
     action     text NOT NULL,
     target     text NOT NULL,
-    details    jsonb NOT NULL,
+    details    text NOT NULL,  -- canonical JSON text, exactly as hashed (jsonb could rewrite numbers)
     prev_hash  text NOT NULL CHECK (prev_hash ~ '^[0-9a-f]{64}$'),
     hash       text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
     PRIMARY KEY (tenant_id, seq)

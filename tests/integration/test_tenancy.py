@@ -54,7 +54,7 @@ TABLES = list(rows("x", "0" * 64, lambda _: 0))
 
 def insert_sql(table: str, row: dict[str, Any]) -> tuple[str, list[Any]]:
     columns = list(row)
-    casts = ["::jsonb" if c in ("header", "details") else "" for c in columns]
+    casts = ["::jsonb" if c == "header" else "" for c in columns]
     values = ", ".join(f"${i + 1}{cast}" for i, cast in enumerate(casts))
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({values})", list(row.values())
 
