@@ -38,7 +38,7 @@ async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
     now = datetime.now(UTC)  # an activity, not the orchestrator: the link's validity starts when it is made
     token = issue_approval_token(
         settings.approval_secret, tenant_id=request["tenant_id"], plan_id=request["plan_id"], action="decide",
-        subject=request.get("author") or "reviewers", now=now, ttl=timedelta(hours=request["ttl_hours"]),
+        subject="reviewers", now=now, ttl=timedelta(hours=request["ttl_hours"]),
     )
     link = f"{settings.public_base_url}/api/plans/{request['plan_id']}/approval?token={quote(token)}"
     store = await get_store(settings)
@@ -67,7 +67,9 @@ async def plan_approval(req: func.HttpRequest, client: df.DurableOrchestrationCl
                  410: "This approval link can no longer be used"}.get(exc.status, "Approval refused")
         return html_response(render_result_page(title, str(exc), status=exc.status), exc.status, SECURITY_HEADERS)
     except CoreError as exc:
-        status = 503 if "unreachable" in str(exc) else 400
+        from functions.http import status_of
+
+        status = status_of(exc)
         return html_response(render_result_page("The approval could not be processed", str(exc), status=status),
                              status, SECURITY_HEADERS)
 
@@ -80,7 +82,7 @@ def _token(req: func.HttpRequest, form: dict[str, list[str]] | None = None) -> s
 async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
     from datetime import UTC, datetime
 
-    from functions.resources import get_blob_store
+    from functions.resources import get_blob_store, get_store
     from shared_core.approval import verify_approval_token
     from shared_core.approval_page import (
         SECURITY_HEADERS,
@@ -88,11 +90,14 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
         render_approval_page,
         render_result_page,
     )
+    from shared_core.errors import InvalidTokenError
     from shared_core.plan import load_plan
 
     settings = get_settings()
-    verify_approval_token(settings.approval_secret, _token(req), plan_id=plan_id, now=datetime.now(UTC),
-                          tenant_id=settings.tenant_id)
+    claims = verify_approval_token(settings.approval_secret, _token(req), plan_id=plan_id, now=datetime.now(UTC),
+                                   tenant_id=settings.tenant_id)
+    if await (await get_store(settings)).is_revoked(claims.tenant_id, claims.token_id):
+        raise InvalidTokenError("this approval link was revoked; ask for a new link")
     blob = get_blob_store(settings)
     data = await asyncio.to_thread(blob.get, f"plans/{plan_id}.json")
     if data is None:
@@ -113,6 +118,9 @@ async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchest
     from functions.resources import get_store
     from shared_core.approval import check_decision, reused_token_error, verify_approval_token
     from shared_core.approval_page import SECURITY_HEADERS, render_result_page
+    from shared_core.cli.security import record_audit
+    from shared_core.errors import InvalidTokenError
+    from shared_core.roles import check_separation
 
     settings = get_settings()
     body = req.get_body()
@@ -124,6 +132,8 @@ async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchest
                                    now=datetime.now(UTC), tenant_id=settings.tenant_id)
     decision = check_decision(claims, form.get("decision", [""])[0])
     store = await get_store(settings)
+    if await store.is_revoked(claims.tenant_id, claims.token_id):
+        raise InvalidTokenError("this approval link was revoked; ask for a new link")
     job = await store.job_for_plan(claims.tenant_id, plan_id)
     if job is None or job["status"] != "awaiting_approval":
         if await store.token_used(claims.tenant_id, claims.token_id):
@@ -132,9 +142,15 @@ async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchest
         return html_response(render_result_page(
             "This plan is not waiting for approval", f"plan {plan_id[:12]} is {state}; nothing was changed",
             status=409), 409, SECURITY_HEADERS)
+    if decision == "approve":
+        tenant_settings = await store.tenant_settings(claims.tenant_id)
+        check_separation(claims.subject, job["author"],
+                         allow_self_approval=bool(tenant_settings.get("allow_self_approval", False)))
     if not await store.use_token(claims.tenant_id, claims.token_id, plan_id, decision, claims.subject):
         raise reused_token_error(claims)
     comment = form.get("comment", [""])[0][:2000]
+    await record_audit(store, claims.tenant_id, actor=claims.subject, role="operator", action=f"plan.{decision}d",
+                       target=plan_id, details={"comment": comment, "via": "approval link"})
     await client.raise_event(job["instance_id"], "approval",
                              {"decision": decision, "by": claims.subject, "comment": comment})
     await store.upsert_job(claims.tenant_id, job["instance_id"], status="running" if decision == "approve" else None,

@@ -45,6 +45,14 @@ class Settings:
     databricks_host: str  # IRONLAYER_DATABRICKS_HOST
     max_body_bytes: int  # IRONLAYER_MAX_BODY_BYTES
     step_retries: int  # IRONLAYER_STEP_RETRIES
+    auth_mode: str  # IRONLAYER_AUTH_MODE: dev | jwt | oidc (dev is refused in production)
+    auth_secret: str  # IRONLAYER_AUTH_SECRET: the HS256 secret of jwt mode (at least 32 bytes)
+    auth_issuer: str  # IRONLAYER_AUTH_ISSUER: required `iss` of API tokens
+    auth_audience: str  # IRONLAYER_AUTH_AUDIENCE: required `aud` of API tokens
+    oidc_jwks_url: str  # IRONLAYER_OIDC_JWKS_URL: the identity provider's keys (oidc mode)
+    rate_limit_user: int  # IRONLAYER_RATE_LIMIT_USER: requests per minute per user and endpoint
+    rate_limit_tenant: int  # IRONLAYER_RATE_LIMIT_TENANT: requests per minute per tenant
+    credential_keys: str  # IRONLAYER_CREDENTIAL_KEYS: Fernet keys, newest first, for stored credentials
 
     @property
     def production(self) -> bool:
@@ -111,7 +119,17 @@ def load_settings() -> Settings:
         databricks_host=env("IRONLAYER_DATABRICKS_HOST", ""),
         max_body_bytes=_int("IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
         step_retries=_int("IRONLAYER_STEP_RETRIES", 3, 1, 10),
+        auth_mode=env("IRONLAYER_AUTH_MODE", "dev" if environment == "development" else "oidc").strip().lower(),
+        auth_secret=env("IRONLAYER_AUTH_SECRET", ""),
+        auth_issuer=env("IRONLAYER_AUTH_ISSUER", ""),
+        auth_audience=env("IRONLAYER_AUTH_AUDIENCE", ""),
+        oidc_jwks_url=env("IRONLAYER_OIDC_JWKS_URL", ""),
+        rate_limit_user=_int("IRONLAYER_RATE_LIMIT_USER", 120, 1, 100_000),
+        rate_limit_tenant=_int("IRONLAYER_RATE_LIMIT_TENANT", 1200, 1, 1_000_000),
+        credential_keys=env("IRONLAYER_CREDENTIAL_KEYS", ""),
     )
+    if settings.production and settings.auth_mode == "dev":
+        raise SettingsError("IRONLAYER_AUTH_MODE=dev (no authentication) is refused in production; use jwt or oidc")
     if settings.production and settings.auto_approve:
         raise SettingsError("IRONLAYER_AUTO_APPROVE is for development only; unset it in production")
     return settings

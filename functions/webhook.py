@@ -48,7 +48,7 @@ async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationC
             return json_response({"status": "duplicate", "instance_id": instance,
                                   "reason": "a run for these commits already exists"}, 202)
         await store.upsert_job(settings.tenant_id, instance, kind="push", repository=payload.repository.full_name,
-                               target=payload.after, status="queued")
+                               target=payload.after, status="queued", author=payload.pusher.name or "")
         orchestration_input = {
             "kind": "push",
             "tenant_id": settings.tenant_id,

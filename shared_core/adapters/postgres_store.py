@@ -416,17 +416,19 @@ class PostgresStateStore:
     async def upsert_job(
         self, tenant_id: str, instance: str, *, kind: str | None = None, repository: str | None = None,
         target: str | None = None, plan_id: str | None = None, status: str | None = None, detail: str | None = None,
+        author: str | None = None,
     ) -> None:
         """Create a job row or update the given fields of it."""
         pool = await self._tenant_pool(tenant_id)
         await pool.execute(
-            "INSERT INTO jobs (tenant_id, instance_id, kind, repository, target, plan_id, status, detail) "
-            "VALUES ($1, $2, coalesce($3, 'push'), coalesce($4, ''), coalesce($5, ''), $6, coalesce($7, 'queued'), $8) "
-            "ON CONFLICT (tenant_id, instance_id) DO UPDATE SET "
+            "INSERT INTO jobs (tenant_id, instance_id, kind, repository, target, plan_id, status, detail, author) "
+            "VALUES ($1, $2, coalesce($3, 'push'), coalesce($4, ''), coalesce($5, ''), $6, coalesce($7, 'queued'), $8, "
+            "coalesce($9, '')) ON CONFLICT (tenant_id, instance_id) DO UPDATE SET "
             "plan_id = coalesce(EXCLUDED.plan_id, jobs.plan_id), "
             "status = CASE WHEN $7 IS NULL THEN jobs.status ELSE EXCLUDED.status END, "
-            "detail = coalesce($8, jobs.detail), updated_at = now()",
-            tenant_id, instance, kind, repository, target, plan_id, status, detail,
+            "detail = coalesce($8, jobs.detail), author = CASE WHEN $9 IS NULL THEN jobs.author ELSE $9 END, "
+            "updated_at = now()",
+            tenant_id, instance, kind, repository, target, plan_id, status, detail, author,
         )
 
     async def get_job(self, tenant_id: str, instance: str) -> dict[str, Any] | None:

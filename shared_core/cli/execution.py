@@ -185,9 +185,17 @@ def _apply(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     text = plan_to_json(plan)
 
     async def run(store: Any) -> Any:
+        from shared_core.cli.security import _actor, record_audit
+
         await store.save_plan(options.tenant, plan, text)
-        return await _with_progress(console, plan, lambda on_event: apply_plan(
+        await record_audit(store, options.tenant, actor=_actor(), role="engineer", action="apply.started",
+                           target=plan["plan_id"], details={"steps": len(plan["steps"]), "target": plan["target"]})
+        outcomes = await _with_progress(console, plan, lambda on_event: apply_plan(
             plan, project, store, executor, options, canonical=canonical, on_event=on_event))
+        failed = sum(1 for o in outcomes if o.status in ("failed", "skipped"))
+        await record_audit(store, options.tenant, actor=_actor(), role="engineer", action="apply.finished",
+                           target=plan["plan_id"], details={"failed_or_skipped": failed, "steps": len(outcomes)})
+        return outcomes
 
     try:
         outcomes = with_store(run)

@@ -62,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     direction.add_argument("--downstream", action="store_true", help="only downstream models")
     commands.add_parser("migrate", help="create or upgrade the state store schema")
     from shared_core.cli.execution import add_commands
+    from shared_core.cli.security import add_commands as add_security_commands
 
     add_commands(commands)
+    add_security_commands(commands)
 
     demo = commands.add_parser("demo", help="build the example repository, plan and apply both of its commits")
     demo.add_argument("--dir", default=".ironlayer/demo", help="where to build the demo (default .ironlayer/demo)")
@@ -84,8 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in _COMMANDS:
             return _COMMANDS[args.command](args)
         from shared_core.cli.execution import COMMANDS
+        from shared_core.cli.security import COMMANDS as SECURITY_COMMANDS
 
-        return COMMANDS[args.command](args)
+        return {**COMMANDS, **SECURITY_COMMANDS}[args.command](args)
     except CoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

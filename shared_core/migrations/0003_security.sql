@@ -25,7 +25,8 @@ CREATE TABLE audit_log (
     PRIMARY KEY (tenant_id, seq)
 );
 ALTER TABLE tenants ADD COLUMN audit_head text;  -- the last audit hash, so a truncated log is detected
-ALTER TABLE tenants ADD COLUMN settings jsonb NOT NULL DEFAULT '{}'::jsonb;
+ALTER TABLE tenants ADD COLUMN settings jsonb NOT NULL DEFAULT '{}'::jsonb;  -- e.g. {"allow_self_approval": true}
+ALTER TABLE jobs ADD COLUMN author text NOT NULL DEFAULT '';  -- who pushed: may not approve its own plan
 
 CREATE TABLE credentials (
     tenant_id   text NOT NULL REFERENCES tenants (tenant_id),

@@ -94,7 +94,7 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     approved = post(token, "approve")
     assert approved.status_code == 200 and "approved" in approved.get_body().decode()
     client.raise_event.assert_awaited_once_with(ids["instance_id"], "approval",
-                                                {"decision": "approve", "by": "octocat", "comment": ""})
+                                                {"decision": "approve", "by": "reviewers", "comment": ""})
     reused = post(token, "approve")
     assert reused.status_code == 410 and "already used" in reused.get_body().decode()
     assert client.raise_event.await_count == 1
@@ -181,7 +181,7 @@ def test_cancel_terminates_and_marks_runs_cancelled(repo: dict[str, Any], client
     response = run("cancel_job", request("DELETE", f"/api/jobs/{instance}", route_params={"instance_id": instance}),
                    client=client)
     assert response.status_code == 202 and json_body(response)["runs_cancelled"] == 1
-    client.terminate.assert_awaited_once_with(instance, "cancelled through the API")
+    client.terminate.assert_awaited_once_with(instance, "cancelled through the API by dev")
     jobs = json_body(run("list_jobs", request("GET", "/api/jobs")))["jobs"]
     assert jobs[0]["status"] == "cancelled"
 

@@ -45,6 +45,12 @@ def test_the_host_loads_exactly_these_functions_and_bindings() -> None:
         "cancel_job": [("durableClient", None, (), None, None), ("http", None, (), None, None),
                        ("httpTrigger", "jobs/{instance_id}", ("DELETE",), None, None)],
         "health": [("http", None, (), None, None), ("httpTrigger", "health", ("GET",), None, None)],
+        "audit_verify": [("http", None, (), None, None), ("httpTrigger", "audit/verify", ("GET",), None, None)],
+        "decide_plan": [("durableClient", None, (), None, None), ("http", None, (), None, None),
+                        ("httpTrigger", "plans/{plan_id}/decision", ("POST",), None, None)],
+        "put_credential": [("http", None, (), None, None),
+                           ("httpTrigger", "credentials/{name}", ("PUT",), None, None)],
+        "put_settings": [("http", None, (), None, None), ("httpTrigger", "settings", ("PUT",), None, None)],
     }
 
 
