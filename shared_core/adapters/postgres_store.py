@@ -479,12 +479,13 @@ class PostgresStateStore:
     # -- security: audit chain, credentials, token revocation, rate limits, tenant routing ---------------
 
     async def append_audit(
-        self, tenant_id: str, build: Callable[[dict[str, Any] | None], dict[str, Any]]
+        self, tenant_id: str, build: Callable[[dict[str, Any] | None, str | None], dict[str, Any]]
     ) -> dict[str, Any]:
-        """Append one audit row built from the previous one, serialized per tenant; returns the row.
+        """Append one audit row built from the previous row and the recorded head; returns the row.
 
         The application role may only INSERT and SELECT audit rows; appends are serialized with a
-        transaction-scoped advisory lock, and the tenant row keeps the newest hash (the chain's head).
+        transaction-scoped advisory lock, and the tenant row keeps the newest hash (the chain's head), so
+        `build` can chain to the head even when the newest rows were removed: a truncation stays visible.
         """
         pool = await self._tenant_pool(tenant_id)
         async with pool.acquire() as conn, conn.transaction():
@@ -492,7 +493,8 @@ class PostgresStateStore:
             last = await conn.fetchrow(
                 "SELECT * FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id
             )
-            row = build(_audit_row(last) if last else None)
+            head = await conn.fetchval("SELECT audit_head FROM tenants WHERE tenant_id = $1", tenant_id)
+            row = build(_audit_row(last) if last else None, head)
             await conn.execute(
                 "INSERT INTO audit_log (tenant_id, seq, at, actor, role, action, target, details, prev_hash, hash) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

@@ -37,24 +37,33 @@ def cipher() -> Any:
 
     keys = os.environ.get("IRONLAYER_CREDENTIAL_KEYS", "")
     if not keys:
-        raise SecurityCommandError("IRONLAYER_CREDENTIAL_KEYS is not set; generate a key with "
-                                   "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`")
+        raise SecurityCommandError(
+            "IRONLAYER_CREDENTIAL_KEYS is not set; generate a key with `python -c 'from cryptography.fernet "
+            "import Fernet; print(Fernet.generate_key().decode())'`"
+        )
     return CredentialCipher(parse_key_list(keys))
 
 
 async def record_audit(store: Any, tenant_id: str, *, actor: str, role: str, action: str, target: str,
                        details: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Append one entry to the tenant's audit chain (the time never goes back past the chain's head)."""
-    from shared_core.audit import entry_from_row, entry_to_row, next_entry
+    from dataclasses import replace
+
+    from shared_core.audit import entry_from_row, entry_hash, entry_to_row, next_entry
     from shared_core.scrub import scrub_mapping
 
     moment = now or datetime.now(UTC)
 
-    def build(previous_row: dict[str, Any] | None) -> dict[str, Any]:
+    def build(previous_row: dict[str, Any] | None, head: str | None) -> dict[str, Any]:
         previous = entry_from_row(previous_row) if previous_row else None
         at = max(moment, previous.at) if previous else moment
         entry = next_entry(previous, tenant_id=tenant_id, at=at, actor=actor, role=role, action=action,
                            target=target, details=scrub_mapping(details))
+        if head and entry.prev_hash != head:
+            # The newest rows are gone (the head says so): chain to the head, so that the gap stays
+            # visible to `verify_chain` instead of being papered over by this append.
+            linked = replace(entry, prev_hash=head)
+            entry = replace(linked, hash=entry_hash(linked))
         return entry_to_row(entry)
 
     row: dict[str, Any] = await store.append_audit(tenant_id, build)

@@ -1,0 +1,112 @@
+"""Roles: the whole role-by-endpoint matrix against a table written out by hand, and separation of duties."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared_core.errors import AuthorizationError, CoreError
+from shared_core.roles import HUMAN_ROLES, POLICY, ROLES, allows, authorize, check_separation, is_role
+
+# The expected matrix, written out cell by cell (not derived from POLICY): Y allowed, . refused.
+# Columns: viewer operator engineer admin service
+EXPECTED = """
+list_plans          Y Y Y Y .
+get_plan            Y Y Y Y .
+list_runs           Y Y Y Y .
+list_jobs           Y Y Y Y .
+health              Y Y Y Y Y
+audit_verify        Y Y Y Y .
+cancel_job          . Y Y Y .
+approve_plan        . Y Y Y .
+reject_plan         . Y Y Y .
+plan                . . Y Y Y
+apply               . . Y Y Y
+backfill            . . Y Y .
+manage_credentials  . . . Y .
+manage_settings     . . . Y .
+manage_tenants      . . . Y .
+rotate_keys         . . . Y .
+"""
+COLUMNS = ("viewer", "operator", "engineer", "admin", "service")
+MATRIX = {
+    (line.split()[0], role): mark == "Y"
+    for line in EXPECTED.strip().splitlines()
+    for role, mark in zip(COLUMNS, line.split()[1:], strict=True)
+}
+ENDPOINTS = sorted({endpoint for endpoint, _ in MATRIX})
+
+
+def test_the_expected_table_names_every_declared_endpoint_and_role() -> None:
+    assert sorted(POLICY) == ENDPOINTS
+    assert set(ROLES) == set(COLUMNS)
+    assert len(MATRIX) == 16 * 5
+
+
+@pytest.mark.parametrize(("endpoint", "role"), sorted(MATRIX))
+def test_role_by_endpoint_matrix(endpoint: str, role: str) -> None:
+    assert allows(role, endpoint) is MATRIX[endpoint, role]
+    if MATRIX[endpoint, role]:
+        authorize(role, endpoint)
+        return
+    with pytest.raises(AuthorizationError) as caught:
+        authorize(role, endpoint)
+    assert caught.value.status == 403
+    assert isinstance(caught.value, CoreError)
+    message = str(caught.value)
+    assert endpoint in message and repr(role) in message
+    assert POLICY[endpoint].min_role in message  # names the role needed
+    assert "\n" not in message
+
+
+def test_human_roles_are_ordered_and_each_includes_the_ones_below() -> None:
+    assert HUMAN_ROLES == ("viewer", "operator", "engineer", "admin")
+    for endpoint in ENDPOINTS:
+        granted = [MATRIX[endpoint, role] for role in HUMAN_ROLES]
+        assert granted == sorted(granted), endpoint  # once allowed, every higher role is allowed too
+
+
+@pytest.mark.parametrize("role", ["", "root", "Admin", "ADMIN", " admin", "admin ", "superuser", "viewer,admin"])
+def test_unknown_roles_are_refused_everywhere(role: str) -> None:
+    assert not is_role(role)
+    for endpoint in ENDPOINTS:
+        assert not allows(role, endpoint)
+        with pytest.raises(AuthorizationError) as caught:
+            authorize(role, endpoint)
+        assert "not an IronLayer role" in str(caught.value)
+
+
+def test_an_undeclared_endpoint_is_a_programming_error_not_a_refusal() -> None:
+    with pytest.raises(ValueError, match="not declared"):
+        authorize("admin", "drop_everything")
+    with pytest.raises(ValueError, match="not declared"):
+        allows("viewer", "")
+
+
+def test_the_policy_table_cannot_be_changed_at_run_time() -> None:
+    with pytest.raises(TypeError):
+        POLICY["rotate_keys"] = POLICY["health"]  # type: ignore[index]  # proving the mapping is read-only
+
+
+@pytest.mark.parametrize(
+    ("approver", "author", "allow_self", "refused"),
+    [
+        ("alice", "bob", False, False),
+        ("alice", "alice", False, True),
+        ("Alice", "alice", False, True),  # case-insensitive, as GitHub logins are
+        ("ALICE ", " alice", False, True),  # surrounding whitespace does not hide the author
+        ("straße", "STRASSE", False, True),  # casefold, not lower
+        ("alice", "alice", True, False),  # the tenant allows self-approval
+        ("Alice", "alice", True, False),
+        ("alice", "", False, False),  # no human author (scheduled runs): anyone may approve
+        ("", "", True, True),  # an approval is always attributable to someone
+        ("  ", "bob", False, True),
+        ("alice", "alice2", False, False),
+    ],
+)
+def test_separation_of_duties(approver: str, author: str, allow_self: bool, refused: bool) -> None:
+    if not refused:
+        check_separation(approver, author, allow_self_approval=allow_self)
+        return
+    with pytest.raises(AuthorizationError) as caught:
+        check_separation(approver, author, allow_self_approval=allow_self)
+    assert caught.value.status == 403
