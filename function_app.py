@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import azure.durable_functions as df
 
 from functions.api import bp as api_bp
@@ -11,6 +13,26 @@ from functions.planning import bp as planning_bp
 from functions.schedules import bp as schedules_bp
 from functions.webhook import bp as webhook_bp
 
+
+def _scrub_every_log_record() -> None:
+    """Scrub secrets and PII from every log record, whichever logger or handler it goes through."""
+    from shared_core.scrub import ScrubFilter
+
+    scrubber = ScrubFilter()
+    make = logging.getLogRecordFactory()
+    if getattr(make, "ironlayer_scrubs", False):
+        return
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        scrubber.filter(record)
+        return record
+
+    factory.ironlayer_scrubs = True  # type: ignore[attr-defined]  # marks the factory as installed
+    logging.setLogRecordFactory(factory)
+
+
+_scrub_every_log_record()
 app = df.DFApp()
 for blueprint in (webhook_bp, planning_bp, approval_bp, execution_bp, schedules_bp, api_bp):
     app.register_functions(blueprint)

@@ -32,26 +32,30 @@ async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationC
         status = 200 if delivery.kind == "ping" else 202
         return json_response({"status": delivery.kind, "reason": delivery.reason}, status)
     payload = delivery.payload
-    if settings.repository and payload.repository.full_name.lower() != settings.repository.lower():
-        return json_response({"status": "ignored", "reason": f"repository {payload.repository.full_name} is not "
-                              "connected to this deployment"}, 202)
     instance = instance_id("push", payload.repository.full_name.lower(), payload.before, payload.after)
     try:
         from functions.resources import get_store
 
         store = await get_store(settings)
-        if not await store.claim_delivery(settings.tenant_id, delivery.envelope.delivery_id, "push", instance):
+        # The tenant comes from the repository mapping, else from this deployment's own repository.
+        tenant = await store.tenant_for_repository(payload.repository.full_name)
+        if tenant is None and payload.repository.full_name.lower() == settings.repository.lower():
+            tenant = settings.tenant_id
+        if tenant is None:
+            return json_response({"status": "ignored", "reason": f"repository {payload.repository.full_name} is "
+                                  "not connected to this deployment"}, 202)
+        if not await store.claim_delivery(tenant, delivery.envelope.delivery_id, "push", instance):
             return json_response({"status": "duplicate", "instance_id": instance,
                                   "reason": "this delivery was already received"}, 202)
         existing = await client.get_status(instance)
         if existing is not None and getattr(existing, "runtime_status", None) is not None:
             return json_response({"status": "duplicate", "instance_id": instance,
                                   "reason": "a run for these commits already exists"}, 202)
-        await store.upsert_job(settings.tenant_id, instance, kind="push", repository=payload.repository.full_name,
+        await store.upsert_job(tenant, instance, kind="push", repository=payload.repository.full_name,
                                target=payload.after, status="queued", author=payload.pusher.name or "")
         orchestration_input = {
             "kind": "push",
-            "tenant_id": settings.tenant_id,
+            "tenant_id": tenant,
             "repository": payload.repository.full_name,
             "base": payload.before,
             "target": payload.after,
@@ -64,7 +68,7 @@ async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationC
         try:
             await client.start_new("plan_orchestrator", instance, orchestration_input)
         except Exception:
-            await store.release_delivery(settings.tenant_id, delivery.envelope.delivery_id)  # let GitHub redeliver
+            await store.release_delivery(tenant, delivery.envelope.delivery_id)  # let GitHub redeliver
             raise
     except CoreError as exc:
         return error_response(exc, correlation=delivery.envelope.delivery_id)

@@ -18,6 +18,7 @@ import asyncpg
 
 from shared_core.errors import StateError, StateUnavailableError
 from shared_core.intervals import Range, merge_ranges
+from shared_core.scrub import scrub, scrub_mapping
 
 _MIGRATION_LOCK = 0x1A0_1A7E  # pg_advisory_xact_lock key of the migrator
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -232,6 +233,7 @@ class PostgresStateStore:
         error: str | None = None, tests: Sequence[tuple[str, str, bool, int]] = (),
         completed: tuple[str, datetime, datetime, str, str, bool] | None = None,
     ) -> None:
+        error = scrub(error) if error else error
         """Close a run with its status, rows, error and `(test, severity, passed, failing_rows)` results.
 
         `completed` = (model, start, end, plan_id, step_id, reset) adds the batch to the ledger in the
@@ -268,6 +270,7 @@ class PostgresStateStore:
                 )
 
     async def record_skipped(self, tenant_id: str, plan_id: str, step_id: str, model: str, reason: str) -> None:
+        reason = scrub(reason)
         pool = await self._tenant_pool(tenant_id)
         await pool.execute(
             "INSERT INTO runs (tenant_id, plan_id, step_id, model, status, started_at, finished_at, error) "
@@ -418,7 +421,8 @@ class PostgresStateStore:
         target: str | None = None, plan_id: str | None = None, status: str | None = None, detail: str | None = None,
         author: str | None = None,
     ) -> None:
-        """Create a job row or update the given fields of it."""
+        """Create a job row or update the given fields of it (free text is scrubbed of secrets and PII)."""
+        detail = scrub(detail) if detail else detail
         pool = await self._tenant_pool(tenant_id)
         await pool.execute(
             "INSERT INTO jobs (tenant_id, instance_id, kind, repository, target, plan_id, status, detail, author) "
@@ -628,7 +632,7 @@ def _telemetry_rows(
     tenant_id: str, plan_id: str | None, step_id: str | None, metrics: Mapping[str, float],
     attributes: Mapping[str, Any] | None,
 ) -> list[tuple[Any, ...]]:
-    text = json.dumps(dict(attributes or {}), sort_keys=True)
+    text = json.dumps(scrub_mapping(dict(attributes or {})), sort_keys=True)
     return [(tenant_id, plan_id, step_id, name, float(value), text) for name, value in sorted(metrics.items())]
 
 

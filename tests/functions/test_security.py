@@ -261,3 +261,57 @@ def test_fuzzed_requests_never_get_a_5xx(app_env: dict[str, Any], endpoint: str,
     code = handler(name)
     response = asyncio.run(code(req, client=Mock()) if name in ("cancel_job", "decide_plan") else code(req))
     assert response.status_code < 500, (endpoint, body[:60], response.get_body()[:200])
+
+
+def test_webhooks_are_routed_to_the_tenant_mapped_to_the_repository(app_env: dict[str, Any], client: Mock) -> None:
+    from tests.functions.conftest import fixture_bytes, sign
+
+    mapped = f"m{uuid.uuid4().hex[:10]}"
+
+    async def map_it() -> None:
+        store = await resources.get_store()
+        await store.ensure_tenant(mapped, mapped)
+        await store.map_repository(mapped, "Codertocat/Hello-World", 123)
+
+    asyncio.run(map_it())
+    resources.reset()
+    body = fixture_bytes("push.new-branch.json")
+    req = request("POST", "/api/github/webhook", body=body, headers={
+        "X-GitHub-Event": "push", "X-GitHub-Delivery": uuid.uuid4().hex, "X-Hub-Signature-256": sign(body)})
+    response = asyncio.run(handler("github_webhook")(req, client=client))
+    assert response.status_code == 202
+    assert client.start_new.await_args.args[2]["tenant_id"] == mapped
+
+
+def test_secrets_and_pii_never_reach_the_state_store_or_the_logs(app_env: dict[str, Any], admin_database_url: str,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import function_app  # noqa: F401  (installs the log scrubbing)
+
+    async def fail_a_run() -> int:
+        store = await resources.get_store()
+        await store.save_plan(app_env["tenant"], {"plan_id": "c" * 64, "base": "b", "target": "t",
+                                                   "as_of": "2024-01-01T00:00:00Z", "inputs_hash": "i"}, "{}")
+        run_id: int = await store.start_run(app_env["tenant"], "c" * 64, "s", "m.x", None, None)
+        await store.finish_run(app_env["tenant"], run_id, "failed",
+                               error="connect to postgresql://etl:hunter2@db/x failed for ann@example.com "
+                                     "with token ghp_0123456789abcdefghijklmnopqrstuvwxyz")
+        return run_id
+
+    run_id = asyncio.run(fail_a_run())
+
+    async def stored() -> str:
+        conn = await asyncpg.connect(admin_database_url)
+        try:
+            return str(await conn.fetchval("SELECT error FROM runs WHERE run_id = $1", run_id))
+        finally:
+            await conn.close()
+
+    error = asyncio.run(stored())
+    assert "hunter2" not in error and "ann@example.com" not in error and "ghp_0123" not in error
+    assert "postgresql://etl:***@db/x" in error
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("functions.test").info("token %s for %s", "ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+                                                 "bob@example.com")
+    assert "ghp_0123" not in caplog.text and "bob@example.com" not in caplog.text
