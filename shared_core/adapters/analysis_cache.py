@@ -53,7 +53,7 @@ class CachedAnalyzer:
                 todo.append((key, path, text))
         self.misses += len(todo)
         outcomes = self._analyze(todo)
-        for (key, path, _), outcome in zip(todo, outcomes):
+        for (key, path, _), outcome in zip(todo, outcomes, strict=False):
             if outcome[0] == "error":
                 _, cls, detail, line, col = outcome
                 error_type = UnsafeSqlError if cls == "UnsafeSqlError" else ModelError

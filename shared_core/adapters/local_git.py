@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared_core.errors import SourceError
@@ -29,7 +29,9 @@ class LocalGitSource:
             raise SourceError(f"{self.repo}: not a git repository; run 'git init' there or give another path")
         self.git_dir = Path(result.stdout.decode().strip())
 
-    def _run(self, args: list[str], *, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    def _run(
+        self, args: list[str], *, check: bool = True, stdin: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         try:
             result = subprocess.run(
                 ["git", "-C", str(self.repo), *args], input=stdin, capture_output=True, check=False,
@@ -54,7 +56,7 @@ class LocalGitSource:
 
     def commit_time(self, sha: str) -> datetime:
         output = self._run(["show", "-s", "--format=%ct", sha]).stdout.decode().strip()
-        return datetime.fromtimestamp(int(output), tz=timezone.utc)
+        return datetime.fromtimestamp(int(output), tz=UTC)
 
     def read_file(self, sha: str, path: str) -> str | None:
         result = self._run(["cat-file", "blob", f"{sha}:{path}"], check=False)
