@@ -24,7 +24,6 @@ planning from a warm cache never pays for it.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +90,8 @@ def analyze_query(text: str, path: str) -> QueryAnalysis:
         UnsafeSqlError: the file is not exactly one read-only query.
     """
     template = render_template(text, path)
-    tree = parse_query(template.rendered, path)
-    canonicalize_tree(tree)
+    tree = _parse_query(template.rendered, path, guard_later=True)
+    _canonicalize(tree, guard=(template.rendered, path))  # its walk also does the guard's
     return QueryAnalysis(canonical_sql(tree, copy=False), template.refs, template.placeholders)
 
 
@@ -103,6 +102,13 @@ def parse_query(sql: str, path: str) -> exp.Expr:
         ModelError: a parse error, with the position sqlglot reports.
         UnsafeSqlError: no statement, several statements, or a statement that writes or changes state.
     """
+    return _parse_query(sql, path, guard_later=False)
+
+
+def _parse_query(sql: str, path: str, *, guard_later: bool) -> exp.Expr:
+    """`parse_query`; with `guard_later`, a lone query is returned without the walk for forbidden
+    nodes, which the caller then does in its own walk of the tree (`_canonicalize` with `guard`),
+    raising the same error for the same node."""
     import sqlglot
     from sqlglot.errors import ParseError, TokenError
 
@@ -123,13 +129,11 @@ def parse_query(sql: str, path: str) -> exp.Expr:
         raise ModelError(f"SQL syntax error: {exc} (an unterminated string or quote?)", path=path) from None
     if not statements:
         raise UnsafeSqlError("the model has no SQL query; write one SELECT statement", path=path)
-    for index, statement in enumerate(statements):
+    lone_query = len(statements) == 1 and type(statements[0]).__name__ in _QUERY_TYPES
+    for index, statement in enumerate(statements if not (guard_later and lone_query) else ()):
         keyword = _forbidden_keyword(statement)
         if keyword is not None:
-            raise UnsafeSqlError(
-                f"{keyword} statement is not allowed; a model is one SELECT query and IronLayer writes the table",
-                path=path, line=_statement_line(sql, index),
-            )
+            raise _forbidden_error(keyword, sql, index, path)
     if len(statements) > 1:
         raise UnsafeSqlError(
             f"{len(statements)} statements found; a model is exactly one SELECT query (remove the extra ';')",
@@ -148,9 +152,19 @@ def _forbidden_keyword(tree: exp.Expr) -> str | None:
     for node in tree.walk():
         name = type(node).__name__
         if name in _FORBIDDEN:
-            keyword = _FORBIDDEN[name] or str(node.this).split()[0].upper()
-            return keyword
+            return _keyword(node, name)
     return None
+
+
+def _keyword(node: exp.Expr, name: str) -> str:
+    return _FORBIDDEN[name] or str(node.this).split()[0].upper()
+
+
+def _forbidden_error(keyword: str, sql: str, index: int, path: str) -> UnsafeSqlError:
+    return UnsafeSqlError(
+        f"{keyword} statement is not allowed; a model is one SELECT query and IronLayer writes the table",
+        path=path, line=_statement_line(sql, index),
+    )
 
 
 def _statement_line(sql: str, index: int) -> int:
@@ -177,9 +191,24 @@ def _statement_lines(sql: str) -> list[int]:
 
 def canonicalize_tree(tree: exp.Expr) -> None:
     """Apply the v1 normalizations (see the module docstring) to `tree`, in place."""
+    _canonicalize(tree, guard=None)
+
+
+def _canonicalize(tree: exp.Expr, *, guard: tuple[str, str] | None) -> None:
+    """`canonicalize_tree`; with `guard` = (sql, path), first raise `parse_query`'s error for the first
+    forbidden node in walk order (the order `_forbidden_keyword` walks), checked before it changes."""
     from sqlglot import exp
 
+    # One walk collects the nodes of the later passes: the first pass changes no structure, removing
+    # a paren keeps every alias and table, and the alias pass removes no table, so these are the
+    # nodes (in the order) that walking again before each pass would find (aliases may come in
+    # another order, but always each before the aliases inside it, which is all their pass needs).
+    parens: list[exp.Paren] = []
+    aliases: list[exp.Alias] = []
+    tables: list[exp.Table] = []
     for node in list(tree.walk()):
+        if guard is not None and type(node).__name__ in _FORBIDDEN:
+            raise _forbidden_error(_keyword(node, type(node).__name__), guard[0], 0, guard[1])
         node.comments = None
         if isinstance(node, exp.Identifier):
             node.set("this", node.name.lower())
@@ -190,14 +219,20 @@ def canonicalize_tree(tree: exp.Expr) -> None:
             kind = node.args.get("kind")
             if kind == "INNER" or (kind == "OUTER" and node.args.get("side")):
                 node.set("kind", None)
-    for paren in reversed(list(tree.find_all(exp.Paren))):
+        if isinstance(node, exp.Paren):
+            parens.append(node)
+        elif isinstance(node, exp.Alias):
+            aliases.append(node)
+        elif isinstance(node, exp.Table):
+            tables.append(node)
+    for paren in reversed(parens):
         if _redundant_paren(paren):
             paren.replace(paren.this)
-    for alias in list(tree.find_all(exp.Alias)):
+    for alias in aliases:
         inner = alias.this
         if isinstance(inner, exp.Column) and inner.name and inner.name == alias.alias:
             alias.replace(inner)
-    for table in tree.find_all(exp.Table):
+    for table in tables:
         table_alias = table.args.get("alias")
         if table_alias is not None and not table_alias.columns and table_alias.name == table.name:
             table.set("alias", None)
@@ -264,6 +299,34 @@ def resolve_canonical(analysis: QueryAnalysis, targets: tuple[str, ...]) -> str:
         quoted = ".".join(f"`{part}`" for part in target.split("."))
         token = f"`__il_ref_{index}__`"
         # A ref aliased to its own table name is the same relation without the alias (rule 5).
-        sql = re.sub(re.escape(token) + r" AS `" + re.escape(target.rsplit(".", 1)[-1]) + r"`(?![\w`.])", token, sql)
+        sql = _drop_self_alias(sql, token, target.rsplit(".", 1)[-1])
         sql = sql.replace(token, quoted)
     return sql
+
+
+def _drop_self_alias(sql: str, token: str, name: str) -> str:
+    r"""`re.sub(re.escape(token) + " AS `" + re.escape(name) + r"`(?![\w`.])", token, sql)`, without re.
+
+    The pattern differs for every model, and compiling it cost more than all the rest of a plan's
+    hashing; this scan replaces the same matches (`\w` is `str.isalnum()` or `_`).
+
+    >>> _drop_self_alias("FROM `__il_ref_0__` AS `o` JOIN `__il_ref_0__` AS `o_2`", "`__il_ref_0__`", "o")
+    'FROM `__il_ref_0__` JOIN `__il_ref_0__` AS `o_2`'
+    """
+    needle = f"{token} AS `{name}`"
+    start = sql.find(needle)
+    if start < 0:
+        return sql
+    parts: list[str] = []
+    done = 0
+    while start >= 0:
+        end = start + len(needle)
+        following = sql[end:end + 1]
+        if following and (following.isalnum() or following in "_`."):
+            start = sql.find(needle, start + 1)  # no match here; look further, as the regex would
+            continue
+        parts += (sql[done:start], token)
+        done = end
+        start = sql.find(needle, end)
+    parts.append(sql[done:])
+    return "".join(parts)

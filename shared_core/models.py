@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from shared_core.canonical import CANONICALIZER_VERSION, QueryAnalysis, content_key, resolve_canonical
@@ -77,10 +77,13 @@ class Project:
     def __init__(self, models: Mapping[str, Model]) -> None:
         self.models: dict[str, Model] = dict(sorted(models.items()))
         self.graph = Graph({name: model.upstream for name, model in self.models.items()})
-        cycle = self.graph.find_cycle()
-        if cycle:
-            raise CycleError(cycle, path=self.models[cycle[0]].path)
-        self.order = self.graph.topological_order()
+        try:
+            self.order = self.graph.topological_order()
+        except CycleError:  # only then look for the cycle to report (a full walk of the graph)
+            cycle = self.graph.find_cycle()
+            if cycle:
+                raise CycleError(cycle, path=self.models[cycle[0]].path) from None
+            raise
         self.position = {name: index for index, name in enumerate(self.order)}
 
     def __len__(self) -> int:
@@ -101,37 +104,71 @@ class Project:
         return _Resolver(self.models).resolve(name.lower(), path="", line=0, context="argument")
 
 
-def load_project(sources: Sequence[ModelSource]) -> Project:
+@dataclass(frozen=True)
+class ScannedSource:
+    """What loading reads from one file: header, refs with their lines, and the content key.
+
+    It depends on the file's text alone (the path only names the file in error messages), so one
+    scan serves every file, commit and run with the same bytes.
+    """
+
+    header: Header
+    refs: tuple[str, ...]  # refs as written (lower-cased), by token number
+    ref_lines: tuple[int, ...]  # 1-based line of each ref's first appearance
+    key: str  # content key (see `content_key`)
+
+
+def scan_source(source: ModelSource) -> ScannedSource:
+    """Parse the header and template expressions of one file (no SQL parsing).
+
+    Raises:
+        ModelError: a header or template error (naming the file).
+    """
+    header = parse_header(source.text, source.path)
+    template = render_template(source.text, source.path)
+    return ScannedSource(header, template.refs, template.ref_lines, content_key(source.text))
+
+
+def load_project(
+    sources: Sequence[ModelSource], *, scan: Callable[[ModelSource], ScannedSource] = scan_source
+) -> Project:
     """Parse headers and refs of every file and resolve them into a `Project`.
+
+    Args:
+        sources: the model files.
+        scan: `scan_source`, or a function returning the same result (e.g. reusing the scans of
+            files with the same bytes).
 
     Raises:
         ModelError: a header or template error, a duplicate name, an unresolved or ambiguous ref,
             or a cycle (each naming the file).
     """
-    scanned: dict[str, tuple[Header, ModelSource, tuple[str, ...], tuple[int, ...]]] = {}
+    scanned: dict[str, tuple[ScannedSource, ModelSource]] = {}
     for source in sorted(sources, key=lambda s: s.path):
-        header = parse_header(source.text, source.path)
-        template = render_template(source.text, source.path)
-        if header.name in scanned:
-            other = scanned[header.name][1].path
+        found = scan(source)
+        name = found.header.name
+        if name in scanned:
+            other = scanned[name][1].path
             raise ModelError(
-                f"duplicate model name '{header.name}' (also defined in {other}); model names must be unique",
+                f"duplicate model name '{name}' (also defined in {other}); model names must be unique",
                 path=source.path,
             )
-        scanned[header.name] = (header, source, template.refs, template.ref_lines)
+        scanned[name] = (found, source)
     resolver = _Resolver({name: entry[0] for name, entry in scanned.items()})
+    full = resolver.full  # a full name resolves to itself: skip the call for the common case
     models: dict[str, Model] = {}
-    for name, (header, source, refs, ref_lines) in scanned.items():
+    for name, (found, source) in scanned.items():
+        header, refs = found.header, found.refs
         targets = tuple(
-            resolver.resolve(ref, path=source.path, line=line, context="ref")
-            for ref, line in zip(refs, ref_lines, strict=True)
+            ref if ref in full else resolver.resolve(ref, path=source.path, line=line, context="ref")
+            for ref, line in zip(refs, found.ref_lines, strict=True)
         )
         extra = tuple(resolver.resolve(dep, path=source.path, line=1, context="dependencies")
-                      for dep in header.dependencies)
-        upstream = tuple(sorted(set(targets) | set(extra)))
+                      for dep in header.dependencies) if header.dependencies else ()
+        upstream = tuple(sorted(set(targets).union(extra)))
         if name in upstream:
             raise CycleError([name, name], path=source.path)
-        models[name] = Model(header, source.path, source.text, content_key(source.text), refs, targets, upstream)
+        models[name] = Model(header, source.path, source.text, found.key, refs, targets, upstream)
     return Project(models)
 
 
