@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from shared_core.errors import PlanError
@@ -51,8 +52,9 @@ class Step:
             "start": self.start,
         }
 
-    @property
+    @cached_property
     def step_id(self) -> str:
+        """SHA-256 of `identity()`; computed once per step (the step is immutable)."""
         return sha256_json(self.identity())
 
     def to_dict(self) -> dict[str, Any]:

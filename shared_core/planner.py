@@ -86,7 +86,8 @@ def build_plan(
     affected = target.graph.closure_downstream(roots)
     missing = [target[n] for n in sorted(affected) if target[n].key not in analyses]
     analyses.update(analyzer.analyze_many([(m.key, m.path, m.text) for m in missing]))
-    hashes = {name: target[name].content_hash(analyses[target[name].key]) for name in affected}
+    known = {c.name: c.new_hash for c in changes if c.new_hash is not None}  # hashed by the diff already
+    hashes = {name: known.get(name) or target[name].content_hash(analyses[target[name].key]) for name in affected}
     steps, consulted = _plan_steps(target, roots, affected, hashes, as_of, ledger, settings)
     return _assemble(
         base_sha=base_sha,
