@@ -71,10 +71,10 @@ async def guard(req: func.HttpRequest, endpoint: str) -> tuple[Any, Any] | func.
             authenticate, req.headers.get("Authorization"), config=config, now=now, is_revoked=lambda _: False,
             jwks=jwks,
         )
-        authorize(principal.role, endpoint)
         store = await get_store(settings)
         if principal.token_id and await store.is_revoked(principal.tenant_id, principal.token_id):
             raise AuthenticationError("this access token was revoked; sign in again for a new token")
+        authorize(principal.role, endpoint)
         for key, limit in ((limit_key(principal.tenant_id, principal.subject, endpoint), settings.rate_limit_user),
                            (tenant_key(principal.tenant_id), settings.rate_limit_tenant)):
             decision = await store.rate_limit(principal.tenant_id, key, _decider(now, limit))
@@ -90,6 +90,8 @@ async def guard(req: func.HttpRequest, endpoint: str) -> tuple[Any, Any] | func.
         retry = getattr(exc, "retry_after_seconds", None)
         if retry:
             response.headers["Retry-After"] = str(retry)
+        if response.status_code == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="ironlayer"'
         return response
     return principal, store
 

@@ -5,7 +5,7 @@ error messages, log records (`ScrubFilter`), stored run details. It replaces, wi
 there:
 
 - e-mail addresses -> `[email]`; private-key PEM blocks -> `[private-key]`
-- bearer credentials (`Bearer <token>`, `Basic <base64>`) -> `Bearer [token]`; JWTs (three base64url
+- the credential of `Bearer <token>` and `Basic <base64>` -> `Bearer [token]`; JWTs (three base64url
   segments starting `eyJ`, the encoding of `{"`, which every JWT header starts with) -> `[jwt]`
 - GitHub (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Databricks (`dapi...`, `dose...`) and Fernet
   (`gAAAAA...`) tokens -> `[github-token]`, `[databricks-token]`, `[fernet-token]`; AWS access key IDs
@@ -18,7 +18,8 @@ there:
 It must not destroy ordinary text: plan IDs (64 hex digits), commit SHAs (40), model names, dates and
 numbers survive unless they stand right after a secret-ish keyword, because they are audit data. A word
 alone (`token`, `secret`) is kept: only the value after it goes. Scrubbing is idempotent, so text may be
-scrubbed again at every boundary it crosses. Pure: no I/O.
+scrubbed again at every boundary it crosses, and takes time linear in the text's length (no pattern
+backtracks across a long run), so hostile input cannot stall a logger. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ _SECRET_KEY = (
     r"|(?:api|access|account|secret|private|signing|encryption|master|client|fernet|storage|shared[_-]?access)"
     r"[_-]?key|sharedaccesssignature)"
 )
-_KEY = rf"[\w.-]*?{_SECRET_KEY}"
-_COLON_KEY = r"[\w.-]*?(?:password|passwd|passphrase|pwd|secret|(?:api|access|account|private|secret)[_-]?key)"
+# Keys start where a run of [\w.-] starts (never inside one): scanning stays linear on long dotted strings.
+_KEY = rf"(?<![\w.-])[\w.-]*?{_SECRET_KEY}"
+_COLON_KEY = (
+    r"(?<![\w.-])[\w.-]*?(?:password|passwd|passphrase|pwd|secret|(?:api|access|account|private|secret)[_-]?key)"
+)
 
 
 def _mask_tail(match: re.Match[str]) -> str:
@@ -56,13 +60,17 @@ def _keep_git(match: re.Match[str]) -> str:
 
 
 _RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
-    # Rules that mask "whatever follows" come first: their `***` is never matched by a later rule, and a
-    # later rule's label never completes a match for an earlier one, which keeps scrubbing idempotent.
+    # Rules that mask "whatever follows" a key come first, so that a later rule's label never becomes
+    # the value of a key on the next pass: one pass is then idempotent on all but contrived input.
     (
         re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.DOTALL),
         "[private-key]",
     ),
-    (re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(?P<value>[^\s@]+)(?=@)"), _mask_tail),
+    (
+        # Bounded, so that a long run of `x://a:` without any `@` is not rescanned from every scheme.
+        re.compile(r"(?P<pre>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]{0,256}:)(?P<value>[^\s@]{1,256})(?=@)"),
+        _mask_tail,
+    ),
     (
         re.compile(
             rf"""(?P<pre>(?P<q>["']){_KEY}(?P=q)\s*:\s*)(?P<value>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')""",
@@ -71,10 +79,10 @@ _RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
         _mask_tail,
     ),
     (
-        re.compile(rf"""(?P<pre>\b{_KEY}\s*=\s*)(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s;&,'"<>]+)""", re.IGNORECASE),
+        re.compile(rf"""(?P<pre>{_KEY}\s*=\s*)(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s;&,'"<>]+)""", re.IGNORECASE),
         _mask_tail,
     ),
-    (re.compile(rf"""(?P<pre>\b{_COLON_KEY}\s*:\s*)(?P<value>[^\s,;'"]+)""", re.IGNORECASE), _mask_tail),
+    (re.compile(rf"""(?P<pre>{_COLON_KEY}\s*:\s*)(?P<value>[^\s,;'"]+)""", re.IGNORECASE), _mask_tail),
     # Shaped credentials, recognisable anywhere.
     (re.compile(r"(?P<pre>\b(?:Bearer|bearer|BEARER)\s+)(?P<value>[A-Za-z0-9._~+/-]{16,}=*)"), r"\g<pre>[token]"),
     (re.compile(r"(?P<pre>\bBasic\s+)(?=[A-Za-z0-9+/]*[0-9+/=])(?P<value>[A-Za-z0-9+/]{8,}={0,2})"), r"\g<pre>[token]"),

@@ -127,7 +127,7 @@ def test_credentials_are_stored_encrypted_and_never_returned(jwt_env: dict[str, 
 )
 def test_bad_tokens_are_refused_with_401(jwt_env: dict[str, Any], make: Any, message: str) -> None:
     response = call("list_plans", make(jwt_env["tenant"]))
-    assert response.status_code == 401
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
     assert message.lower() in json_body(response)["error"]["message"].lower()
 
 

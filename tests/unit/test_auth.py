@@ -498,7 +498,7 @@ def test_a_malformed_jwks_document_answers_503(document: Any) -> None:
         auth_oidc(sign(RSA_KEY, "rsa-1"), cache)
 
 
-@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.filterwarnings("ignore:The RSA key is 1024 bits")
 def test_unusable_jwks_entries_are_skipped_never_trusted() -> None:
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     private = {**RSAAlgorithm.to_jwk(RSA_KEY, as_dict=True), "kid": "private"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -281,3 +282,12 @@ def test_scrubbing_is_idempotent(parts: list[tuple[str, str]]) -> None:
 def test_scrubbing_arbitrary_text_is_idempotent(text: str) -> None:
     once = scrub(text)
     assert scrub(once) == once
+
+
+@pytest.mark.parametrize("unit", ["a.", "a-", "x.password.", "a@", "eyJa.", "http://a:", "key 0", "Bearer ", '"password": "a'])
+def test_scrubbing_stays_linear_on_long_adversarial_input(unit: str) -> None:
+    # Each rule anchors where a run of key characters starts; a backtracking pattern would take minutes here.
+    text = unit * (100_000 // len(unit))
+    started = time.perf_counter()
+    scrub(text)
+    assert time.perf_counter() - started < 5
