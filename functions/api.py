@@ -45,7 +45,7 @@ async def list_plans(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="plans/{plan_id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def get_plan(req: func.HttpRequest) -> func.HttpResponse:
-    from functions.resources import get_blob_store
+    from functions.resources import get_blob_store, plan_key
 
     guarded = await guard(req, "get_plan")
     if isinstance(guarded, func.HttpResponse):
@@ -58,7 +58,7 @@ async def get_plan(req: func.HttpRequest) -> func.HttpResponse:
         settings = get_settings()
         if await store.get_plan(principal.tenant_id, plan_id) is None:
             return _bad(f"plan {plan_id[:12]} not found", 404)
-        data = await asyncio.to_thread(get_blob_store(settings).get, f"plans/{plan_id}.json")
+        data = await asyncio.to_thread(get_blob_store(settings).get, plan_key(plan_id))
         if data is None:
             raise PlanError(f"plan {plan_id[:12]} is recorded but missing from the blob store")
     except CoreError as exc:

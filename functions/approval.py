@@ -82,7 +82,7 @@ def _token(req: func.HttpRequest, form: dict[str, list[str]] | None = None) -> s
 async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
     from datetime import UTC, datetime
 
-    from functions.resources import get_blob_store, get_store
+    from functions.resources import get_blob_store, get_store, read_stored_plan
     from shared_core.approval import verify_approval_token
     from shared_core.approval_page import (
         SECURITY_HEADERS,
@@ -91,20 +91,17 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
         render_result_page,
     )
     from shared_core.errors import InvalidTokenError
-    from shared_core.plan import load_plan
 
     settings = get_settings()
     claims = verify_approval_token(settings.approval_secret, _token(req), plan_id=plan_id, now=datetime.now(UTC),
                                    tenant_id=settings.tenant_id)
     if await (await get_store(settings)).is_revoked(claims.tenant_id, claims.token_id):
         raise InvalidTokenError("this approval link was revoked; ask for a new link")
-    blob = get_blob_store(settings)
-    data = await asyncio.to_thread(blob.get, f"plans/{plan_id}.json")
-    if data is None:
+    plan = await read_stored_plan(plan_id, settings)
+    if plan is None:
         return html_response(render_result_page("Plan not found", f"plan {plan_id[:12]} is not stored here",
                                                 status=404), 404, SECURITY_HEADERS)
-    plan = load_plan(data.decode(), f"plans/{plan_id}.json")
-    diffs_raw = await asyncio.to_thread(blob.get, f"plans/{plan_id}.sql-diff.json")
+    diffs_raw = await asyncio.to_thread(get_blob_store(settings).get, f"plans/{plan_id}.sql-diff.json")
     diffs = {name: (format_sql_for_review(pair[0]), format_sql_for_review(pair[1]))
              for name, pair in json.loads(diffs_raw or b"{}").items()}
     page = render_approval_page(plan, token=_token(req), action_url=f"/api/plans/{plan_id}/approval",

@@ -22,16 +22,14 @@ logger = logging.getLogger(__name__)
 
 
 async def _load(ids: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    from functions.resources import get_blob_store, get_git_source
+    from functions.resources import get_git_source, read_stored_plan
     from shared_core.errors import PlanError
     from shared_core.loading import load_commit
-    from shared_core.plan import load_plan
 
     settings = get_settings()
-    data = await asyncio.to_thread(get_blob_store(settings).get, f"plans/{ids['plan_id']}.json")
-    if data is None:
+    plan = await read_stored_plan(ids["plan_id"], settings)
+    if plan is None:
         raise PlanError(f"plan {ids['plan_id'][:12]} is missing from the blob store")
-    plan = load_plan(data.decode(), f"plans/{ids['plan_id']}.json")
     source = get_git_source(settings)
     commit = await asyncio.to_thread(load_commit, source, plan["target"])
     return plan, commit.project
@@ -40,16 +38,14 @@ async def _load(ids: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 @bp.activity_trigger(input_name="ids")
 async def start_execution_activity(ids: dict[str, Any]) -> dict[str, Any]:
     """Refuse a stale plan (its consulted watermarks moved since planning); mark it running."""
-    from functions.resources import get_blob_store, get_store
-    from shared_core.plan import load_plan
+    from functions.resources import get_store, read_stored_plan
     from shared_core.runner import StalePlanError, check_not_stale
 
     settings = get_settings()
     store = await get_store(settings)
-    data = await asyncio.to_thread(get_blob_store(settings).get, f"plans/{ids['plan_id']}.json")
-    if data is None:
+    plan = await read_stored_plan(ids["plan_id"], settings)
+    if plan is None:
         return {"status": "failed", "detail": f"plan {ids['plan_id'][:12]} is missing from the blob store"}
-    plan = load_plan(data.decode(), "plan")
     try:
         await check_not_stale(store, ids["tenant_id"], plan)
     except StalePlanError as exc:

@@ -97,7 +97,7 @@ async def build_plan_activity(job: dict[str, Any]) -> dict[str, Any]:
     Returns:
         `{"plan_id", "waves": [[{"step_id", "depends_on"}, ...], ...]}`: IDs only, never the plan body.
     """
-    from functions.resources import analysis_cache_dir, get_blob_store, get_git_source, get_store
+    from functions.resources import analysis_cache_dir, get_blob_store, get_git_source, get_store, plan_key
     from shared_core.adapters.analysis_cache import CachedAnalyzer
     from shared_core.plan import plan_to_json
 
@@ -109,7 +109,7 @@ async def build_plan_activity(job: dict[str, Any]) -> dict[str, Any]:
     plan, diffs = await asyncio.to_thread(_plan, job, get_git_source(settings), ledger, analyzer)
     text = plan_to_json(plan)
     blob = get_blob_store(settings)
-    await asyncio.to_thread(blob.put, f"plans/{plan['plan_id']}.json", text.encode(), content_type="application/json")
+    await asyncio.to_thread(blob.put, plan_key(plan["plan_id"]), text.encode(), content_type="application/json")
     await asyncio.to_thread(blob.put, f"plans/{plan['plan_id']}.sql-diff.json",
                             json.dumps(diffs, sort_keys=True).encode(), content_type="application/json")
     await store.save_plan(tenant, plan, text)

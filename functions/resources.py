@@ -103,6 +103,19 @@ def get_executor(settings: Settings | None = None) -> Any:
     return DuckDBExecutor(settings.warehouse, wait_seconds=60)
 
 
+def plan_key(plan_id: str) -> str:
+    """The blob key of a plan's exact bytes."""
+    return f"plans/{plan_id}.json"
+
+
+async def read_stored_plan(plan_id: str, settings: Settings | None = None) -> dict[str, Any] | None:
+    """The plan stored under `plan_id`, integrity-checked (`load_plan`), or None when it is not stored."""
+    from shared_core.plan import load_plan
+
+    data = await asyncio.to_thread(get_blob_store(settings).get, plan_key(plan_id))
+    return None if data is None else load_plan(data.decode(), plan_key(plan_id))
+
+
 def analysis_cache_dir(settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
     return settings.home / "cache"

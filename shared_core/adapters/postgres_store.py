@@ -133,10 +133,7 @@ class PostgresStateStore:
             "AND ($2::text[] IS NULL OR model = ANY($2::text[])) ORDER BY model, range_start",
             tenant_id, list(models) if models is not None else None,
         )
-        ledger: dict[str, list[Range]] = {}
-        for row in rows:
-            ledger.setdefault(row["model"], []).append((row["range_start"], row["range_end"]))
-        return {model: merge_ranges(ranges) for model, ranges in ledger.items()}
+        return _ledger(rows)
 
     async def record_completed(
         self, tenant_id: str, model: str, start: datetime, end: datetime, *, plan_id: str | None = None,
@@ -161,10 +158,7 @@ class PostgresStateStore:
             "AND plan_id IS DISTINCT FROM $3 ORDER BY model, range_start",
             tenant_id, list(models), plan_id,
         )
-        ledger: dict[str, list[Range]] = {}
-        for row in rows:
-            ledger.setdefault(row["model"], []).append((row["range_start"], row["range_end"]))
-        return {model: merge_ranges(ranges) for model, ranges in ledger.items()}
+        return _ledger(rows)
 
     async def save_plan(self, tenant_id: str, plan: dict[str, Any], plan_json: str) -> bool:
         """Store a plan's exact bytes; returns False when that plan was already stored."""
@@ -637,6 +631,14 @@ def _telemetry_rows(
 
 
 _BIND = "SELECT set_config('app.tenant_id', $1, true)"
+
+
+def _ledger(rows: Sequence[Any]) -> dict[str, list[Range]]:
+    """Watermark rows grouped per model into merged ranges."""
+    ledger: dict[str, list[Range]] = {}
+    for row in rows:
+        ledger.setdefault(row["model"], []).append((row["range_start"], row["range_end"]))
+    return {model: merge_ranges(ranges) for model, ranges in ledger.items()}
 
 
 def _audit_row(record: Any) -> dict[str, Any]:
