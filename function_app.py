@@ -16,7 +16,7 @@ from functions.webhook import bp as webhook_bp
 
 def _scrub_every_log_record() -> None:
     """Scrub secrets and PII from every log record, whichever logger or handler it goes through."""
-    from shared_core.scrub import ScrubFilter
+    from shared_core.security.scrub import ScrubFilter
 
     scrubber = ScrubFilter()
     make = logging.getLogRecordFactory()

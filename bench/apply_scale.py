@@ -4,7 +4,7 @@ It builds (deterministically) a git repository of layered models: roots read inl
 others join or aggregate their upstream refs; mostly FULL_REFRESH tables, some views, a few
 INCREMENTAL_BY_TIME_RANGE models of five daily batches, and quality tests on some models. It plans the
 repository with the real CLI (`ironlayer plan`) and applies the plan in-process through
-`shared_core.runner.apply_plan` with the very adapters the CLI wires (`DuckDBExecutor`,
+`shared_core.services.apply.apply_plan` with the very adapters the CLI wires (`DuckDBExecutor`,
 `PostgresStateStore`; no progress display). Every apply gets a fresh warehouse file and a fresh tenant:
 `--repeat` plain applies at parallelism 1 (the median is reported: timings on a shared machine are
 noisy), one instrumented apply at parallelism 1 and one plain apply at `--parallelism` (default 4).
@@ -49,17 +49,17 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import duckdb
 
-from shared_core.adapters.analysis_cache import CachedAnalyzer
-from shared_core.adapters.duckdb_executor import DuckDBExecutor
+from shared_core.adapters.caches.analysis import CachedAnalyzer
+from shared_core.adapters.engines.duckdb import DuckDBExecutor
 from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.adapters.local_git import LocalGitSource
-from shared_core.adapters.postgres_store import PostgresStateStore, app_url_for
-from shared_core.canonical import resolve_canonical
+from shared_core.adapters.postgres.store import PostgresStateStore, app_url_for
 from shared_core.cli.main import main as cli_main
-from shared_core.loading import load_commit
-from shared_core.models import Project
-from shared_core.plan import load_plan
-from shared_core.runner import RunOptions, StepOutcome, apply_plan
+from shared_core.core.planning.plan import load_plan
+from shared_core.core.project.loading import load_commit
+from shared_core.core.project.models import Project
+from shared_core.core.sql.canonical import resolve_canonical
+from shared_core.services.apply import RunOptions, StepOutcome, apply_plan
 
 SEED = 20240601
 ZERO_SHA = "0" * 40

@@ -303,7 +303,7 @@ import json, sys, time
 started = time.perf_counter()
 import sqlglot
 imported = time.perf_counter() - started
-from shared_core.canonical import analyze_query
+from shared_core.core.sql.canonical import analyze_query
 text = sys.stdin.read()
 analyze_query(text, "m.sql")
 times = []

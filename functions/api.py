@@ -1,6 +1,6 @@
 """The API: plans, runs, jobs (with cancel), decisions, audit, credentials, settings and health.
 
-Every endpoint declares its role (shared_core.roles.POLICY) and passes `functions.security.guard`:
+Every endpoint declares its role (shared_core.security.roles.POLICY) and passes `functions.security.guard`:
 authenticated, authorized, not revoked, rate-limited. The tenant is the one in the caller's token.
 JSON bodies and JSON errors everywhere.
 """
@@ -15,10 +15,10 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http import error_response, json_response
+from functions.http.responses import error_response, json_response
 from functions.security import guard
-from functions.settings import get_settings
-from shared_core.errors import CoreError, PlanError
+from shared_core.core.errors import CoreError, PlanError
+from shared_core.settings import get_settings
 
 bp = df.Blueprint()
 _PLAN_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -170,7 +170,7 @@ async def audit_verify(req: func.HttpRequest) -> func.HttpResponse:
 async def decide_plan(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Approve or reject a plan as an authenticated operator (separation of duties applies)."""
     from shared_core.cli.security import record_audit
-    from shared_core.roles import check_separation
+    from shared_core.security.roles import check_separation
 
     body = _json_body(req)
     if isinstance(body, func.HttpResponse):
@@ -213,7 +213,7 @@ async def decide_plan(req: func.HttpRequest, client: df.DurableOrchestrationClie
 async def put_credential(req: func.HttpRequest) -> func.HttpResponse:
     """Store a credential encrypted; the value is never returned or logged."""
     from shared_core.cli.security import record_audit
-    from shared_core.credentials import CredentialCipher, credential_name, parse_key_list, redact
+    from shared_core.security.cipher import CredentialCipher, credential_name, parse_key_list, redact
 
     guarded = await guard(req, "manage_credentials")
     if isinstance(guarded, func.HttpResponse):

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, quote
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http import html_response
-from functions.settings import get_settings
-from shared_core.errors import CoreError
+from functions.http.responses import html_response
+from shared_core.core.errors import CoreError
+from shared_core.settings import get_settings
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from functions.resources import get_status_publisher, get_store
-    from shared_core.approval import issue_approval_token
+    from shared_core.security.approval_tokens import issue_approval_token
 
     settings = get_settings()
     now = datetime.now(UTC)  # an activity, not the orchestrator: the link's validity starts when it is made
@@ -54,8 +54,8 @@ async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
 @bp.route(route="plans/{plan_id}/approval", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
 async def plan_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    from shared_core.approval_page import SECURITY_HEADERS, render_result_page
-    from shared_core.errors import ApprovalError
+    from functions.http.approval_page import SECURITY_HEADERS, render_result_page
+    from shared_core.core.errors import ApprovalError
 
     plan_id = req.route_params.get("plan_id", "")
     try:
@@ -67,7 +67,7 @@ async def plan_approval(req: func.HttpRequest, client: df.DurableOrchestrationCl
                  410: "This approval link can no longer be used"}.get(exc.status, "Approval refused")
         return html_response(render_result_page(title, str(exc), status=exc.status), exc.status, SECURITY_HEADERS)
     except CoreError as exc:
-        from functions.http import status_of
+        from functions.http.responses import status_of
 
         status = status_of(exc)
         return html_response(render_result_page("The approval could not be processed", str(exc), status=status),
@@ -82,15 +82,15 @@ def _token(req: func.HttpRequest, form: dict[str, list[str]] | None = None) -> s
 async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
     from datetime import UTC, datetime
 
-    from functions.resources import get_blob_store, get_store, read_stored_plan
-    from shared_core.approval import verify_approval_token
-    from shared_core.approval_page import (
+    from functions.http.approval_page import (
         SECURITY_HEADERS,
         format_sql_for_review,
         render_approval_page,
         render_result_page,
     )
-    from shared_core.errors import InvalidTokenError
+    from functions.resources import get_blob_store, get_store, read_stored_plan
+    from shared_core.core.errors import InvalidTokenError
+    from shared_core.security.approval_tokens import verify_approval_token
 
     settings = get_settings()
     claims = verify_approval_token(settings.approval_secret, _token(req), plan_id=plan_id, now=datetime.now(UTC),
@@ -112,12 +112,12 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
 async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     from datetime import UTC, datetime
 
+    from functions.http.approval_page import SECURITY_HEADERS, render_result_page
     from functions.resources import get_store
-    from shared_core.approval import check_decision, reused_token_error, verify_approval_token
-    from shared_core.approval_page import SECURITY_HEADERS, render_result_page
     from shared_core.cli.security import record_audit
-    from shared_core.errors import InvalidTokenError
-    from shared_core.roles import check_separation
+    from shared_core.core.errors import InvalidTokenError
+    from shared_core.security.approval_tokens import check_decision, reused_token_error, verify_approval_token
+    from shared_core.security.roles import check_separation
 
     settings = get_settings()
     body = req.get_body()

@@ -1,6 +1,6 @@
 """Execution activities: the stale check before the first step, one step, and the final bookkeeping.
 
-`run_step_activity` runs a step with exactly the code of `ironlayer apply` (`shared_core.runner.run_step`
+`run_step_activity` runs a step with exactly the code of `ironlayer apply` (`shared_core.services.apply.run_step`
 and the configured executor). A step whose SQL fails or whose BLOCK test fails returns `failed`; an
 infrastructure failure (state store down) raises, so Durable's retry policy runs it again, and the
 warehouse markers make the retry exact.
@@ -14,8 +14,8 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from functions.settings import get_settings
-from shared_core.errors import CoreError, StateUnavailableError
+from shared_core.core.errors import CoreError, StateUnavailableError
+from shared_core.settings import get_settings
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 async def _load(ids: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     from functions.resources import get_git_source, read_stored_plan
-    from shared_core.errors import PlanError
-    from shared_core.loading import load_commit
+    from shared_core.core.errors import PlanError
+    from shared_core.core.project.loading import load_commit
 
     settings = get_settings()
     plan = await read_stored_plan(ids["plan_id"], settings)
@@ -39,7 +39,7 @@ async def _load(ids: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 async def start_execution_activity(ids: dict[str, Any]) -> dict[str, Any]:
     """Refuse a stale plan (its consulted watermarks moved since planning); mark it running."""
     from functions.resources import get_store, read_stored_plan
-    from shared_core.runner import StalePlanError, check_not_stale
+    from shared_core.services.apply import StalePlanError, check_not_stale
 
     settings = get_settings()
     store = await get_store(settings)
@@ -59,9 +59,9 @@ async def start_execution_activity(ids: dict[str, Any]) -> dict[str, Any]:
 async def run_step_activity(request: dict[str, Any]) -> dict[str, Any]:
     """Run (or, with `skip_reason`, record as skipped) one step of the plan."""
     from functions.resources import get_executor, get_store
-    from shared_core.canonical import resolve_canonical
+    from shared_core.core.sql.canonical import resolve_canonical
     from shared_core.ports import InlineAnalyzer
-    from shared_core.runner import RunOptions, run_step
+    from shared_core.services.apply import RunOptions, run_step
 
     settings = get_settings()
     store = await get_store(settings)

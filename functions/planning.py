@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from functions.settings import get_settings
+from shared_core.settings import get_settings
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -98,8 +98,8 @@ async def build_plan_activity(job: dict[str, Any]) -> dict[str, Any]:
         `{"plan_id", "waves": [[{"step_id", "depends_on"}, ...], ...]}`: IDs only, never the plan body.
     """
     from functions.resources import analysis_cache_dir, get_blob_store, get_git_source, get_store, plan_key
-    from shared_core.adapters.analysis_cache import CachedAnalyzer
-    from shared_core.plan import plan_to_json
+    from shared_core.adapters.caches.analysis import CachedAnalyzer
+    from shared_core.core.planning.plan import plan_to_json
 
     settings = get_settings()
     store = await get_store(settings)
@@ -124,10 +124,10 @@ async def build_plan_activity(job: dict[str, Any]) -> dict[str, Any]:
 
 def _plan(job: dict[str, Any], source: Any, ledger: Any, analyzer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build the plan exactly as `ironlayer plan` does, and the old/new canonical SQL of modified models."""
-    from shared_core.canonical import resolve_canonical
-    from shared_core.headers import parse_instant
-    from shared_core.loading import load_commit
-    from shared_core.planner import build_catchup_plan, build_plan
+    from shared_core.core.planning.planner import build_catchup_plan, build_plan
+    from shared_core.core.project.headers import parse_instant
+    from shared_core.core.project.loading import load_commit
+    from shared_core.core.sql.canonical import resolve_canonical
 
     target = load_commit(source, source.resolve(job["target"]))
     if job["kind"] == "schedule":

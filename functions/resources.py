@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from functions.settings import Settings, get_settings
+from shared_core.settings import Settings, get_settings
 
 _stores: dict[int, Any] = {}
 _blob: Any = None
@@ -22,7 +22,7 @@ async def get_store(settings: Settings | None = None) -> Any:
     Without IRONLAYER_DATABASE_URL it is the embedded server (its superuser migrates, `ironlayer_app`
     connects). A schema that is behind is migrated with IRONLAYER_MIGRATION_DATABASE_URL when given.
     """
-    from shared_core.adapters.postgres_store import app_url_for, open_store
+    from shared_core.adapters.postgres.store import app_url_for, open_store
 
     loop = id(asyncio.get_running_loop())
     store = _stores.get(loop)
@@ -30,7 +30,7 @@ async def get_store(settings: Settings | None = None) -> Any:
         settings = settings or get_settings()
         app_url, migration_url = settings.database_url, settings.migration_database_url or None
         if not app_url:
-            from shared_core.adapters.embedded_pg import ensure_embedded_server
+            from shared_core.adapters.postgres.embedded import ensure_embedded_server
 
             migration_url = await asyncio.to_thread(ensure_embedded_server, settings.home)
             app_url = app_url_for(migration_url)
@@ -45,7 +45,7 @@ def get_blob_store(settings: Settings | None = None) -> Any:
     global _blob
     if _blob is None:
         settings = settings or get_settings()
-        from shared_core.adapters.blob_store import AzureBlobStore, LocalBlobStore
+        from shared_core.adapters.blobs import AzureBlobStore, LocalBlobStore
 
         if settings.blob_connection_string:
             _blob = AzureBlobStore(container=settings.blob_container,
@@ -64,7 +64,7 @@ def get_git_source(settings: Settings | None = None) -> Any:
         from shared_core.adapters.local_git import LocalGitSource
 
         return LocalGitSource(settings.local_repo)
-    from shared_core.adapters.github_source import GitHubSource
+    from shared_core.adapters.github.source import GitHubSource
 
     return GitHubSource(settings.repository, token=settings.github_token, base_url=settings.github_api_url,
                         cache=get_blob_store(settings))
@@ -79,12 +79,12 @@ def get_status_publisher(settings: Settings | None = None) -> Any:
     if _status is None:
         settings = settings or get_settings()
         if settings.github_token and settings.repository:
-            from shared_core.adapters.github_status import GitHubStatusPublisher
+            from shared_core.adapters.github.status import GitHubStatusPublisher
 
             _status = GitHubStatusPublisher(settings.repository, token=settings.github_token,
                                             base_url=settings.github_api_url)
         else:
-            from shared_core.adapters.github_status import LoggedStatusPublisher
+            from shared_core.adapters.github.status import LoggedStatusPublisher
 
             _status = LoggedStatusPublisher()
     return _status
@@ -93,7 +93,7 @@ def get_status_publisher(settings: Settings | None = None) -> Any:
 def get_executor(settings: Settings | None = None) -> Any:
     """The engine adapter named by IRONLAYER_ENGINE (the same executor `ironlayer apply` uses)."""
     settings = settings or get_settings()
-    from shared_core.adapters.duckdb_executor import DuckDBExecutor, ExecutionError
+    from shared_core.adapters.engines.duckdb import DuckDBExecutor, ExecutionError
 
     if settings.engine == "databricks":
         raise ExecutionError(
@@ -110,7 +110,7 @@ def plan_key(plan_id: str) -> str:
 
 async def read_stored_plan(plan_id: str, settings: Settings | None = None) -> dict[str, Any] | None:
     """The plan stored under `plan_id`, integrity-checked (`load_plan`), or None when it is not stored."""
-    from shared_core.plan import load_plan
+    from shared_core.core.planning.plan import load_plan
 
     data = await asyncio.to_thread(get_blob_store(settings).get, plan_key(plan_id))
     return None if data is None else load_plan(data.decode(), plan_key(plan_id))

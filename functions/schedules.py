@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.settings import get_settings
-from shared_core.errors import CoreError
+from shared_core.core.errors import CoreError
+from shared_core.settings import get_settings
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -25,10 +25,10 @@ logger = logging.getLogger(__name__)
 @bp.durable_client_input(client_name="client")
 async def schedule_tick(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     from functions.resources import get_git_source, get_store
-    from shared_core.headers import format_instant
-    from shared_core.loading import load_commit
-    from shared_core.schedules import due_models
-    from shared_core.webhooks import instance_id
+    from shared_core.adapters.github.webhooks import instance_id
+    from shared_core.core.planning.schedules import due_models
+    from shared_core.core.project.headers import format_instant
+    from shared_core.core.project.loading import load_commit
 
     settings = get_settings()
     if not settings.branches:

@@ -15,16 +15,16 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.http import error_response
-from functions.settings import Settings, get_settings
-from shared_core.errors import CoreError
+from functions.http.responses import error_response
+from shared_core.core.errors import CoreError
+from shared_core.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 _jwks: dict[str, Any] = {}
 
 
 def auth_config(settings: Settings) -> Any:
-    from shared_core.auth import AuthConfig
+    from shared_core.security.tokens import AuthConfig
 
     config = AuthConfig(
         mode=settings.auth_mode,  # type: ignore[arg-type]  # AuthConfig checks the value itself
@@ -40,7 +40,7 @@ def _jwks_cache(settings: Settings) -> Any:
         return None
     cache = _jwks.get(settings.oidc_jwks_url)
     if cache is None:
-        from shared_core.auth import JwksCache
+        from shared_core.security.tokens import JwksCache
 
         def fetch(url: str) -> dict[str, Any]:
             import httpx
@@ -57,10 +57,10 @@ def _jwks_cache(settings: Settings) -> Any:
 async def guard(req: func.HttpRequest, endpoint: str) -> tuple[Any, Any] | func.HttpResponse:
     """Authenticate and authorize one API request; returns (principal, store) or an error response."""
     from functions.resources import get_store
-    from shared_core.auth import authenticate
-    from shared_core.errors import AuthenticationError, RateLimitedError
-    from shared_core.ratelimit import limit_key, tenant_key
-    from shared_core.roles import authorize
+    from shared_core.core.errors import AuthenticationError, RateLimitedError
+    from shared_core.security.ratelimit import limit_key, tenant_key
+    from shared_core.security.roles import authorize
+    from shared_core.security.tokens import authenticate
 
     settings = get_settings()
     now = datetime.now(UTC)
@@ -97,7 +97,7 @@ async def guard(req: func.HttpRequest, endpoint: str) -> tuple[Any, Any] | func.
 
 
 def _decider(now: datetime, limit: int) -> Any:
-    from shared_core.ratelimit import BucketState, RateLimit, decide
+    from shared_core.security.ratelimit import BucketState, RateLimit, decide
 
     rule = RateLimit(limit=limit, window=timedelta(minutes=1))
 

@@ -7,10 +7,10 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http import error_response, json_response
-from functions.settings import get_settings
-from shared_core.errors import CoreError
-from shared_core.webhooks import Ignored, instance_id, parse_delivery
+from functions.http.responses import error_response, json_response
+from shared_core.adapters.github.webhooks import Ignored, instance_id, parse_delivery
+from shared_core.core.errors import CoreError
+from shared_core.settings import get_settings
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from shared_core.canonical import QueryAnalysis, analyze_query
+from shared_core.core.sql.canonical import QueryAnalysis, analyze_query
 
 
 class QueryAnalyzer(Protocol):

@@ -100,7 +100,7 @@ def admin_database_url() -> Iterator[str]:
     This URL is the owner/superuser (it bypasses row-level security): tests use it to inspect state and
     to tamper with it, never as the application's connection.
     """
-    from shared_core.adapters.postgres_store import PostgresStateStore
+    from shared_core.adapters.postgres.store import PostgresStateStore
 
     name = f"ironlayer_test_{uuid.uuid4().hex[:10]}"
 
@@ -130,6 +130,6 @@ def admin_database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(admin_database_url: str) -> str:
     """The application's connection to the session database: the `ironlayer_app` role, under RLS."""
-    from shared_core.adapters.postgres_store import app_url_for
+    from shared_core.adapters.postgres.store import app_url_for
 
     return app_url_for(admin_database_url)

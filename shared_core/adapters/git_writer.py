@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from shared_core.errors import SourceError
+from shared_core.core.errors import SourceError
 
 _IDENTITY = {"name": "IronLayer Demo", "email": "demo@ironlayer.dev"}
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from shared_core.errors import SourceError
+from shared_core.core.errors import SourceError
 
 ZERO_SHA = "0" * 40
 

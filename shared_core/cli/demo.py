@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared_core.adapters.git_writer import commit_files, init_repo, read_tree
-from shared_core.errors import SourceError
+from shared_core.core.errors import SourceError
 
 V1_TIME = "2024-01-08T06:00:00+00:00"
 V2_TIME = "2024-01-10T06:00:00+00:00"

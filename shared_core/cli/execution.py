@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from shared_core.errors import PlanError, StateError
+from shared_core.core.errors import PlanError, StateError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -33,12 +33,12 @@ def store_urls(*, start: bool = True) -> tuple[str, str | None] | None:
     IRONLAYER_DATABASE_URL connects as the application role; IRONLAYER_MIGRATION_DATABASE_URL (the owner
     role) migrates. Without them, the embedded server: its superuser migrates, `ironlayer_app` connects.
     """
-    from shared_core.adapters.postgres_store import app_url_for
+    from shared_core.adapters.postgres.store import app_url_for
 
     url = os.environ.get("IRONLAYER_DATABASE_URL")
     if url:
         return url, os.environ.get("IRONLAYER_MIGRATION_DATABASE_URL") or None
-    from shared_core.adapters.embedded_pg import embedded_server_status, ensure_embedded_server
+    from shared_core.adapters.postgres.embedded import embedded_server_status, ensure_embedded_server
 
     owner: str | None = ensure_embedded_server(home()) if start else embedded_server_status(home())
     return (app_url_for(owner), owner) if owner else None
@@ -55,7 +55,7 @@ def migration_url() -> str:
     url = os.environ.get("IRONLAYER_MIGRATION_DATABASE_URL") or os.environ.get("IRONLAYER_DATABASE_URL")
     if url:
         return url
-    from shared_core.adapters.embedded_pg import ensure_embedded_server
+    from shared_core.adapters.postgres.embedded import ensure_embedded_server
 
     return ensure_embedded_server(home())
 
@@ -64,7 +64,7 @@ def with_store(action: Callable[[Any], Awaitable[Any]], *, urls: tuple[str, str 
     """Run `action(store)` on the tenant-bound state store (migrating first when the schema is behind)."""
     import asyncio
 
-    from shared_core.adapters.postgres_store import open_store
+    from shared_core.adapters.postgres.store import open_store
 
     resolved = urls or store_urls()
     assert resolved is not None
@@ -108,19 +108,19 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from shared_core.plan import load_plan
+    from shared_core.core.planning.plan import load_plan
 
     plan = load_plan(Path(args.plan).read_text("utf-8"), args.plan)
     return _apply(args, plan)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from shared_core.adapters.analysis_cache import CachedAnalyzer
+    from shared_core.adapters.caches.analysis import CachedAnalyzer
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.errors import SourceError
-    from shared_core.headers import parse_instant
-    from shared_core.loading import load_commit
-    from shared_core.planner import build_backfill_plan
+    from shared_core.core.errors import SourceError
+    from shared_core.core.planning.planner import build_backfill_plan
+    from shared_core.core.project.headers import parse_instant
+    from shared_core.core.project.loading import load_commit
 
     source = LocalGitSource(args.repo)
     sha = source.resolve(args.ref)
@@ -140,14 +140,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     from rich.console import Console
 
-    from shared_core.adapters.analysis_cache import CachedAnalyzer
-    from shared_core.adapters.duckdb_executor import DuckDBExecutor
+    from shared_core.adapters.caches.analysis import CachedAnalyzer
+    from shared_core.adapters.engines.duckdb import DuckDBExecutor
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.canonical import resolve_canonical
     from shared_core.cli.render import render_plan
-    from shared_core.loading import load_commit
-    from shared_core.plan import plan_to_json
-    from shared_core.runner import RunOptions, apply_plan
+    from shared_core.core.planning.plan import plan_to_json
+    from shared_core.core.project.loading import load_commit
+    from shared_core.core.sql.canonical import resolve_canonical
+    from shared_core.services.apply import RunOptions, apply_plan
 
     if args.parallelism < 1:
         raise PlanError(f"--parallelism must be at least 1, got {args.parallelism}")
@@ -288,7 +288,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from shared_core.headers import format_instant
+    from shared_core.core.project.headers import format_instant
 
     async def fetch(store: Any) -> Any:
         return await store.list_plans(tenant()), await store.load_ledger(tenant())
@@ -308,7 +308,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from shared_core.adapters.embedded_pg import embedded_server_status, stop_embedded_server
+    from shared_core.adapters.postgres.embedded import embedded_server_status, stop_embedded_server
 
     if args.action == "stop":
         print("stopped the embedded PostgreSQL" if stop_embedded_server(home()) else "the embedded PostgreSQL "

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared_core.errors import CoreError
+from shared_core.core.errors import CoreError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _analyzer(args: argparse.Namespace, source: Any) -> Any:
-    from shared_core.adapters.analysis_cache import CachedAnalyzer
+    from shared_core.adapters.caches.analysis import CachedAnalyzer
 
     return CachedAnalyzer(_cache_dir(args, source))
 
@@ -127,15 +127,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from shared_core.adapters.analysis_cache import PARALLEL_MIN_FILES
+    from shared_core.adapters.caches.analysis import PARALLEL_MIN_FILES
+    from shared_core.adapters.caches.scan import ScanCache
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.adapters.scan_cache import ScanCache
-    from shared_core.errors import SourceError
-    from shared_core.headers import parse_instant
-    from shared_core.loading import load_commits, read_config
-    from shared_core.plan import plan_to_json
-    from shared_core.planner import build_plan
-    from shared_core.watermarks import parse_watermarks
+    from shared_core.core.errors import SourceError
+    from shared_core.core.planning.plan import plan_to_json
+    from shared_core.core.planning.planner import build_plan
+    from shared_core.core.planning.watermarks import parse_watermarks
+    from shared_core.core.project.headers import parse_instant
+    from shared_core.core.project.loading import load_commits, read_config
 
     source = LocalGitSource(args.repo, prefetch=True)  # listing files starts reading them in the background
     analyzer = _analyzer(args, source)
@@ -253,7 +253,7 @@ class _BatchedConsole:
 def _cmd_migrate(args: argparse.Namespace) -> int:
     import asyncio
 
-    from shared_core.adapters.postgres_store import PostgresStateStore
+    from shared_core.adapters.postgres.store import PostgresStateStore
     from shared_core.cli.execution import migration_url, tenant
 
     url = migration_url()
@@ -274,7 +274,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from shared_core.cli.render import render_plan
-    from shared_core.plan import load_plan
+    from shared_core.core.planning.plan import load_plan
 
     plan = load_plan(Path(args.plan).read_text("utf-8"), args.plan)
     render_plan(plan, _console())
@@ -283,9 +283,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.check import check_sources
-    from shared_core.loading import read_config
-    from shared_core.models import ModelSource
+    from shared_core.core.project.check import check_sources
+    from shared_core.core.project.loading import read_config
+    from shared_core.core.project.models import ModelSource
 
     source = LocalGitSource(args.repo)
     sha = source.resolve(args.ref)
@@ -306,7 +306,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.loading import load_commit
+    from shared_core.core.project.loading import load_commit
 
     source = LocalGitSource(args.repo)
     project = load_commit(source, source.resolve(args.ref)).project
@@ -336,7 +336,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.loading import load_commit
+    from shared_core.core.project.loading import load_commit
 
     source = LocalGitSource(args.repo)
     project = load_commit(source, source.resolve(args.ref)).project

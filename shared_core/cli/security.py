@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from shared_core.errors import CoreError
+from shared_core.core.errors import CoreError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -33,7 +33,7 @@ def add_commands(commands: Any) -> None:
 
 
 def cipher() -> Any:
-    from shared_core.credentials import CredentialCipher, parse_key_list
+    from shared_core.security.cipher import CredentialCipher, parse_key_list
 
     keys = os.environ.get("IRONLAYER_CREDENTIAL_KEYS", "")
     if not keys:
@@ -49,8 +49,8 @@ async def record_audit(store: Any, tenant_id: str, *, actor: str, role: str, act
     """Append one entry to the tenant's audit chain (the time never goes back past the chain's head)."""
     from dataclasses import replace
 
-    from shared_core.audit import entry_from_row, entry_hash, entry_to_row, next_entry
-    from shared_core.scrub import scrub_mapping
+    from shared_core.security.audit import entry_from_row, entry_hash, entry_to_row, next_entry
+    from shared_core.security.scrub import scrub_mapping
 
     moment = now or datetime.now(UTC)
 
@@ -72,7 +72,7 @@ async def record_audit(store: Any, tenant_id: str, *, actor: str, role: str, act
 
 async def verify_audit(store: Any, tenant_id: str) -> Any:
     """The `ChainReport` of the tenant's audit log, checked against the head kept on the tenant row."""
-    from shared_core.audit import entry_from_row, verify_chain
+    from shared_core.security.audit import entry_from_row, verify_chain
 
     rows, head = await store.audit_rows(tenant_id)
     return verify_chain([entry_from_row(r) for r in rows], expected_head=head, tenant_id=tenant_id)
@@ -98,7 +98,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_credentials(args: argparse.Namespace) -> int:
     from shared_core.cli.execution import tenant, with_store
-    from shared_core.credentials import credential_name, redact
+    from shared_core.security.cipher import credential_name, redact
 
     if args.action == "list":
         names = with_store(lambda store: store.list_credentials(tenant()))
@@ -125,7 +125,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
     from shared_core.cli.execution import tenant, with_store
-    from shared_core.credentials import credential_name
+    from shared_core.security.cipher import credential_name
 
     box = cipher()
 

@@ -18,9 +18,9 @@ import duckdb
 import pytest
 
 from functions import resources
-from shared_core.approval import issue_approval_token
 from shared_core.cli.demo import build_demo_repo, default_examples_dir
 from shared_core.cli.main import main
+from shared_core.security.approval_tokens import issue_approval_token
 from tests.functions.conftest import APPROVAL_SECRET, handler, json_body, request
 from tests.integration.azurite import azurite_blob_fixture  # noqa: F401  (the `azurite_blob` fixture)
 
@@ -203,7 +203,7 @@ def test_local_settings_sample_lists_every_setting() -> None:
     import re
 
     sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())["Values"]
-    source = (Path(__file__).parents[2] / "functions" / "settings.py").read_text()
+    source = (Path(__file__).parents[2] / "shared_core" / "settings.py").read_text()
     read = set(re.findall(r'"(IRONLAYER_[A-Z_]+)"', source))
     assert read == {k for k in sample if k.startswith("IRONLAYER_")}
 

@@ -72,7 +72,7 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, str], bytes]] = {
 }
 READ = {"list_plans", "get_plan", "list_runs", "list_jobs", "health", "audit_verify"}
 OPERATE = READ | {"cancel_job", "approve_plan", "reject_plan"}
-ALLOWED = {  # written out, not derived from shared_core.roles
+ALLOWED = {  # written out, not derived from shared_core.security.roles
     "viewer": READ,
     "operator": OPERATE,
     "engineer": OPERATE,
@@ -220,7 +220,7 @@ def test_key_rotation_keeps_every_credential_readable(jwt_env: dict[str, Any], m
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
-    from shared_core.credentials import CredentialCipher, credential_name
+    from shared_core.security.cipher import CredentialCipher, credential_name
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     monkeypatch.setenv("IRONLAYER_CREDENTIAL_KEYS", old)

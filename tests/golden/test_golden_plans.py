@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from shared_core.adapters.git_writer import read_tree
-from shared_core.plan import load_plan
+from shared_core.core.planning.plan import load_plan
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 SCENARIOS = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())

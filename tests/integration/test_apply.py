@@ -22,9 +22,9 @@ import duckdb
 import pytest
 
 from shared_core.adapters.git_writer import commit_files, init_repo
-from shared_core.adapters.postgres_store import PostgresStateStore
+from shared_core.adapters.postgres.store import PostgresStateStore
 from shared_core.cli.main import main
-from shared_core.headers import parse_instant as t
+from shared_core.core.project.headers import parse_instant as t
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from azurite import azurite_blob_fixture  # noqa: F401 - registers the session fixture `azurite_blob`
 
-from shared_core.adapters.blob_store import AzureBlobStore, LocalBlobStore
-from shared_core.errors import StateError, StateUnavailableError
+from shared_core.adapters.blobs import AzureBlobStore, LocalBlobStore
+from shared_core.core.errors import StateError, StateUnavailableError
 from shared_core.ports import BlobStore
 
 pytestmark = pytest.mark.integration
@@ -253,7 +253,7 @@ def test_github_blobs_cached_in_the_store_are_not_downloaded_again(store: BlobSt
 
     import httpx
 
-    from shared_core.adapters.github_source import GitHubSource
+    from shared_core.adapters.github.source import GitHubSource
 
     contents = [b"-- name: a.b\n-- kind: FULL_REFRESH\nSELECT 1 AS x\n", b"", bytes(range(256))]
     by_id = {hashlib.sha1(b"blob %d\0" % len(c) + c).hexdigest(): c for c in contents}

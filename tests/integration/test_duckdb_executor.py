@@ -7,9 +7,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from shared_core.adapters.duckdb_executor import BlockedBatchError, DuckDBExecutor, ExecutionError
-from shared_core.headers import parse_instant as t
-from shared_core.models import ModelSource, Project, load_project
+from shared_core.adapters.engines.duckdb import BlockedBatchError, DuckDBExecutor, ExecutionError
+from shared_core.core.project.headers import parse_instant as t
+from shared_core.core.project.models import ModelSource, Project, load_project
 
 pytestmark = pytest.mark.integration
 

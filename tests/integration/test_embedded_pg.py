@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shared_core.adapters.embedded_pg import (
+from shared_core.adapters.postgres.embedded import (
     SERVER_USER,
     embedded_server_status,
     ensure_embedded_server,
@@ -139,7 +139,7 @@ def test_stale_pid_file_is_ignored(root: Path) -> None:
 def test_concurrent_ensures_start_one_server(root: Path) -> None:
     script = (
         "import sys; from pathlib import Path; "
-        "from shared_core.adapters.embedded_pg import ensure_embedded_server; "
+        "from shared_core.adapters.postgres.embedded import ensure_embedded_server; "
         "print(ensure_embedded_server(Path(sys.argv[1])))"
     )
     procs = [

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from shared_core.adapters.git_writer import commit_files, init_repo
-from shared_core.adapters.postgres_store import PostgresStateStore, migrations
+from shared_core.adapters.postgres.store import PostgresStateStore, migrations
 from shared_core.cli.main import main
-from shared_core.errors import StateError, StateUnavailableError
-from shared_core.headers import parse_instant as t
+from shared_core.core.errors import StateError, StateUnavailableError
+from shared_core.core.project.headers import parse_instant as t
 
 pytestmark = pytest.mark.integration
 

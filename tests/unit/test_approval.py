@@ -13,7 +13,16 @@ from typing import Any
 import jwt
 import pytest
 
-from shared_core.approval import (
+from shared_core.core.errors import (
+    ApprovalError,
+    CoreError,
+    ExpiredTokenError,
+    InvalidTokenError,
+    ReusedTokenError,
+    WrongActionError,
+    WrongPlanError,
+)
+from shared_core.security.approval_tokens import (
     ACTIONS,
     AUDIENCE,
     ISSUER,
@@ -25,15 +34,6 @@ from shared_core.approval import (
     new_token_id,
     reused_token_error,
     verify_approval_token,
-)
-from shared_core.errors import (
-    ApprovalError,
-    CoreError,
-    ExpiredTokenError,
-    InvalidTokenError,
-    ReusedTokenError,
-    WrongActionError,
-    WrongPlanError,
 )
 
 SECRET = "k" * 32

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared_core.approval_page import (
+from functions.http.approval_page import (
     SECURITY_HEADERS,
     format_sql_for_review,
     render_approval_page,
@@ -18,8 +18,7 @@ from shared_core.approval_page import (
     render_result_page,
     unified_sql_diff,
 )
-from shared_core.canonical import analyze_query, resolve_canonical
-from shared_core.errors import (
+from shared_core.core.errors import (
     ApprovalError,
     ExpiredTokenError,
     InvalidTokenError,
@@ -27,7 +26,8 @@ from shared_core.errors import (
     WrongActionError,
     WrongPlanError,
 )
-from shared_core.models import ModelSource, Project, load_project
+from shared_core.core.project.models import ModelSource, Project, load_project
+from shared_core.core.sql.canonical import analyze_query, resolve_canonical
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden"
 SCENARIOS = sorted(p.name for p in GOLDEN.iterdir() if (p / "plan.json").is_file())

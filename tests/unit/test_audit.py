@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared_core.audit import (
+from shared_core.core.errors import AuditError, CoreError
+from shared_core.security.audit import (
     GENESIS_HASH,
     HASHED_FIELDS,
     ROW_FIELDS,
@@ -25,7 +26,6 @@ from shared_core.audit import (
     next_entry,
     verify_chain,
 )
-from shared_core.errors import AuditError, CoreError
 
 T0 = datetime(2024, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
 ACTIONS = (

@@ -17,15 +17,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from shared_core.approval import issue_approval_token
-from shared_core.auth import (
+from shared_core.core.errors import AuthenticationError, AuthSettingsError, CoreError, JwksUnavailableError
+from shared_core.security.approval_tokens import issue_approval_token
+from shared_core.security.tokens import (
     MAX_LIFETIME,
     AuthConfig,
     JwksCache,
     Principal,
     authenticate,
 )
-from shared_core.errors import AuthenticationError, AuthSettingsError, CoreError, JwksUnavailableError
 
 SECRET = "s" * 32
 NOW = datetime(2024, 1, 1, 12, tzinfo=UTC)

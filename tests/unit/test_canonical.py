@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared_core.canonical import CANONICALIZER_VERSION, analyze_query, content_key, resolve_canonical
-from shared_core.errors import ModelError, UnsafeSqlError
+from shared_core.core.errors import ModelError, UnsafeSqlError
+from shared_core.core.sql.canonical import CANONICALIZER_VERSION, analyze_query, content_key, resolve_canonical
 
 CASES = json.loads((Path(__file__).parents[1] / "fixtures" / "canonical_v1.json").read_text("utf-8"))
 

@@ -11,14 +11,14 @@ from cryptography.fernet import Fernet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared_core.credentials import (
+from shared_core.core.errors import CoreError, CredentialError
+from shared_core.security.cipher import (
     CredentialCipher,
     credential_name,
     generate_key,
     parse_key_list,
     redact,
 )
-from shared_core.errors import CoreError, CredentialError
 
 
 def key(n: int) -> str:

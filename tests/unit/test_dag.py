@@ -7,8 +7,8 @@ import random
 import networkx as nx
 import pytest
 
-from shared_core.dag import Graph
-from shared_core.errors import CycleError
+from shared_core.core.errors import CycleError
+from shared_core.core.planning.dag import Graph
 
 
 def _random_dag(seed: int, size: int) -> dict[str, list[str]]:

@@ -18,16 +18,16 @@ from typing import Any
 
 import pytest
 
-from shared_core.adapters.analysis_cache import CachedAnalyzer
+from shared_core.adapters.caches.analysis import CachedAnalyzer
 from shared_core.adapters.git_writer import read_tree
-from shared_core.config import PlannerSettings
-from shared_core.headers import format_instant, parse_instant
-from shared_core.intervals import floor_batch
-from shared_core.models import ModelSource, Project, load_project
-from shared_core.plan import plan_to_json
-from shared_core.planner import build_plan
+from shared_core.core.planning.intervals import floor_batch
+from shared_core.core.planning.plan import plan_to_json
+from shared_core.core.planning.planner import build_plan
+from shared_core.core.planning.watermarks import parse_watermarks
+from shared_core.core.project.config import PlannerSettings
+from shared_core.core.project.headers import format_instant, parse_instant
+from shared_core.core.project.models import ModelSource, Project, load_project
 from shared_core.ports import InlineAnalyzer
-from shared_core.watermarks import parse_watermarks
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 ENTRY = "from shared_core.cli import main; raise SystemExit(main())"

@@ -25,17 +25,17 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from shared_core.adapters.blob_store import LocalBlobStore
+from shared_core.adapters.blobs import LocalBlobStore
 from shared_core.adapters.git_writer import commit_files, init_repo, read_tree
-from shared_core.adapters.github_source import GitHubSource
+from shared_core.adapters.github.source import GitHubSource
 from shared_core.adapters.local_git import LocalGitSource
-from shared_core.errors import SourceError, StateUnavailableError
-from shared_core.headers import parse_instant
-from shared_core.loading import CommitProject, load_commit
-from shared_core.plan import plan_to_json
-from shared_core.planner import build_plan
+from shared_core.core.errors import SourceError, StateUnavailableError
+from shared_core.core.planning.plan import plan_to_json
+from shared_core.core.planning.planner import build_plan
+from shared_core.core.planning.watermarks import parse_watermarks
+from shared_core.core.project.headers import parse_instant
+from shared_core.core.project.loading import CommitProject, load_commit
 from shared_core.ports import BlobStore, InlineAnalyzer
-from shared_core.watermarks import parse_watermarks
 
 API = "https://api.github.com"
 TOKEN = "ghp_TESTTOKEN0123456789abcdefABCDEF012345"  # a made-up token; must never show up in a message

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared_core.errors import ModelError
-from shared_core.headers import QualityTest, parse_header, split_top_level
+from shared_core.core.errors import ModelError
+from shared_core.core.project.headers import QualityTest, parse_header, split_top_level
 
 FULL = """
 -- name: Analytics.Orders_Daily

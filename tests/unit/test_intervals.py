@@ -7,8 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from shared_core.headers import parse_instant as t
-from shared_core.intervals import (
+from shared_core.core.planning.intervals import (
     add_batches,
     align_ranges,
     ceil_batch,
@@ -18,6 +17,7 @@ from shared_core.intervals import (
     merge_ranges,
     subtract_ranges,
 )
+from shared_core.core.project.headers import parse_instant as t
 
 
 @pytest.mark.parametrize(

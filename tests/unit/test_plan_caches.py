@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from shared_core.adapters.caches.scan import ScanCache
 from shared_core.adapters.local_git import LocalGitSource
-from shared_core.adapters.scan_cache import ScanCache
-from shared_core.canonical import _drop_self_alias
 from shared_core.cli.main import _BatchedConsole
 from shared_core.cli.render import render_plan
-from shared_core.errors import CoreError, SourceError
-from shared_core.loading import load_commit, load_commits
-from shared_core.models import ModelSource, scan_source
+from shared_core.core.errors import CoreError, SourceError
+from shared_core.core.project.loading import load_commit, load_commits
+from shared_core.core.project.models import ModelSource, scan_source
+from shared_core.core.sql.canonical import _drop_self_alias
 
 ZERO = "0" * 40
 

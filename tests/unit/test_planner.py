@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from shared_core.config import PlannerSettings
-from shared_core.errors import CycleError, ModelError, PlanError, RefError
-from shared_core.headers import parse_instant
-from shared_core.models import ModelSource, Project, load_project, sha256_json
-from shared_core.plan import load_plan, plan_to_json
-from shared_core.planner import ZERO_SHA, build_plan
+from shared_core.core.errors import CycleError, ModelError, PlanError, RefError
+from shared_core.core.planning.plan import load_plan, plan_to_json
+from shared_core.core.planning.planner import ZERO_SHA, build_plan
+from shared_core.core.planning.watermarks import parse_watermarks
+from shared_core.core.project.config import PlannerSettings
+from shared_core.core.project.headers import parse_instant
+from shared_core.core.project.models import ModelSource, Project, load_project, sha256_json
 from shared_core.ports import InlineAnalyzer
-from shared_core.watermarks import parse_watermarks
 
 AS_OF = "2024-01-10T06:00:00Z"
 

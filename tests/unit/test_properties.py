@@ -16,7 +16,7 @@ Three cosmetic edits are deliberately not generated because the canonicalizer mi
 (each is marked "known gap" below): a ref() aliased to its own table name, a comment after the final
 `;`, and a comment between GROUP and BY.
 
-The canonicalizer promises (module docstring of `shared_core.canonical`) that the variant has the
+The canonicalizer promises (module docstring of `shared_core.core.sql.canonical`) that the variant has the
 content hash of the plain rendering, and that changing one literal or one column name changes it.
 """
 
@@ -30,8 +30,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared_core.canonical import analyze_query
-from shared_core.models import ModelSource, load_project
+from shared_core.core.project.models import ModelSource, load_project
+from shared_core.core.sql.canonical import analyze_query
 
 COLUMNS = ("id", "amount", "status", "customer_id", "price", "qty", "country", "email", "created_at", "score")
 TABLES = ("sales.orders", "crm.accounts", "web.visits")

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared_core.errors import CoreError, RateLimitedError
-from shared_core.ratelimit import (
+from shared_core.core.errors import CoreError, RateLimitedError
+from shared_core.security.ratelimit import (
     BucketState,
     Decision,
     RateLimit,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared_core.errors import AuthorizationError, CoreError
-from shared_core.roles import HUMAN_ROLES, POLICY, ROLES, allows, authorize, check_separation, is_role
+from shared_core.core.errors import AuthorizationError, CoreError
+from shared_core.security.roles import HUMAN_ROLES, POLICY, ROLES, allows, authorize, check_separation, is_role
 
 # The expected matrix, written out cell by cell (not derived from POLICY): Y allowed, . refused.
 # Columns: viewer operator engineer admin service

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared_core.scrub import ScrubFilter, is_sensitive_name, scrub, scrub_mapping
+from shared_core.security.scrub import ScrubFilter, is_sensitive_name, scrub, scrub_mapping
 
 # Fake credentials, assembled from parts so that no secret scanner mistakes this file for a leak.
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" + ".eyJzdWIiOiJhbGljZSIsInJvbGUiOiJhZG1pbiJ9" + ".c2lnbmF0dXJlLW5vdC1yZWFs_x-Y"

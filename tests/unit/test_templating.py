@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared_core.errors import ModelError
-from shared_core.templating import render_template
+from shared_core.core.errors import ModelError
+from shared_core.core.project.templating import render_template
 
 
 def test_refs_are_numbered_by_first_appearance_and_deduplicated() -> None:

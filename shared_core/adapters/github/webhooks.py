@@ -1,0 +1,209 @@
+"""GitHub webhook envelopes: verify `X-Hub-Signature-256` and parse push events into typed values.
+
+The envelope (event name, delivery id, signature) stays apart from the payload; the payload becomes
+frozen, validated dataclasses here, so no handler or core module ever reads a raw dict. (Plain
+dataclasses rather than pydantic: the webhook answers on a cold start, and pydantic's import and plugin
+scan cost more than the whole validation.) Pure: bytes in, values out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shared_core.core.errors import CoreError
+
+ZERO_SHA = "0" * 40
+
+
+class WebhookError(CoreError):
+    """A webhook request that must be refused; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class Repository:
+    id: int
+    full_name: str
+
+
+@dataclass(frozen=True)
+class Pusher:
+    name: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class PushPayload:
+    ref: str
+    before: str
+    after: str
+    repository: Repository
+    created: bool = False
+    deleted: bool = False
+    pusher: Pusher = Pusher()
+    head_commit_timestamp: str | None = None
+
+    @classmethod
+    def parse(cls, document: Mapping[str, Any]) -> PushPayload:
+        """Validate the fields IronLayer uses (others are ignored).
+
+        Raises:
+            WebhookError: 400 naming the first invalid field.
+        """
+        ref = _field(document, "ref", str)
+        before, after = _field(document, "before", str), _field(document, "after", str)
+        for name, value in (("before", before), ("after", after)):
+            if not _SHA.match(value):
+                raise WebhookError(f"invalid push payload: {name}: expected a 40-hex-digit commit SHA", 400)
+        repo = _field(document, "repository", dict)
+        full_name = _field(repo, "full_name", str, "repository.")
+        if not _REPO.match(full_name):
+            raise WebhookError("invalid push payload: repository.full_name: expected owner/name", 400)
+        pusher: Mapping[str, Any] = document["pusher"] if isinstance(document.get("pusher"), dict) else {}
+        head: Mapping[str, Any] = document["head_commit"] if isinstance(document.get("head_commit"), dict) else {}
+        return cls(
+            ref=ref, before=before, after=after,
+            repository=Repository(_field(repo, "id", int, "repository."), full_name),
+            created=bool(document.get("created", False)), deleted=bool(document.get("deleted", False)),
+            pusher=Pusher(_optional_str(pusher, "name"), _optional_str(pusher, "email")),
+            head_commit_timestamp=_optional_str(head, "timestamp"),
+        )
+
+
+def _field(document: Mapping[str, Any], name: str, kind: type, prefix: str = "") -> Any:
+    if name not in document:
+        raise WebhookError(f"invalid push payload: {prefix}{name}: Field required", 400)
+    value = document[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise WebhookError(f"invalid push payload: {prefix}{name}: expected {kind.__name__}", 400)
+    return value
+
+
+def _optional_str(document: Mapping[str, Any], name: str) -> str | None:
+    value = document.get(name)
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    event: str
+    delivery_id: str
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    """A verified push: the envelope and its payload."""
+
+    envelope: Envelope
+    payload: PushPayload
+
+    @property
+    def branch(self) -> str | None:
+        """The branch name, or None for a tag push."""
+        prefix = "refs/heads/"
+        return self.payload.ref[len(prefix):] if self.payload.ref.startswith(prefix) else None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A verified delivery that starts nothing, with the reason (answered 202 or 200)."""
+
+    kind: Literal["ping", "ignored"]
+    reason: str
+    delivery_id: str
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup."""
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
+    """Check `X-Hub-Signature-256` (`sha256=<hex HMAC of the raw body>`) in constant time.
+
+    >>> import hmac, hashlib
+    >>> sig = "sha256=" + hmac.new(b"s3cret", b"{}", hashlib.sha256).hexdigest()
+    >>> verify_signature(b"{}", sig, "s3cret")
+
+    Raises:
+        WebhookError: 401 when the header is missing, malformed or wrong.
+    """
+    if not secret:
+        raise WebhookError("webhook secret is not configured; set IRONLAYER_GITHUB_WEBHOOK_SECRET", 500)
+    if not signature:
+        raise WebhookError("missing X-Hub-Signature-256 header; configure the webhook with a secret", 401)
+    scheme, _, digest = signature.partition("=")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if scheme != "sha256" or not hmac.compare_digest(digest.strip().lower(), expected):
+        raise WebhookError("invalid X-Hub-Signature-256: the body was not signed with the configured secret", 401)
+
+
+def parse_delivery(
+    body: bytes, headers: Mapping[str, str], *, secret: str, branches: frozenset[str], max_bytes: int
+) -> PushEvent | Ignored:
+    """Verify and classify one delivery.
+
+    Returns:
+        A `PushEvent` to plan, or `Ignored` (ping, tag push, branch deletion, unconfigured branch, other event).
+
+    Raises:
+        WebhookError: 413 too large, 401 bad signature, 400 malformed JSON or payload.
+    """
+    if len(body) > max_bytes:
+        raise WebhookError(f"payload of {len(body)} bytes exceeds the limit of {max_bytes} bytes", 413)
+    verify_signature(body, header(headers, "X-Hub-Signature-256"), secret)
+    event = header(headers, "X-GitHub-Event") or ""
+    delivery = header(headers, "X-GitHub-Delivery") or ""
+    if not delivery:
+        raise WebhookError("missing X-GitHub-Delivery header", 400)
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WebhookError(f"body is not valid JSON: {exc}", 400) from None
+    if not isinstance(document, dict):
+        raise WebhookError("body must be a JSON object", 400)
+    if event == "ping":
+        return Ignored(kind="ping", reason="pong: the webhook is configured", delivery_id=delivery)
+    if event != "push":
+        return Ignored(kind="ignored", reason=f"event '{event}' is not handled; only push", delivery_id=delivery)
+    if len(delivery) > 200:
+        raise WebhookError("X-GitHub-Delivery is longer than 200 characters", 400)
+    payload = PushPayload.parse(document)
+    push = PushEvent(envelope=Envelope(event=event, delivery_id=delivery), payload=payload)
+    if push.branch is None:
+        return Ignored(kind="ignored", reason=f"tag push {payload.ref} is not planned", delivery_id=delivery)
+    if payload.deleted or payload.after == ZERO_SHA:
+        return Ignored(kind="ignored", reason=f"branch {push.branch} was deleted", delivery_id=delivery)
+    if push.branch not in branches:
+        return Ignored(
+            kind="ignored", reason=f"branch {push.branch} is not configured (IRONLAYER_BRANCHES)",
+            delivery_id=delivery,
+        )
+    return push
+
+
+def instance_id(kind: str, *parts: str) -> str:
+    """A deterministic orchestration instance ID: the same work always gets the same ID.
+
+    >>> instance_id("push", "o/r", "a" * 40, "b" * 40)[:10]
+    'push-33632'
+    """
+    digest = hashlib.sha256("\0".join((kind, *parts)).encode()).hexdigest()
+    return f"{kind}-{digest[:32]}"

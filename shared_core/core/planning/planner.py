@@ -1,0 +1,338 @@
+"""Build a plan from two resolved projects, the watermark ledger, `as_of` and the planner settings.
+
+What runs: every model whose data changed (added or modified) and everything downstream of one,
+nothing else. A changed MERGE_BY_KEY model is rebuilt from an empty table. How much of an
+incremental model runs:
+
+- its own data changed (or it is new): a `backfill` of `[start, as_of)` from an empty table;
+- INCREMENTAL_BY_TIME_RANGE below an upstream that rewrote everything (a non-incremental model, or an
+  incremental one rebuilt from empty): a `backfill` of `[start, as_of)` over the existing table;
+- other INCREMENTAL_BY_TIME_RANGE: `incremental` runs of the ranges its upstreams re-ran, plus every
+  range the ledger lacks (gaps and the tail up to `as_of`), plus `lookback` batches before the tail;
+- APPEND_ONLY: `incremental` runs of only the ranges the ledger lacks; history is never re-appended.
+
+Only `incremental` steps read the ledger, and only their models' ledgers enter the plan's inputs. A
+ledger range counts only for the whole batches it covers.
+
+Only complete batches before `as_of` are planned. Contiguous batches are grouped into steps of at
+most `max_batches_per_step`; the steps of one model run in order, each after its upstreams' steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from shared_core.core.errors import ModelError
+from shared_core.core.planning.dag import Graph
+from shared_core.core.planning.diff import DATA_CHANGES, ModelChange, diff_projects
+from shared_core.core.planning.intervals import (
+    Range,
+    add_batches,
+    align_ranges,
+    ceil_batch,
+    chunk_ranges,
+    count_batches,
+    floor_batch,
+    intersect_ranges,
+    merge_ranges,
+    subtract_ranges,
+)
+from shared_core.core.planning.plan import PLAN_VERSION, Step, finish_plan
+from shared_core.core.planning.watermarks import Ledger, snapshot
+from shared_core.core.project.config import PlannerSettings
+from shared_core.core.project.headers import format_instant
+from shared_core.core.project.models import Model, Project, sha256_json
+from shared_core.core.sql.canonical import CANONICALIZER_VERSION
+from shared_core.ports import QueryAnalyzer
+
+ZERO_SHA = "0" * 40
+_ALL = None  # an upstream effect of "every row may have changed"
+
+
+def build_plan(
+    base: Project,
+    target: Project,
+    *,
+    base_sha: str,
+    target_sha: str,
+    as_of: datetime,
+    ledger: Ledger,
+    settings: PlannerSettings,
+    analyzer: QueryAnalyzer,
+) -> dict[str, Any]:
+    """Plan the rebuild of what changed between `base` and `target`.
+
+    Args:
+        base: the project at the base commit (empty for a new branch).
+        target: the project at the target commit.
+        base_sha: the base commit SHA (all zeros for "nothing deployed yet").
+        target_sha: the target commit SHA.
+        as_of: the instant up to which (exclusive) incremental batches are complete.
+        ledger: completed ranges per model.
+        settings: planner settings from the project file.
+        analyzer: turns model files into canonical SQL (may cache and parallelize).
+
+    Returns:
+        The plan document (a JSON-able dict with `plan_id`).
+
+    Raises:
+        ModelError: a model the plan needs fails to parse or is unsafe.
+    """
+    changes, analyses = diff_projects(base, target, analyzer)
+    roots = {c.name: c for c in changes if c.change in DATA_CHANGES}
+    affected = target.graph.closure_downstream(roots)
+    missing = [target[n] for n in sorted(affected) if target[n].key not in analyses]
+    analyses.update(analyzer.analyze_many([(m.key, m.path, m.text) for m in missing]))
+    known = {c.name: c.new_hash for c in changes if c.new_hash is not None}  # hashed by the diff already
+    hashes = {name: known.get(name) or target[name].content_hash(analyses[target[name].key]) for name in affected}
+    steps, consulted = _plan_steps(target, roots, affected, hashes, as_of, ledger, settings)
+    return _assemble(
+        base_sha=base_sha,
+        target_sha=target_sha,
+        as_of=as_of,
+        settings=settings,
+        watermarks=snapshot(ledger, consulted),
+        changes=changes,
+        steps=steps,
+    )
+
+
+def _plan_steps(
+    target: Project,
+    roots: Mapping[str, ModelChange],
+    affected: set[str],
+    hashes: Mapping[str, str],
+    as_of: datetime,
+    ledger: Ledger,
+    settings: PlannerSettings,
+) -> tuple[list[Step], list[str]]:
+    steps: list[Step] = []
+    last_step: dict[str, str] = {}
+    effect: dict[str, list[Range] | None] = {}
+    consulted: list[str] = []
+    for name in target.order:
+        if name not in affected:
+            continue
+        model = target[name]
+        changed_parents = [p for p in model.upstream if p in affected]
+        upstream_steps = sorted(last_step[p] for p in changed_parents if p in last_step)
+        reason = roots[name].reason if name in roots else "upstream changed: " + ", ".join(changed_parents)
+        header = model.header
+        if not header.is_incremental:
+            run_type = "merge" if header.kind == "MERGE_BY_KEY" else "full_refresh"
+            reset = name in roots and header.kind == "MERGE_BY_KEY"  # a changed merge model starts from empty
+            step = _step(model, hashes[name], run_type, None, 0, reset, tuple(upstream_steps), reason)
+            steps.append(step)
+            last_step[name] = step.step_id
+            effect[name] = _ALL
+            continue
+        ranges, run_type, reads_ledger = _incremental_ranges(
+            model, name in roots, changed_parents, effect, as_of, ledger
+        )
+        if reads_ledger:
+            consulted.append(name)
+        effect[name] = _ALL if run_type == "backfill" else ranges
+        previous: str | None = None
+        chunks = chunk_ranges(ranges, header.batch, settings.max_batches_per_step)
+        for index, (chunk, batches) in enumerate(chunks):
+            depends = tuple(upstream_steps + ([previous] if previous else []))
+            reset = name in roots and index == 0
+            step = _step(model, hashes[name], run_type, chunk, batches, reset, depends, reason)
+            steps.append(step)
+            previous = step.step_id
+        if previous:
+            last_step[name] = previous
+    return _order_steps(steps), consulted
+
+
+def _incremental_ranges(
+    model: Model,
+    own_change: bool,
+    changed_parents: list[str],
+    effect: Mapping[str, list[Range] | None],
+    as_of: datetime,
+    ledger: Ledger,
+) -> tuple[list[Range], str, bool]:
+    """The ranges to run, the run type, and whether the ledger decided them.
+
+    `backfill` ranges do not depend on the ledger (the whole window runs); `incremental` ones do.
+    """
+    header = model.header
+    assert header.start is not None  # guaranteed by header validation for incremental kinds
+    unit = header.batch
+    window = (header.start, floor_batch(as_of, unit))
+    if window[1] <= window[0]:
+        return [], "incremental", False
+    if own_change:
+        return [window], "backfill", False
+    if header.kind == "INCREMENTAL_BY_TIME_RANGE" and any(effect.get(p, []) is _ALL for p in changed_parents):
+        return [window], "backfill", False
+    done = complete_batches(merge_ranges(ledger.get(model.name, ())), unit)
+    todo = subtract_ranges(window, done)
+    if header.kind == "APPEND_ONLY":
+        return todo, "incremental", True
+    dirty = [r for p in changed_parents for r in (effect.get(p) or [])]
+    if header.lookback and todo and todo[-1][1] == window[1] and todo[-1][0] > window[0]:
+        tail_start = todo[-1][0]
+        dirty.append((max(window[0], add_batches(tail_start, unit, -header.lookback)), tail_start))
+    return merge_ranges(todo + intersect_ranges(align_ranges(dirty, unit), window)), "incremental", True
+
+
+def complete_batches(ranges: list[Range], unit: str) -> list[Range]:
+    """Shrink completed ranges inward to whole batches: a half-done batch is not done."""
+    shrunk = ((ceil_batch(s, unit), floor_batch(e, unit)) for s, e in ranges)
+    return [(s, e) for s, e in shrunk if s < e]
+
+
+def _step(
+    model: Model,
+    model_hash: str,
+    run_type: str,
+    window: Range | None,
+    batches: int,
+    reset: bool,
+    depends_on: tuple[str, ...],
+    reason: str,
+) -> Step:
+    header = model.header
+    return Step(
+        model=model.name,
+        kind=header.kind,
+        materialization=header.materialization,
+        run_type=run_type,
+        start=format_instant(window[0]) if window else None,
+        end=format_instant(window[1]) if window else None,
+        batch=header.batch if header.is_incremental else None,
+        batches=batches,
+        reset=reset,
+        model_hash=model_hash,
+        depends_on=tuple(sorted(depends_on)),
+        reason=reason,
+    )
+
+
+def _order_steps(steps: list[Step]) -> list[Step]:
+    """Topological order (ties by model name, then range start) with each step's wave."""
+    by_id = {step.step_id: step for step in steps}
+    graph = Graph({sid: step.depends_on for sid, step in by_id.items()})
+    waves = graph.waves()
+    order = graph.topological_order(key=lambda sid: (by_id[sid].model, by_id[sid].start or "", sid))
+    return [replace(by_id[sid], parallel_group=waves[sid]) for sid in order]
+
+
+def _assemble(
+    *,
+    base_sha: str,
+    target_sha: str,
+    as_of: datetime,
+    settings: PlannerSettings,
+    watermarks: dict[str, list[list[str]]],
+    changes: list[ModelChange],
+    steps: list[Step],
+) -> dict[str, Any]:
+    inputs = {"canonicalizer": CANONICALIZER_VERSION, "planner": settings.to_dict(), "watermarks": watermarks}
+    as_of_text = format_instant(as_of)
+    counts = {kind: sum(1 for c in changes if c.change == kind) for kind in
+              ("added", "modified", "removed", "cosmetic", "metadata")}
+    summary = {
+        **counts,
+        "batches": sum(s.batches for s in steps),
+        "models_to_run": len({s.model for s in steps}),
+        "steps": len(steps),
+        "waves": 1 + max((s.parallel_group for s in steps), default=-1),
+    }
+    body = {
+        "as_of": as_of_text,
+        "base": base_sha,
+        "inputs": inputs,
+        "inputs_hash": sha256_json({"as_of": as_of_text, "base": base_sha, "inputs": inputs, "target": target_sha}),
+        "models": [c.to_dict() for c in sorted(changes, key=lambda c: c.name)],
+        "plan_version": PLAN_VERSION,
+        "steps": [s.to_dict() for s in steps],
+        "summary": summary,
+        "target": target_sha,
+    }
+    return finish_plan(body)
+
+
+def build_backfill_plan(
+    target: Project,
+    model_name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    target_sha: str,
+    settings: PlannerSettings,
+    analyzer: QueryAnalyzer,
+) -> dict[str, Any]:
+    """Plan exactly the batches of `[start, end)` (widened to whole batches) of one incremental model.
+
+    Raises:
+        ModelError: the model is not incremental, or the range is empty or before the model's start.
+    """
+    model = target[model_name]
+    header = model.header
+    if not header.is_incremental or header.start is None:
+        raise ModelError(f"backfill takes an incremental model; {model_name} is {header.kind}", path=model.path)
+    window = align_ranges([(max(start, header.start), end)], header.batch)
+    if not window or start >= end:
+        raise ModelError(
+            f"backfill range [{format_instant(start)}, {format_instant(end)}) of {model_name} is empty or before its "
+            f"start {format_instant(header.start)}",
+            path=model.path,
+        )
+    analysis = analyzer.analyze_many([(model.key, model.path, model.text)])[model.key]
+    model_hash = model.content_hash(analysis)
+    reason = f"backfill requested for {format_instant(window[0][0])} to {format_instant(window[-1][1])}"
+    steps: list[Step] = []
+    previous: str | None = None
+    for chunk, batches in chunk_ranges(window, header.batch, settings.max_batches_per_step):
+        step = _step(model, model_hash, "backfill", chunk, batches, False, (previous,) if previous else (), reason)
+        steps.append(step)
+        previous = step.step_id
+    return _assemble(
+        base_sha=target_sha, target_sha=target_sha, as_of=window[-1][1], settings=settings, watermarks={},
+        changes=[], steps=_order_steps(steps),
+    )
+
+
+def build_catchup_plan(
+    target: Project,
+    model_names: Sequence[str],
+    *,
+    target_sha: str,
+    as_of: datetime,
+    ledger: Ledger,
+    settings: PlannerSettings,
+    analyzer: QueryAnalyzer,
+) -> dict[str, Any]:
+    """Plan exactly the missing batches (gaps, the tail and `lookback`) of scheduled incremental models.
+
+    Models run in dependency order among themselves; nothing else is planned.
+    """
+    selected = set(model_names)
+    models = [target[name] for name in target.order if name in selected]
+    analyses = analyzer.analyze_many([(m.key, m.path, m.text) for m in models])
+    steps: list[Step] = []
+    last_step: dict[str, str] = {}
+    for model in models:
+        ranges, run_type, _ = _incremental_ranges(model, False, [], {}, as_of, ledger)
+        batches_total = sum(count_batches(s, e, model.header.batch) for s, e in ranges)
+        reason = f"schedule {model.header.cron}: {batches_total} missing batch{'es' if batches_total != 1 else ''}"
+        upstream_steps = [last_step[p] for p in model.upstream if p in last_step]
+        previous: str | None = None
+        model_hash = model.content_hash(analyses[model.key])
+        for chunk, batches in chunk_ranges(ranges, model.header.batch, settings.max_batches_per_step):
+            depends = tuple(sorted(upstream_steps + ([previous] if previous else [])))
+            step = _step(model, model_hash, run_type, chunk, batches, False, depends, reason)
+            steps.append(step)
+            previous = step.step_id
+        if previous:
+            last_step[model.name] = previous
+    return _assemble(
+        base_sha=target_sha, target_sha=target_sha, as_of=as_of, settings=settings,
+        watermarks=snapshot(ledger, [m.name for m in models]), changes=[], steps=_order_steps(steps),
+    )

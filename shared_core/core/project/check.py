@@ -1,0 +1,42 @@
+"""Validate every model of a project and collect every problem, not just the first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shared_core.core.errors import ModelError
+from shared_core.core.project.headers import parse_header
+from shared_core.core.project.models import ModelSource, Project, load_project
+from shared_core.core.project.templating import render_template
+from shared_core.ports import QueryAnalyzer
+
+
+def check_sources(sources: Sequence[ModelSource], analyzer: QueryAnalyzer) -> tuple[Project | None, list[ModelError]]:
+    """Check headers, templates, refs, the DAG and every query (parse and safety guard).
+
+    Returns:
+        The project (None when it could not be resolved) and the problems found, in file order.
+    """
+    errors: list[ModelError] = []
+    for source in sorted(sources, key=lambda s: s.path):
+        try:
+            parse_header(source.text, source.path)
+            render_template(source.text, source.path)
+        except ModelError as exc:
+            errors.append(exc)
+    if errors:
+        return None, errors
+    try:
+        project = load_project(sources)
+    except ModelError as exc:
+        return None, [exc]
+    files = [(m.key, m.path, m.text) for m in sorted(project.models.values(), key=lambda m: m.path)]
+    try:
+        analyzer.analyze_many(files)
+    except ModelError:
+        for item in files:
+            try:
+                analyzer.analyze_many([item])
+            except ModelError as exc:
+                errors.append(exc)
+    return project, errors

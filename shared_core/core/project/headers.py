@@ -1,0 +1,386 @@
+"""Parse and validate the `-- key: value` header block of a model file.
+
+The header is the leading block of `-- key: value` comment lines (blank lines before it are allowed);
+it ends at the first line that is not of that form. Keys are lower-cased; unknown keys are kept but
+ignored. Every known key is validated here, so that a bad value is reported with its file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared_core.core.errors import ModelError
+
+KINDS = ("FULL_REFRESH", "INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY", "MERGE_BY_KEY")
+INCREMENTAL_KINDS = frozenset({"INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY"})
+MATERIALIZATIONS = ("TABLE", "VIEW", "MERGE", "INSERT_OVERWRITE")
+BATCH_UNITS = ("hour", "day", "month")
+CONTRACT_MODES = ("DISABLED", "WARN", "STRICT")
+TEST_KINDS = ("not_null", "unique", "accepted_values", "row_count_min", "row_count_max", "custom_sql")
+SEVERITIES = ("BLOCK", "WARN")
+
+#: Header keys whose value changes the data a model produces: editing one triggers a rebuild.
+DATA_KEYS = (
+    "name",
+    "kind",
+    "materialization",
+    "time_column",
+    "unique_key",
+    "partition_by",
+    "incremental_strategy",
+    "start",
+    "batch",
+    "contract_mode",
+    "contract_columns",
+)
+#: Known keys that describe, schedule or check a model without changing its data.
+META_KEYS = ("owner", "tags", "description", "dependencies", "lookback", "cron", "tests")
+KNOWN_KEYS = frozenset(DATA_KEYS + META_KEYS)
+_DATA_KEY_SET = frozenset(DATA_KEYS)
+
+_HEADER_LINE = re.compile(r"^--\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*){0,2}$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TEST = re.compile(r"^([a-z_]+)\s*\((.*)\)\s*(?:@\s*([A-Za-z]+))?$", re.DOTALL)
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+_CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+@dataclass(frozen=True)
+class QualityTest:
+    """One `tests:` entry: `kind(arg)@SEVERITY`."""
+
+    kind: str
+    arg: str
+    severity: str = "BLOCK"
+
+    def render(self) -> str:
+        """The canonical text of this test, as it would be written in a header."""
+        return f"{self.kind}({self.arg})@{self.severity}"
+
+
+@dataclass(frozen=True)
+class ContractColumn:
+    """One `contract_columns` entry: `name:TYPE[:NOT_NULL]`."""
+
+    name: str
+    type: str
+    not_null: bool = False
+
+
+@dataclass(frozen=True)
+class Header:
+    """A validated model header. `raw` keeps every key (known or not) as written, lower-cased keys."""
+
+    name: str
+    kind: str
+    materialization: str
+    time_column: str | None
+    unique_key: tuple[str, ...]
+    partition_by: tuple[str, ...]
+    incremental_strategy: str | None
+    owner: str | None
+    tags: tuple[str, ...]
+    dependencies: tuple[str, ...]
+    start: datetime | None
+    batch: str
+    lookback: int
+    cron: str | None
+    tests: tuple[QualityTest, ...]
+    contract_mode: str
+    contract_columns: tuple[ContractColumn, ...]
+    raw: tuple[tuple[str, str], ...]
+    body_line: int  # 1-based line number where the SQL body starts
+
+    @property
+    def is_incremental(self) -> bool:
+        return self.kind in INCREMENTAL_KINDS
+
+    def data_fields(self) -> dict[str, str]:
+        """The normalized data-affecting fields, as hashed into the model's content hash."""
+        return {
+            "batch": self.batch if self.is_incremental else "",
+            "contract_columns": ",".join(
+                f"{c.name}:{c.type}{':NOT_NULL' if c.not_null else ''}" for c in self.contract_columns
+            ),
+            "contract_mode": self.contract_mode,
+            "incremental_strategy": self.incremental_strategy or "",
+            "kind": self.kind,
+            "materialization": self.materialization,
+            "name": self.name,
+            "partition_by": ",".join(self.partition_by),
+            "start": format_instant(self.start) if self.start else "",
+            "time_column": self.time_column or "",
+            "unique_key": ",".join(self.unique_key),
+        }
+
+    def meta_fields(self) -> dict[str, str]:
+        """Every other header value (known metadata and unknown keys), whitespace-normalized."""
+        fields = {key: " ".join(value.split()) for key, value in self.raw if key not in _DATA_KEY_SET}
+        normalized = {
+            "cron": self.cron or "",
+            "dependencies": ",".join(self.dependencies),
+            "lookback": str(self.lookback),
+            "tags": ",".join(self.tags),
+            "tests": ",".join(t.render() for t in self.tests),
+        }
+        fields.update({key: value for key, value in normalized.items() if key in fields})
+        return dict(sorted(fields.items()))
+
+
+def format_instant(value: datetime) -> str:
+    """ISO-8601 UTC text of an instant: `2024-01-01T00:00:00Z`."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM[:SS][Z|+00:00]` into an aware UTC datetime.
+
+    >>> format_instant(parse_instant("2024-03-01"))
+    '2024-03-01T00:00:00Z'
+
+    Raises:
+        ValueError: the text is not such a date or time, or has a non-UTC offset.
+    """
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    if parsed.utcoffset() != UTC.utcoffset(None):
+        raise ValueError(f"'{text}' is not in UTC; give a UTC time (suffix Z)")
+    return parsed.astimezone(UTC)
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on `sep` outside parentheses and quotes; strips items and drops empty ones.
+
+    >>> split_top_level("not_null(a), custom_sql(SELECT a, b FROM t), unique(b)")
+    ['not_null(a)', 'custom_sql(SELECT a, b FROM t)', 'unique(b)']
+    """
+    items: list[str] = []
+    depth = 0
+    quote = ""
+    current: list[str] = []
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == sep and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current).strip())
+    return [item for item in items if item]
+
+
+def split_header(text: str) -> tuple[list[tuple[str, str, int]], int]:
+    """Return the header entries `(key, value, line)` and the 1-based line where the body starts."""
+    entries: list[tuple[str, str, int]] = []
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines) and not lines[index].strip() and not entries:
+        index += 1
+    while index < len(lines):
+        match = _HEADER_LINE.match(lines[index].strip())
+        if not match:
+            break
+        entries.append((match.group(1).lower(), match.group(2), index + 1))
+        index += 1
+    return entries, index + 1
+
+
+def parse_header(text: str, path: str) -> Header:
+    """Parse and validate the header of one model file.
+
+    Args:
+        text: the whole file, decoded.
+        path: the repository-relative path, used only in error messages.
+
+    Returns:
+        The validated header.
+
+    Raises:
+        ModelError: a required key is missing, a key repeats, or a value is invalid.
+    """
+    entries, body_line = split_header(text)
+    raw: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for key, value, line in entries:
+        if key in raw:
+            raise ModelError(
+                f"header key '{key}' given twice (lines {lines[key]} and {line}); keep one", path=path, line=line
+            )
+        raw[key] = value
+        lines[key] = line
+
+    def fail(key: str, message: str) -> ModelError:
+        return ModelError(message, path=path, line=lines.get(key, 1))
+
+    for key in ("name", "kind"):
+        if not raw.get(key):
+            raise ModelError(
+                f"missing required header '-- {key}: ...'; every model needs name and kind", path=path, line=1
+            )
+    name = raw["name"].strip().lower()
+    if not _NAME.match(name):
+        raise fail("name", f"invalid name '{raw['name']}'; use schema.table (letters, digits, underscores)")
+    kind = _choice(raw, "kind", KINDS, fail)
+    materialization = _choice(raw, "materialization", MATERIALIZATIONS, fail, default="TABLE")
+    time_column = _column(raw, "time_column", fail)
+    unique_key = tuple(_column_list(raw, "unique_key", fail))
+    partition_by = tuple(_column_list(raw, "partition_by", fail))
+    if kind == "INCREMENTAL_BY_TIME_RANGE" and not time_column:
+        raise fail("kind", "kind INCREMENTAL_BY_TIME_RANGE needs '-- time_column: <column>' in the header")
+    if kind == "MERGE_BY_KEY" and not unique_key:
+        raise fail("kind", "kind MERGE_BY_KEY needs '-- unique_key: <column>[, <column>]' in the header")
+    if materialization == "VIEW" and kind != "FULL_REFRESH":
+        raise fail("materialization", f"materialization VIEW only fits kind FULL_REFRESH, not {kind}")
+    batch = _choice(raw, "batch", BATCH_UNITS, fail, default="day", lower=True)
+    start = None
+    if raw.get("start"):
+        try:
+            start = parse_instant(raw["start"])
+        except ValueError:
+            raise fail("start", f"invalid start '{raw['start']}'; use a date like 2024-01-01") from None
+        if not _aligned(start, batch):
+            raise fail("start", f"start '{raw['start']}' is not on a {batch} boundary; align it to the batch")
+    elif kind in INCREMENTAL_KINDS:
+        raise fail("kind", f"kind {kind} needs '-- start: YYYY-MM-DD', the first date of its data")
+    lookback = 0
+    if raw.get("lookback"):
+        if not raw["lookback"].isdigit():
+            raise fail("lookback", f"invalid lookback '{raw['lookback']}'; give a whole number of batches")
+        lookback = int(raw["lookback"])
+    cron = raw.get("cron") or None
+    if cron is not None:
+        _check_cron(cron, fail)
+    strategy = raw.get("incremental_strategy") or None
+    contract_mode = _choice(raw, "contract_mode", CONTRACT_MODES, fail, default="DISABLED")
+    return Header(
+        name=name,
+        kind=kind,
+        materialization=materialization,
+        time_column=time_column,
+        unique_key=unique_key,
+        partition_by=partition_by,
+        incremental_strategy=strategy.lower() if strategy else None,
+        owner=raw.get("owner") or None,
+        tags=tuple(sorted({t.strip() for t in raw.get("tags", "").split(",") if t.strip()})),
+        dependencies=tuple(sorted({d.strip().lower() for d in raw.get("dependencies", "").split(",") if d.strip()})),
+        start=start,
+        batch=batch,
+        lookback=lookback,
+        cron=" ".join(cron.split()) if cron else None,
+        tests=tuple(_tests(raw, fail)),
+        contract_mode=contract_mode,
+        contract_columns=tuple(_contract(raw, fail)),
+        raw=tuple(sorted(raw.items())),
+        body_line=body_line,
+    )
+
+
+Fail = Callable[[str, str], ModelError]
+
+
+def _choice(
+    raw: Mapping[str, str], key: str, allowed: Sequence[str], fail: Fail, *, default: str | None = None,
+    lower: bool = False,
+) -> str:
+    value = raw.get(key, "").strip()
+    if not value:
+        if default is None:
+            raise fail(key, f"missing '{key}'")
+        return default
+    norm = value.lower() if lower else value.upper()
+    if norm not in allowed:
+        raise fail(key, f"unknown {key} '{value}'; use one of {', '.join(allowed)}")
+    return norm
+
+
+def _column(raw: Mapping[str, str], key: str, fail: Fail) -> str | None:
+    value = raw.get(key, "").strip()
+    if not value:
+        return None
+    if not _COLUMN.match(value):
+        raise fail(key, f"invalid {key} '{value}'; give one column name")
+    return value.lower()
+
+
+def _column_list(raw: Mapping[str, str], key: str, fail: Fail) -> list[str]:
+    columns = [c.strip() for c in raw.get(key, "").split(",") if c.strip()]
+    for column in columns:
+        if not _COLUMN.match(column):
+            raise fail(key, f"invalid column '{column}' in {key}; give comma-separated column names")
+    return [c.lower() for c in columns]
+
+
+def _tests(raw: Mapping[str, str], fail: Fail) -> list[QualityTest]:
+    tests = []
+    for item in split_top_level(raw.get("tests", "")):
+        match = _TEST.match(item)
+        if not match:
+            raise fail("tests", f"invalid test '{item}'; write kind(argument), e.g. not_null(id)")
+        kind, arg, severity = match.group(1), match.group(2).strip(), (match.group(3) or "BLOCK").upper()
+        if kind not in TEST_KINDS:
+            raise fail("tests", f"unknown test '{kind}' in '{item}'; use one of {', '.join(TEST_KINDS)}")
+        if severity not in SEVERITIES:
+            raise fail("tests", f"unknown severity '@{match.group(3)}' in '{item}'; use @BLOCK or @WARN")
+        if kind in ("not_null", "unique") and not _COLUMN.match(arg):
+            raise fail("tests", f"{kind} takes one column, got '{arg}'")
+        if kind == "accepted_values":
+            column, _, values = arg.partition(":")
+            if not _COLUMN.match(column.strip()) or not values.strip():
+                raise fail("tests", f"accepted_values takes column:a|b, got '{arg}'")
+        if kind in ("row_count_min", "row_count_max") and not arg.isdigit():
+            raise fail("tests", f"{kind} takes a whole number, got '{arg}'")
+        if kind == "custom_sql" and "{model}" not in arg:
+            raise fail("tests", f"custom_sql must select from {{model}}, got '{arg}'")
+        tests.append(QualityTest(kind, arg, severity))
+    return sorted(tests, key=lambda t: (t.kind, t.arg, t.severity))
+
+
+def _contract(raw: Mapping[str, str], fail: Fail) -> list[ContractColumn]:
+    columns = []
+    for item in split_top_level(raw.get("contract_columns", "")):
+        parts = [p.strip() for p in item.split(":")]
+        if len(parts) not in (2, 3) or not _COLUMN.match(parts[0]) or not parts[1]:
+            raise fail("contract_columns", f"invalid contract column '{item}'; write name:TYPE[:NOT_NULL]")
+        not_null = len(parts) == 3
+        if not_null and parts[2].upper() != "NOT_NULL":
+            raise fail("contract_columns", f"invalid flag '{parts[2]}' in '{item}'; only NOT_NULL is allowed")
+        columns.append(ContractColumn(parts[0].lower(), parts[1].upper(), not_null))
+    return columns
+
+
+def _check_cron(cron: str, fail: Fail) -> None:
+    fields = cron.split()
+    if len(fields) != 5:
+        raise fail("cron", f"invalid cron '{cron}'; give 5 fields: minute hour day-of-month month day-of-week")
+    for field, (low, high) in zip(fields, _CRON_BOUNDS, strict=False):
+        for part in field.split(","):
+            match = _CRON_FIELD.match(part)
+            numbers = [int(n) for n in re.findall(r"\d+", match.group(1))] if match else []
+            if not match or any(n < low or n > high for n in numbers):
+                raise fail("cron", f"invalid cron field '{field}' in '{cron}'; values run {low}-{high}")
+
+
+def _aligned(value: datetime, batch: str) -> bool:
+    if value.minute or value.second or value.microsecond:
+        return False
+    if batch == "hour":
+        return True
+    if value.hour:
+        return False
+    return batch == "day" or value.day == 1

@@ -1,0 +1,141 @@
+"""The app's settings: read from the environment once per worker into a frozen value.
+
+Every setting the app reads is listed here (and in local.settings.sample.json with a safe local value).
+Handlers take plain values from `get_settings()`; nothing below `functions/` reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from shared_core.core.errors import CoreError
+
+
+class SettingsError(CoreError):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str  # IRONLAYER_ENVIRONMENT: development | production
+    tenant_id: str  # IRONLAYER_TENANT: the tenant of this deployment's repository
+    repository: str  # IRONLAYER_REPOSITORY: owner/name of the connected repository
+    branches: frozenset[str]  # IRONLAYER_BRANCHES: comma list of branches that are planned
+    github_webhook_secret: str  # IRONLAYER_GITHUB_WEBHOOK_SECRET
+    github_token: str  # IRONLAYER_GITHUB_TOKEN: reads trees/blobs and writes commit statuses
+    github_api_url: str  # IRONLAYER_GITHUB_API_URL
+    local_repo: str  # IRONLAYER_LOCAL_REPO: read models from this local git repository instead of GitHub
+    database_url: str  # IRONLAYER_DATABASE_URL: the application role (empty: the embedded PostgreSQL)
+    migration_database_url: str  # IRONLAYER_MIGRATION_DATABASE_URL: the owner role that runs migrations
+    home: Path  # IRONLAYER_HOME
+    blob_connection_string: str  # IRONLAYER_BLOB_CONNECTION_STRING (Azure Blob / Azurite)
+    blob_account_url: str  # IRONLAYER_BLOB_ACCOUNT_URL (Azure Blob with DefaultAzureCredential)
+    blob_container: str  # IRONLAYER_BLOB_CONTAINER
+    blob_dir: Path  # IRONLAYER_BLOB_DIR: local folder when no Azure Blob setting is given
+    approval_secret: str  # IRONLAYER_APPROVAL_SECRET: signs approval links (at least 32 bytes)
+    approval_ttl_hours: int  # IRONLAYER_APPROVAL_TTL_HOURS: default 24, at most 168
+    public_base_url: str  # IRONLAYER_PUBLIC_BASE_URL: where approval links point
+    auto_approve: bool  # IRONLAYER_AUTO_APPROVE: development only
+    schedule_auto_approve: bool  # IRONLAYER_SCHEDULE_AUTO_APPROVE
+    engine: str  # IRONLAYER_ENGINE: duckdb | databricks
+    warehouse: Path  # IRONLAYER_WAREHOUSE: the DuckDB file
+    databricks_host: str  # IRONLAYER_DATABRICKS_HOST
+    max_body_bytes: int  # IRONLAYER_MAX_BODY_BYTES
+    step_retries: int  # IRONLAYER_STEP_RETRIES
+    auth_mode: str  # IRONLAYER_AUTH_MODE: dev | jwt | oidc (dev is refused in production)
+    auth_secret: str  # IRONLAYER_AUTH_SECRET: the HS256 secret of jwt mode (at least 32 bytes)
+    auth_issuer: str  # IRONLAYER_AUTH_ISSUER: required `iss` of API tokens
+    auth_audience: str  # IRONLAYER_AUTH_AUDIENCE: required `aud` of API tokens
+    oidc_jwks_url: str  # IRONLAYER_OIDC_JWKS_URL: the identity provider's keys (oidc mode)
+    rate_limit_user: int  # IRONLAYER_RATE_LIMIT_USER: requests per minute per user and endpoint
+    rate_limit_tenant: int  # IRONLAYER_RATE_LIMIT_TENANT: requests per minute per tenant
+    credential_keys: str  # IRONLAYER_CREDENTIAL_KEYS: Fernet keys, newest first, for stored credentials
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise SettingsError(f"{name}={value!r} is not a boolean; use true or false")
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SettingsError(f"{name}={raw!r} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def load_settings() -> Settings:
+    """Read every setting from the environment.
+
+    Raises:
+        SettingsError: a value is invalid, or auto-approval is on in production.
+    """
+    env = os.environ.get
+    home = Path(env("IRONLAYER_HOME", ".ironlayer"))
+    environment = env("IRONLAYER_ENVIRONMENT", "development").strip().lower()
+    if environment not in ("development", "production"):
+        raise SettingsError(f"IRONLAYER_ENVIRONMENT={environment!r}; use development or production")
+    engine = env("IRONLAYER_ENGINE", "duckdb").strip().lower()
+    if engine not in ("duckdb", "databricks"):
+        raise SettingsError(f"IRONLAYER_ENGINE={engine!r}; use duckdb or databricks")
+    settings = Settings(
+        environment=environment,
+        tenant_id=env("IRONLAYER_TENANT", "local"),
+        repository=env("IRONLAYER_REPOSITORY", ""),
+        branches=frozenset(b.strip() for b in env("IRONLAYER_BRANCHES", "main").split(",") if b.strip()),
+        github_webhook_secret=env("IRONLAYER_GITHUB_WEBHOOK_SECRET", ""),
+        github_token=env("IRONLAYER_GITHUB_TOKEN", ""),
+        github_api_url=env("IRONLAYER_GITHUB_API_URL", "https://api.github.com"),
+        local_repo=env("IRONLAYER_LOCAL_REPO", ""),
+        database_url=env("IRONLAYER_DATABASE_URL", ""),
+        migration_database_url=env("IRONLAYER_MIGRATION_DATABASE_URL", ""),
+        home=home,
+        blob_connection_string=env("IRONLAYER_BLOB_CONNECTION_STRING", ""),
+        blob_account_url=env("IRONLAYER_BLOB_ACCOUNT_URL", ""),
+        blob_container=env("IRONLAYER_BLOB_CONTAINER", "ironlayer"),
+        blob_dir=Path(env("IRONLAYER_BLOB_DIR", str(home / "blobs"))),
+        approval_secret=env("IRONLAYER_APPROVAL_SECRET", ""),
+        approval_ttl_hours=_int("IRONLAYER_APPROVAL_TTL_HOURS", 24, 1, 168),
+        public_base_url=env("IRONLAYER_PUBLIC_BASE_URL", "http://localhost:7071").rstrip("/"),
+        auto_approve=_flag("IRONLAYER_AUTO_APPROVE"),
+        schedule_auto_approve=_flag("IRONLAYER_SCHEDULE_AUTO_APPROVE"),
+        engine=engine,
+        warehouse=Path(env("IRONLAYER_WAREHOUSE", str(home / "warehouse.duckdb"))),
+        databricks_host=env("IRONLAYER_DATABRICKS_HOST", ""),
+        max_body_bytes=_int("IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
+        step_retries=_int("IRONLAYER_STEP_RETRIES", 3, 1, 10),
+        auth_mode=env("IRONLAYER_AUTH_MODE", "dev" if environment == "development" else "oidc").strip().lower(),
+        auth_secret=env("IRONLAYER_AUTH_SECRET", ""),
+        auth_issuer=env("IRONLAYER_AUTH_ISSUER", ""),
+        auth_audience=env("IRONLAYER_AUTH_AUDIENCE", ""),
+        oidc_jwks_url=env("IRONLAYER_OIDC_JWKS_URL", ""),
+        rate_limit_user=_int("IRONLAYER_RATE_LIMIT_USER", 120, 1, 100_000),
+        rate_limit_tenant=_int("IRONLAYER_RATE_LIMIT_TENANT", 1200, 1, 1_000_000),
+        credential_keys=env("IRONLAYER_CREDENTIAL_KEYS", ""),
+    )
+    if settings.production and settings.auth_mode == "dev":
+        raise SettingsError("IRONLAYER_AUTH_MODE=dev (no authentication) is refused in production; use jwt or oidc")
+    if settings.production and settings.auto_approve:
+        raise SettingsError("IRONLAYER_AUTO_APPROVE is for development only; unset it in production")
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this worker, read once and reused while it is warm."""
+    return load_settings()
