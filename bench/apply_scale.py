@@ -3,10 +3,11 @@
 It builds (deterministically) a git repository of layered models: roots read inline `VALUES`, the
 others join or aggregate their upstream refs; mostly FULL_REFRESH tables, some views, a few
 INCREMENTAL_BY_TIME_RANGE models of five daily batches, and quality tests on some models. It plans the
-repository with the real CLI (`ironlayer plan`) and applies the plan in-process through
-`shared_core.services.apply.apply_plan` with the very adapters the CLI wires (`DuckDBExecutor`,
-`PostgresStateStore`; no progress display). Every apply gets a fresh warehouse file and a fresh tenant:
-`--repeat` plain applies at parallelism 1 (the median is reported: timings on a shared machine are
+repository and verifies the plan with the services `ironlayer plan` and `ironlayer apply` call
+(`shared_core.services.plans.plan_commits`, `shared_core.services.apply.verify_plan`) and applies the plan
+in-process through `shared_core.services.apply.apply_plan` with the very adapters the CLI wires
+(`DuckDBExecutor`, `PostgresStateStore`; no progress display). Every apply gets a fresh warehouse file and a
+fresh tenant: `--repeat` plain applies at parallelism 1 (the median is reported: timings on a shared machine are
 noisy), one instrumented apply at parallelism 1 and one plain apply at `--parallelism` (default 4).
 
 It prints the apply wall time, the time inside the engine (the sum of `StepOutcome.engine_seconds`), the
@@ -54,12 +55,12 @@ from shared_core.adapters.engines.duckdb import DuckDBExecutor
 from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.adapters.local_git import LocalGitSource
 from shared_core.adapters.postgres.store import PostgresStateStore, app_url_for
-from shared_core.cli.main import main as cli_main
-from shared_core.core.planning.plan import load_plan
-from shared_core.core.project.loading import load_commit
+from shared_core.core.planning.plan import plan_to_json
+from shared_core.core.project.headers import parse_instant
 from shared_core.core.project.models import Project
-from shared_core.core.sql.canonical import resolve_canonical
-from shared_core.services.apply import RunOptions, StepOutcome, apply_plan
+from shared_core.services.apply import RunOptions, StepOutcome, apply_plan, verify_plan
+from shared_core.services.plans import plan_commits
+from shared_core.settings import load_settings
 
 SEED = 20240601
 ZERO_SHA = "0" * 40
@@ -319,30 +320,16 @@ class Prepared:
     canonical: dict[str, str]
 
 
-def plan_repo(repo: Path, head: str, folder: Path) -> Prepared:
-    """Plan nothing -> head with the real CLI, then load what `ironlayer apply` loads before applying."""
-    out, watermarks = folder / "plan.json", folder / "watermarks.json"
-    watermarks.write_text("{}", encoding="utf-8")  # a first deployment; never consult an ambient store
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = cli_main(["plan", str(repo), ZERO_SHA, head, "--out", str(out), "--as-of", AS_OF,
-                         "--watermarks", str(watermarks)])
-    if code != 0:
-        raise SystemExit(f"ironlayer plan failed with exit code {code}:\n{printed.getvalue()[-2000:]}")
-    text = out.read_text("utf-8")
-    plan = load_plan(text, str(out))
-    source = LocalGitSource(repo)
-    project = load_commit(source, source.resolve(plan["target"])).project
-    names = sorted({step["model"] for step in plan["steps"]})
-    analyses = CachedAnalyzer(source.git_dir / "ironlayer" / "cache").analyze_many(
-        [(project[m].key, project[m].path, project[m].text) for m in names]
-    )
-    canonical = {m: resolve_canonical(analyses[project[m].key], project[m].ref_targets) for m in names}
-    for step in plan["steps"]:
-        model = project[step["model"]]
-        if model.content_hash(analyses[model.key]) != step["model_hash"]:
-            raise SystemExit(f"{model.path}: differs from the planned version")
-    return Prepared(plan, text, project, canonical)
+def plan_repo(repo: Path, head: str) -> Prepared:
+    """Plan nothing -> head (a first deployment: an empty ledger), then verify it as `ironlayer apply` does."""
+    source = LocalGitSource(repo, prefetch=True)
+    analyzer = CachedAnalyzer(source.git_dir / "ironlayer" / "cache")
+    try:
+        plan = plan_commits(source, ZERO_SHA, head, ledger={}, analyzer=analyzer, as_of=parse_instant(AS_OF)).plan
+    finally:
+        analyzer.close()
+    verified = verify_plan(plan, source, CachedAnalyzer(source.git_dir / "ironlayer" / "cache"), where=str(repo))
+    return Prepared(plan, plan_to_json(plan), verified.project, verified.canonical)
 
 
 def _with_database(url: str, database: str) -> str:
@@ -353,7 +340,7 @@ def _with_database(url: str, database: str) -> str:
 @contextlib.asynccontextmanager
 async def state_database(admin_url: str) -> AsyncIterator[tuple[str, str]]:
     """IRONLAYER_DATABASE_URL, or a fresh database dropped on exit; yields (url, description)."""
-    configured = os.environ.get("IRONLAYER_DATABASE_URL")
+    configured = load_settings().database_url
     if configured:
         yield configured, "IRONLAYER_DATABASE_URL"
         return
@@ -435,7 +422,7 @@ async def apply_once(
         await owner.migrate()  # as the owner; the apply itself connects as the application role, under RLS
     finally:
         await owner.close()
-    raw = PostgresStateStore(app_url_for(url) if "IRONLAYER_DATABASE_URL" not in os.environ else url)
+    raw = PostgresStateStore(url if load_settings().database_url else app_url_for(url))
     try:
         with count_round_trips(round_trips) if instrument else contextlib.nullcontext():
             await raw.pool()  # the pool is created here (with the query loggers when instrumenting)
@@ -474,7 +461,7 @@ async def apply_once(
         buffer.write(f"event-loop thread: {total:.2f} s, of which {waiting:.2f} s idle in epoll (waiting for "
                      "PostgreSQL and the DuckDB worker thread)\n")
         stats.sort_stats("tottime").print_stats(12)
-        stats.sort_stats("cumulative").print_stats(r"runner\.py|postgres_store\.py|pool\.py|transaction\.py", 25)
+        stats.sort_stats("cumulative").print_stats(r"apply\.py|store\.py|pool\.py|transaction\.py", 25)
         text = buffer.getvalue()
     return Run(parallelism, wall, outcomes, store_calls, round_trips, engine, text)
 
@@ -565,7 +552,7 @@ def report(
 async def run(args: argparse.Namespace, folder: Path) -> int:
     began = time.perf_counter()
     repo, head, specs = build_repo(folder, args.models)
-    prepared = plan_repo(repo, head, folder)
+    prepared = plan_repo(repo, head)
     print(f"generated and planned {args.models} models in {time.perf_counter() - began:.1f} s", flush=True)
     token = secrets.token_hex(3)
     profiled = None

@@ -22,19 +22,16 @@ async def get_store(settings: Settings | None = None) -> Any:
     Without IRONLAYER_DATABASE_URL it is the embedded server (its superuser migrates, `ironlayer_app`
     connects). A schema that is behind is migrated with IRONLAYER_MIGRATION_DATABASE_URL when given.
     """
-    from shared_core.adapters.postgres.store import app_url_for, open_store
+    from shared_core.adapters.postgres.store import open_store
+    from shared_core.adapters.state import store_urls
 
     loop = id(asyncio.get_running_loop())
     store = _stores.get(loop)
     if store is None:
         settings = settings or get_settings()
-        app_url, migration_url = settings.database_url, settings.migration_database_url or None
-        if not app_url:
-            from shared_core.adapters.postgres.embedded import ensure_embedded_server
-
-            migration_url = await asyncio.to_thread(ensure_embedded_server, settings.home)
-            app_url = app_url_for(migration_url)
-        store = await open_store(app_url, migration_url, settings.tenant_id)
+        urls = await asyncio.to_thread(store_urls, settings)
+        assert urls is not None  # store_urls starts the embedded server when no URL is configured
+        store = await open_store(urls[0], urls[1], settings.tenant_id)
         _stores.clear()  # a new loop: pools of earlier loops cannot be used from it
         _stores[loop] = store
     return store
@@ -105,20 +102,29 @@ def get_executor(settings: Settings | None = None) -> Any:
 
 def plan_key(plan_id: str) -> str:
     """The blob key of a plan's exact bytes."""
-    return f"plans/{plan_id}.json"
+    from shared_core.services.plans import plan_key as key_of
+
+    return key_of(plan_id)
 
 
 async def read_stored_plan(plan_id: str, settings: Settings | None = None) -> dict[str, Any] | None:
     """The plan stored under `plan_id`, integrity-checked (`load_plan`), or None when it is not stored."""
-    from shared_core.core.planning.plan import load_plan
+    from shared_core.services.plans import read_stored_plan as read
 
-    data = await asyncio.to_thread(get_blob_store(settings).get, plan_key(plan_id))
-    return None if data is None else load_plan(data.decode(), plan_key(plan_id))
+    return await read(get_blob_store(settings), plan_id)
 
 
 def analysis_cache_dir(settings: Settings | None = None) -> Path:
+    """The folder of the analysis cache: `cache/` under IRONLAYER_HOME."""
     settings = settings or get_settings()
     return settings.home / "cache"
+
+
+def get_analyzer(settings: Settings | None = None) -> Any:
+    """A query analyzer over the analysis cache (the caller closes it: it may start worker processes)."""
+    from shared_core.adapters.caches.analysis import CachedAnalyzer
+
+    return CachedAnalyzer(analysis_cache_dir(settings))
 
 
 def reset() -> None:

@@ -1,12 +1,14 @@
-"""The app's settings: read from the environment once per worker into a frozen value.
+"""The settings of IronLayer: read from the environment once into a frozen value, for the CLI and the Functions.
 
-Every setting the app reads is listed here (and in local.settings.sample.json with a safe local value).
-Handlers take plain values from `get_settings()`; nothing below `functions/` reads the environment.
+Every setting either reads is listed here (and in local.settings.sample.json with a safe local value). The
+Functions take plain values from `get_settings()` (read once per worker); the CLI reads `load_settings()` once
+per command. Nothing else reads the environment.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -53,14 +55,16 @@ class Settings:
     rate_limit_user: int  # IRONLAYER_RATE_LIMIT_USER: requests per minute per user and endpoint
     rate_limit_tenant: int  # IRONLAYER_RATE_LIMIT_TENANT: requests per minute per tenant
     credential_keys: str  # IRONLAYER_CREDENTIAL_KEYS: Fernet keys, newest first, for stored credentials
+    cache_dir: Path | None  # IRONLAYER_CACHE_DIR: the CLI's analysis cache (unset: inside the repository's git dir)
+    actor: str  # IRONLAYER_ACTOR, else USER, else "cli": who the CLI's audit entries name
 
     @property
     def production(self) -> bool:
         return self.environment == "production"
 
 
-def _flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name, "").strip().lower()
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    value = env.get(name, "").strip().lower()
     if not value:
         return default
     if value in ("1", "true", "yes"):
@@ -70,8 +74,8 @@ def _flag(name: str, default: bool = False) -> bool:
     raise SettingsError(f"{name}={value!r} is not a boolean; use true or false")
 
 
-def _int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name, "").strip()
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
     if not raw:
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
@@ -79,13 +83,14 @@ def _int(name: str, default: int, low: int, high: int) -> int:
     return int(raw)
 
 
-def load_settings() -> Settings:
-    """Read every setting from the environment.
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from `environ` (default: the process environment).
 
     Raises:
         SettingsError: a value is invalid, or auto-approval is on in production.
     """
-    env = os.environ.get
+    values = os.environ if environ is None else environ
+    env = values.get
     home = Path(env("IRONLAYER_HOME", ".ironlayer"))
     environment = env("IRONLAYER_ENVIRONMENT", "development").strip().lower()
     if environment not in ("development", "production"):
@@ -110,23 +115,25 @@ def load_settings() -> Settings:
         blob_container=env("IRONLAYER_BLOB_CONTAINER", "ironlayer"),
         blob_dir=Path(env("IRONLAYER_BLOB_DIR", str(home / "blobs"))),
         approval_secret=env("IRONLAYER_APPROVAL_SECRET", ""),
-        approval_ttl_hours=_int("IRONLAYER_APPROVAL_TTL_HOURS", 24, 1, 168),
+        approval_ttl_hours=_int(values, "IRONLAYER_APPROVAL_TTL_HOURS", 24, 1, 168),
         public_base_url=env("IRONLAYER_PUBLIC_BASE_URL", "http://localhost:7071").rstrip("/"),
-        auto_approve=_flag("IRONLAYER_AUTO_APPROVE"),
-        schedule_auto_approve=_flag("IRONLAYER_SCHEDULE_AUTO_APPROVE"),
+        auto_approve=_flag(values, "IRONLAYER_AUTO_APPROVE"),
+        schedule_auto_approve=_flag(values, "IRONLAYER_SCHEDULE_AUTO_APPROVE"),
         engine=engine,
         warehouse=Path(env("IRONLAYER_WAREHOUSE", str(home / "warehouse.duckdb"))),
         databricks_host=env("IRONLAYER_DATABRICKS_HOST", ""),
-        max_body_bytes=_int("IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
-        step_retries=_int("IRONLAYER_STEP_RETRIES", 3, 1, 10),
+        max_body_bytes=_int(values, "IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
+        step_retries=_int(values, "IRONLAYER_STEP_RETRIES", 3, 1, 10),
         auth_mode=env("IRONLAYER_AUTH_MODE", "dev" if environment == "development" else "oidc").strip().lower(),
         auth_secret=env("IRONLAYER_AUTH_SECRET", ""),
         auth_issuer=env("IRONLAYER_AUTH_ISSUER", ""),
         auth_audience=env("IRONLAYER_AUTH_AUDIENCE", ""),
         oidc_jwks_url=env("IRONLAYER_OIDC_JWKS_URL", ""),
-        rate_limit_user=_int("IRONLAYER_RATE_LIMIT_USER", 120, 1, 100_000),
-        rate_limit_tenant=_int("IRONLAYER_RATE_LIMIT_TENANT", 1200, 1, 1_000_000),
+        rate_limit_user=_int(values, "IRONLAYER_RATE_LIMIT_USER", 120, 1, 100_000),
+        rate_limit_tenant=_int(values, "IRONLAYER_RATE_LIMIT_TENANT", 1200, 1, 1_000_000),
         credential_keys=env("IRONLAYER_CREDENTIAL_KEYS", ""),
+        cache_dir=Path(env("IRONLAYER_CACHE_DIR", "")) if env("IRONLAYER_CACHE_DIR") else None,
+        actor=env("IRONLAYER_ACTOR") or env("USER") or "cli",
     )
     if settings.production and settings.auth_mode == "dev":
         raise SettingsError("IRONLAYER_AUTH_MODE=dev (no authentication) is refused in production; use jwt or oidc")

@@ -9,12 +9,14 @@ never printed or logged.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
+from shared_core.cli._runtime import actor, settings, tenant, with_store
 from shared_core.core.errors import CoreError
+from shared_core.services.audit import record_audit, verify_audit
+
+__all__ = ["COMMANDS", "add_commands", "cipher", "record_audit", "verify_audit"]
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -35,7 +37,7 @@ def add_commands(commands: Any) -> None:
 def cipher() -> Any:
     from shared_core.security.cipher import CredentialCipher, parse_key_list
 
-    keys = os.environ.get("IRONLAYER_CREDENTIAL_KEYS", "")
+    keys = settings().credential_keys
     if not keys:
         raise SecurityCommandError(
             "IRONLAYER_CREDENTIAL_KEYS is not set; generate a key with `python -c 'from cryptography.fernet "
@@ -44,43 +46,7 @@ def cipher() -> Any:
     return CredentialCipher(parse_key_list(keys))
 
 
-async def record_audit(store: Any, tenant_id: str, *, actor: str, role: str, action: str, target: str,
-                       details: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """Append one entry to the tenant's audit chain (the time never goes back past the chain's head)."""
-    from dataclasses import replace
-
-    from shared_core.security.audit import entry_from_row, entry_hash, entry_to_row, next_entry
-    from shared_core.security.scrub import scrub_mapping
-
-    moment = now or datetime.now(UTC)
-
-    def build(previous_row: dict[str, Any] | None, head: str | None) -> dict[str, Any]:
-        previous = entry_from_row(previous_row) if previous_row else None
-        at = max(moment, previous.at) if previous else moment
-        entry = next_entry(previous, tenant_id=tenant_id, at=at, actor=actor, role=role, action=action,
-                           target=target, details=scrub_mapping(details))
-        if head and entry.prev_hash != head:
-            # The newest rows are gone (the head says so): chain to the head, so that the gap stays
-            # visible to `verify_chain` instead of being papered over by this append.
-            linked = replace(entry, prev_hash=head)
-            entry = replace(linked, hash=entry_hash(linked))
-        return entry_to_row(entry)
-
-    row: dict[str, Any] = await store.append_audit(tenant_id, build)
-    return row
-
-
-async def verify_audit(store: Any, tenant_id: str) -> Any:
-    """The `ChainReport` of the tenant's audit log, checked against the head kept on the tenant row."""
-    from shared_core.security.audit import entry_from_row, verify_chain
-
-    rows, head = await store.audit_rows(tenant_id)
-    return verify_chain([entry_from_row(r) for r in rows], expected_head=head, tenant_id=tenant_id)
-
-
 def cmd_audit(args: argparse.Namespace) -> int:
-    from shared_core.cli.execution import tenant, with_store
-
     if args.action == "verify":
         report = with_store(lambda store: verify_audit(store, tenant()))
         if report.ok:
@@ -97,7 +63,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_credentials(args: argparse.Namespace) -> int:
-    from shared_core.cli.execution import tenant, with_store
     from shared_core.security.cipher import credential_name, redact
 
     if args.action == "list":
@@ -115,7 +80,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
 
     async def store_it(store: Any) -> None:
         await store.set_credential(tenant(), args.name, token)
-        await record_audit(store, tenant(), actor=_actor(), role="admin", action="credential.set",
+        await record_audit(store, tenant(), actor=actor(), role="admin", action="credential.set",
                            target=args.name, details={"value": redact(value)})
 
     with_store(store_it)
@@ -124,7 +89,6 @@ def cmd_credentials(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
-    from shared_core.cli.execution import tenant, with_store
     from shared_core.security.cipher import credential_name
 
     box = cipher()
@@ -135,17 +99,13 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
             if box.needs_rotation(token):
                 await store.set_credential(tenant(), name, box.rotate(token, name=credential_name(tenant(), name)))
                 rotated += 1
-        await record_audit(store, tenant(), actor=_actor(), role="admin", action="credential.rotated",
+        await record_audit(store, tenant(), actor=actor(), role="admin", action="credential.rotated",
                            target="*", details={"rotated": rotated})
         return rotated
 
     count = with_store(rotate)
     print(f"re-encrypted {count} credential{'s' if count != 1 else ''} of tenant {tenant()} under the first key")
     return EXIT_OK
-
-
-def _actor() -> str:
-    return os.environ.get("IRONLAYER_ACTOR") or os.environ.get("USER") or "cli"
 
 
 COMMANDS = {"audit": cmd_audit, "credentials": cmd_credentials, "rotate-keys": cmd_rotate_keys}

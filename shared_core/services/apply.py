@@ -1,6 +1,8 @@
 """Apply a plan: wave by wave, bounded parallelism, range locks, one run per batch, resumable.
 
-The same `run_step` serves `ironlayer apply` and the Functions execution activity. Guarantees:
+The same `run_step` serves `ironlayer apply` and the Functions execution activity, and the rules of
+which step runs, which is skipped and how a plan ends (`first_broken_upstream`, `failed_steps`,
+`plan_waves`) are written here once for the runner and the orchestrator. Guarantees:
 
 - a plan whose consulted watermarks moved since planning is refused (`StalePlanError`);
 - each batch is one engine transaction that records its own marker, so a batch is never applied twice,
@@ -18,16 +20,48 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal
 
-from shared_core.core.errors import CoreError, StateError
+from shared_core.core.errors import CoreError, PlanError, StateError
 from shared_core.core.planning.intervals import add_batches
 from shared_core.core.planning.watermarks import snapshot
 from shared_core.core.project.headers import parse_instant
+from shared_core.core.project.loading import load_commit
 from shared_core.core.project.models import Model, Project
+from shared_core.core.sql.canonical import resolve_canonical
+from shared_core.ports import BlobStore, Executor, GitSource, QueryAnalyzer
+
+__all__ = [
+    "NOT_SUCCEEDED",
+    "Event",
+    "ExecutionStart",
+    "Executor",
+    "LockTimeoutError",
+    "RunOptions",
+    "StalePlanError",
+    "StepOutcome",
+    "StepReport",
+    "VerifiedPlan",
+    "acquire_lock",
+    "apply_plan",
+    "check_not_stale",
+    "consulted_models",
+    "failed_steps",
+    "first_broken_upstream",
+    "plan_outcome",
+    "plan_waves",
+    "run_apply",
+    "run_job_step",
+    "run_step",
+    "start_execution",
+    "step_batches",
+    "verify_plan",
+]
+
+NOT_SUCCEEDED = frozenset({"failed", "skipped"})  # step statuses that make the plan fail and skip downstream
 
 
 class StalePlanError(StateError):
@@ -36,19 +70,6 @@ class StalePlanError(StateError):
 
 class LockTimeoutError(StateError):
     """A range stayed locked by another apply longer than the lock timeout."""
-
-
-class Executor(Protocol):
-    """What the runner needs from an engine adapter (DuckDB now, Databricks later)."""
-
-    def run_batch(
-        self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
-        marker: tuple[str, str] | None = None,
-    ) -> Any: ...
-
-    def committed_batches(self, plan_id: str, step_id: str) -> dict[datetime | None, int]: ...
-
-    def committed_plan_batches(self, plan_id: str) -> dict[str, dict[datetime | None, int]]: ...
 
 
 @dataclass
@@ -76,6 +97,37 @@ class RunOptions:
 
 
 Event = Callable[[str, dict[str, Any], StepOutcome | None], None]
+
+
+def plan_waves(plan: Mapping[str, Any]) -> list[list[Mapping[str, Any]]]:
+    """The plan's steps grouped by `parallel_group`, in wave order (topological order within a wave)."""
+    waves: dict[int, list[Mapping[str, Any]]] = {}
+    for step in plan["steps"]:
+        waves.setdefault(step["parallel_group"], []).append(step)
+    return [waves[wave] for wave in sorted(waves)]
+
+
+def first_broken_upstream(depends_on: Sequence[str], statuses: Mapping[str, str]) -> str | None:
+    """The first upstream step that did not succeed (its step is skipped), or None when the step may run.
+
+    >>> first_broken_upstream(["a", "b"], {"a": "success", "b": "skipped"})
+    'b'
+    """
+    return next((d for d in depends_on if statuses.get(d) in NOT_SUCCEEDED), None)
+
+
+def failed_steps(statuses: Mapping[str, str]) -> list[str]:
+    """The IDs of the steps that failed or were skipped, sorted.
+
+    >>> failed_steps({"b": "failed", "a": "done", "c": "success"})
+    ['b']
+    """
+    return sorted(step for step, status in statuses.items() if status in NOT_SUCCEEDED)
+
+
+def plan_outcome(statuses: Mapping[str, str]) -> Literal["succeeded", "failed"]:
+    """How a plan ends: failed when any step failed or was skipped, else succeeded."""
+    return "failed" if failed_steps(statuses) else "succeeded"
 
 
 def step_batches(step: Mapping[str, Any]) -> list[tuple[datetime | None, datetime | None]]:
@@ -132,15 +184,13 @@ async def apply_plan(
     markers = await asyncio.to_thread(executor.committed_plan_batches, plan_id)
     await store.set_plan_status(options.tenant, plan_id, "running")
     outcomes: dict[str, StepOutcome] = {}
+    statuses: dict[str, str] = {}
     limit = asyncio.Semaphore(max(1, options.parallelism))
-    waves: dict[int, list[Mapping[str, Any]]] = {}
-    for step in plan["steps"]:
-        waves.setdefault(step["parallel_group"], []).append(step)
 
     async def one(step: Mapping[str, Any]) -> None:
-        broken = [d for d in step["depends_on"] if outcomes[d].status in ("failed", "skipped")]
-        if broken:
-            reason = f"skipped: upstream step of {outcomes[broken[0]].model} did not succeed"
+        broken = first_broken_upstream(step["depends_on"], statuses)
+        if broken is not None:
+            reason = f"skipped: upstream step of {outcomes[broken].model} did not succeed"
             await store.record_skipped(options.tenant, plan_id, step["step_id"], step["model"], reason)
             outcomes[step["step_id"]] = StepOutcome(step["step_id"], step["model"], "skipped", error=reason)
         else:
@@ -151,13 +201,13 @@ async def apply_plan(
                     plan_id, step, project[step["model"]], store, executor, options, done=done,
                     canonical=(canonical or {}).get(step["model"]), committed=markers.get(step["step_id"], {}),
                 )
+        statuses[step["step_id"]] = outcomes[step["step_id"]].status
         if on_event:
             on_event("end", dict(step), outcomes[step["step_id"]])
 
-    for wave in sorted(waves):
-        await asyncio.gather(*(one(step) for step in waves[wave]))
-    failed = any(o.status in ("failed", "skipped") for o in outcomes.values())
-    await store.set_plan_status(options.tenant, plan_id, "failed" if failed else "succeeded")
+    for wave in plan_waves(plan):
+        await asyncio.gather(*(one(step) for step in wave))
+    await store.set_plan_status(options.tenant, plan_id, plan_outcome(statuses))
     return [outcomes[s["step_id"]] for s in plan["steps"]]
 
 
@@ -298,3 +348,136 @@ def _dead_local_holder(holder: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+@dataclass(frozen=True)
+class VerifiedPlan:
+    """A plan checked against the repository it is applied from: the target's project and canonical SQL."""
+
+    plan: dict[str, Any]
+    project: Project
+    canonical: dict[str, str]  # the canonical SQL of each step's model, recorded as the deployed version
+
+
+def verify_plan(plan: dict[str, Any], source: GitSource, analyzer: QueryAnalyzer, *, where: str) -> VerifiedPlan:
+    """Check that every step's model is in the plan's target commit of `source` exactly as it was planned.
+
+    Args:
+        plan: the plan document.
+        source: the repository the plan is applied from (`where` names it in errors).
+        analyzer: turns the steps' model files into canonical SQL.
+        where: how errors name the repository, e.g. its path.
+
+    Raises:
+        SourceError: the target commit is not in the repository.
+        PlanError: a step's model is missing or differs from the planned version.
+    """
+    project = load_commit(source, source.resolve(plan["target"])).project
+    step_models = sorted({s["model"] for s in plan["steps"]})
+    missing = [m for m in step_models if m not in project]
+    if missing:
+        raise PlanError(f"plan step model {missing[0]} is not in {where} at {plan['target'][:12]}; "
+                        "apply the plan to the repository it was made from")
+    analyses = analyzer.analyze_many([(project[m].key, project[m].path, project[m].text) for m in step_models])
+    canonical = {m: resolve_canonical(analyses[project[m].key], project[m].ref_targets) for m in step_models}
+    for step in plan["steps"]:
+        model = project[step["model"]]
+        if model.content_hash(analyses[model.key]) != step["model_hash"]:
+            raise PlanError(f"{model.path}: {model.name} differs from the version the plan was made from; re-plan")
+    return VerifiedPlan(plan, project, canonical)
+
+
+async def run_apply(verified: VerifiedPlan, store: Any, executor: Executor, options: RunOptions, *, actor: str,
+                    on_event: Event | None = None) -> list[StepOutcome]:
+    """Apply a verified plan as an engineer: record the plan, audit the start, apply, audit the end.
+
+    Raises:
+        StalePlanError: the plan's consulted watermarks moved since planning.
+        StateError: the state store refuses or cannot be reached.
+    """
+    from shared_core.core.planning.plan import plan_to_json
+    from shared_core.services.audit import record_audit
+
+    plan = verified.plan
+    await store.save_plan(options.tenant, plan, plan_to_json(plan))
+    await record_audit(store, options.tenant, actor=actor, role="engineer", action="apply.started",
+                       target=plan["plan_id"], details={"steps": len(plan["steps"]), "target": plan["target"]})
+    outcomes = await apply_plan(plan, verified.project, store, executor, options, canonical=verified.canonical,
+                                on_event=on_event)
+    failed = len(failed_steps({o.step_id: o.status for o in outcomes}))
+    await record_audit(store, options.tenant, actor=actor, role="engineer", action="apply.finished",
+                       target=plan["plan_id"], details={"failed_or_skipped": failed, "steps": len(outcomes)})
+    return outcomes
+
+
+@dataclass(frozen=True)
+class ExecutionStart:
+    """Whether a job's plan may execute (`ok`), or why not (`failed` with the detail)."""
+
+    status: Literal["ok", "failed"]
+    detail: str = ""
+
+
+async def start_execution(store: Any, blobs: BlobStore, *, tenant_id: str, plan_id: str,
+                          instance: str) -> ExecutionStart:
+    """Before a job's first step: refuse a missing or stale plan, else mark the plan and the job running."""
+    from shared_core.services.plans import read_stored_plan
+
+    plan = await read_stored_plan(blobs, plan_id)
+    if plan is None:
+        return ExecutionStart("failed", f"plan {plan_id[:12]} is missing from the blob store")
+    try:
+        await check_not_stale(store, tenant_id, plan)
+    except StalePlanError as exc:
+        return ExecutionStart("failed", str(exc))
+    await store.set_plan_status(tenant_id, plan_id, "running")
+    await store.upsert_job(tenant_id, instance, status="running", detail="running steps")
+    return ExecutionStart("ok")
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """How one step of a job ended; `rows_written` and `batches` are None when the step did not run."""
+
+    status: str
+    error: str | None
+    rows_written: int | None = None
+    batches: int | None = None
+
+
+async def run_job_step(store: Any, blobs: BlobStore, source: GitSource, open_executor: Callable[[], Executor], *,
+                       tenant_id: str, plan_id: str, step_id: str, skip_reason: str | None) -> StepReport:
+    """Run (or, with `skip_reason`, record as skipped) one step of a job's stored plan, as `ironlayer apply` does.
+
+    A step whose SQL or BLOCK test fails, or whose engine cannot be opened, reports `failed`; an
+    infrastructure failure (the state store unreachable) raises, so that the step is retried.
+
+    Raises:
+        PlanError: the plan is missing from the blob store.
+        StateUnavailableError: the state store cannot be reached (safe to retry).
+    """
+    from shared_core.ports import InlineAnalyzer
+    from shared_core.services.plans import require_stored_plan
+
+    plan = await require_stored_plan(blobs, plan_id)
+    project = (await asyncio.to_thread(load_commit, source, plan["target"])).project
+    step = next((s for s in plan["steps"] if s["step_id"] == step_id), None)
+    if step is None:
+        return StepReport("failed", f"step {step_id[:12]} is not in plan {plan_id[:12]}")
+    if skip_reason:
+        await store.record_skipped(tenant_id, plan_id, step_id, step["model"], skip_reason)
+        return StepReport("skipped", skip_reason)
+    model = project[step["model"]]
+    try:
+        executor = open_executor()
+    except CoreError as exc:  # a configured engine that cannot run: the step fails, clearly
+        run_id = await store.start_run(tenant_id, plan_id, step_id, model.name, None, None)
+        await store.finish_run(tenant_id, run_id, "failed", error=str(exc))
+        return StepReport("failed", str(exc))
+    try:
+        analysis = InlineAnalyzer().analyze_many([(model.key, model.path, model.text)])[model.key]
+        outcome = await run_step(plan_id, step, model, store, executor, RunOptions(tenant=tenant_id, parallelism=1),
+                                 canonical=resolve_canonical(analysis, model.ref_targets))
+    finally:
+        executor.close()
+    return StepReport(outcome.status, outcome.error, outcome.rows_written, outcome.batches)

@@ -21,8 +21,7 @@ from rich.console import Console
 
 from shared_core.adapters.caches.scan import ScanCache
 from shared_core.adapters.local_git import LocalGitSource
-from shared_core.cli.main import _BatchedConsole
-from shared_core.cli.render import render_plan
+from shared_core.cli.render import BatchedConsole, render_plan
 from shared_core.core.errors import CoreError, SourceError
 from shared_core.core.project.loading import load_commit, load_commits
 from shared_core.core.project.models import ModelSource, scan_source
@@ -152,7 +151,7 @@ def test_batched_rendering_prints_the_same_text(wide_repo: tuple[Path, list[str]
     plan = json.loads(run_plan(repo, ZERO, v1, "--no-cache", "--as-of", "2024-01-10"))
     direct, batched = io.StringIO(), io.StringIO()
     render_plan(plan, Console(highlight=False, soft_wrap=True, file=direct))
-    console = _BatchedConsole(Console(highlight=False, soft_wrap=True, file=batched))
-    render_plan(plan, console)  # type: ignore[arg-type]  # duck-typed: it has what render_plan calls
+    console = BatchedConsole(Console(highlight=False, soft_wrap=True, file=batched))
+    render_plan(plan, console)
     console.flush()
     assert batched.getvalue() == direct.getvalue()

@@ -35,6 +35,8 @@ Outcome = tuple[Any, ...]  # ("ok", analysis dict) or ("error", class name, deta
 class CachedAnalyzer:
     """A `QueryAnalyzer` with an optional on-disk cache and a process pool for large batches."""
 
+    parallel_min_files = PARALLEL_MIN_FILES
+
     def __init__(self, cache_dir: Path | None, *, workers: int | None = None) -> None:
         self.cache_dir = cache_dir / CANONICALIZER_VERSION if cache_dir else None
         self.workers = workers if workers is not None else min(4, os.cpu_count() or 1)

@@ -198,12 +198,3 @@ def parse_delivery(
         )
     return push
 
-
-def instance_id(kind: str, *parts: str) -> str:
-    """A deterministic orchestration instance ID: the same work always gets the same ID.
-
-    >>> instance_id("push", "o/r", "a" * 40, "b" * 40)[:10]
-    'push-33632'
-    """
-    digest = hashlib.sha256("\0".join((kind, *parts)).encode()).hexdigest()
-    return f"{kind}-{digest[:32]}"

@@ -1,0 +1,209 @@
+"""Job use cases: the typed input of a plan job (a push or a schedule), starting it once, ending it, cancelling it.
+
+The webhook and the schedule tick build a `JobInput` here and start it through `start_job`, which
+deduplicates (by delivery, then by the job's deterministic instance ID) before starting the
+orchestration; the orchestrator reads the same model back with `JobInput.model_validate`. The
+orchestration client, state store and status publisher are arguments: nothing here builds an adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared_core.core.errors import CoreError
+
+if TYPE_CHECKING:
+    from shared_core.ports import GitSource, Orchestrations, StatusPublisher
+
+logger = logging.getLogger(__name__)
+ORCHESTRATOR = "plan_orchestrator"
+JobKind = Literal["push", "schedule"]
+JobOutcome = Literal["succeeded", "failed", "rejected", "expired", "cancelled"]
+
+
+def instance_id(kind: str, *parts: str) -> str:
+    """A deterministic orchestration instance ID: the same work always gets the same ID.
+
+    >>> instance_id("push", "o/r", "a" * 40, "b" * 40)[:10]
+    'push-33632'
+    """
+    digest = hashlib.sha256("\0".join((kind, *parts)).encode()).hexdigest()
+    return f"{kind}-{digest[:32]}"
+
+
+class JobInput(BaseModel):
+    """What a plan job is: the orchestration's input, fixed when the job is started (JSON via `to_input`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: JobKind
+    tenant_id: str
+    repository: str
+    base: str
+    target: str
+    branch: str | None = None  # push: the pushed branch
+    models: tuple[str, ...] | None = None  # schedule: the due models
+    as_of: str | None = None  # schedule: the cron's fire time the models catch up to
+    author: str = ""
+    auto_approve: bool
+    approval_ttl_hours: int
+    step_retries: int
+
+    def to_input(self) -> dict[str, Any]:
+        """The JSON object handed to the orchestration (fields that do not apply to the kind are left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @property
+    def instance_id(self) -> str:
+        """The orchestration instance ID: a push by repository and commits, a schedule by fire time and models."""
+        if self.kind == "push":
+            return instance_id("push", self.repository.lower(), self.base, self.target)
+        return instance_id("schedule", self.repository.lower(), self.target, self.as_of or "", *(self.models or ()))
+
+
+@dataclass(frozen=True)
+class JobPolicy:
+    """How this deployment runs jobs (from the settings): approval and retries."""
+
+    auto_approve: bool
+    approval_ttl_hours: int
+    step_retries: int
+
+
+def push_job(*, tenant_id: str, repository: str, base: str, target: str, branch: str, author: str,
+             policy: JobPolicy) -> JobInput:
+    """The job of a push: plan `base` -> `target` of `repository`."""
+    return JobInput(kind="push", tenant_id=tenant_id, repository=repository, base=base, target=target,
+                    branch=branch, author=author, auto_approve=policy.auto_approve,
+                    approval_ttl_hours=policy.approval_ttl_hours, step_retries=policy.step_retries)
+
+
+def schedule_job(*, tenant_id: str, repository: str, sha: str, models: Sequence[str], as_of: str,
+                 policy: JobPolicy) -> JobInput:
+    """The job of a schedule: catch up `models` at commit `sha` up to `as_of`."""
+    return JobInput(kind="schedule", tenant_id=tenant_id, repository=repository, base=sha, target=sha,
+                    models=tuple(models), as_of=as_of, author="schedule", auto_approve=policy.auto_approve,
+                    approval_ttl_hours=policy.approval_ttl_hours, step_retries=policy.step_retries)
+
+
+async def tenant_for_push(store: Any, repository: str, *, deployment_repository: str,
+                          deployment_tenant: str) -> str | None:
+    """The tenant a push belongs to: the repository mapping, else this deployment's own repository; else None."""
+    tenant: str | None = await store.tenant_for_repository(repository)
+    if tenant is None and repository.lower() == deployment_repository.lower():
+        tenant = deployment_tenant
+    return tenant
+
+
+async def due_schedule_jobs(source: GitSource, store: Any, *, tenant_id: str, repository: str, branch: str,
+                            now: datetime, policy: JobPolicy) -> list[JobInput]:
+    """The catch-up jobs due at `now`: incremental models of the branch head whose cron fired, by fire time.
+
+    Raises:
+        CoreError: the branch, its models or the ledger cannot be read.
+    """
+    from shared_core.core.planning.schedules import due_models
+    from shared_core.core.project.headers import format_instant
+    from shared_core.core.project.loading import load_commit
+
+    sha = await asyncio.to_thread(source.resolve, branch)
+    project = (await asyncio.to_thread(load_commit, source, sha)).project
+    ledger = await store.load_ledger(tenant_id)
+    groups: dict[datetime, list[str]] = {}
+    for model in due_models(project, ledger, now):
+        groups.setdefault(model.fired_at, []).append(model.name)
+    return [schedule_job(tenant_id=tenant_id, repository=repository, sha=sha, models=names,
+                         as_of=format_instant(fired_at), policy=policy) for fired_at, names in sorted(groups.items())]
+
+
+@dataclass(frozen=True)
+class JobStart:
+    """What starting a job did: `accepted` (started now) or `duplicate` (with the reason)."""
+
+    status: Literal["accepted", "duplicate"]
+    instance_id: str
+    reason: str = ""
+
+
+async def start_job(store: Any, orchestrations: Orchestrations, job: JobInput, *,
+                    delivery_id: str | None = None) -> JobStart:
+    """Start the job's orchestration unless this delivery or this work was started before.
+
+    A webhook delivery is claimed first (a redelivery starts nothing), then the instance is looked up:
+    `start_new` with an existing instance ID would silently replace that instance. When the start fails,
+    the delivery is released so that GitHub's redelivery can try again.
+    """
+    instance = job.instance_id
+    if delivery_id is not None and not await store.claim_delivery(job.tenant_id, delivery_id, job.kind, instance):
+        return JobStart("duplicate", instance, "this delivery was already received")
+    existing = await orchestrations.get_status(instance)
+    if existing is not None and getattr(existing, "runtime_status", None) is not None:
+        return JobStart("duplicate", instance, "a run for these commits already exists")
+    if job.kind == "push":
+        await store.upsert_job(job.tenant_id, instance, kind=job.kind, repository=job.repository, target=job.target,
+                               status="queued", author=job.author)
+    else:
+        await store.upsert_job(job.tenant_id, instance, kind=job.kind, repository=job.repository, target=job.target,
+                               status="queued", detail=f"schedule for {', '.join(job.models or ())}")
+    try:
+        await orchestrations.start_new(ORCHESTRATOR, instance, job.to_input())
+    except Exception:
+        if delivery_id is not None:
+            await store.release_delivery(job.tenant_id, delivery_id)  # let GitHub redeliver
+        raise
+    return JobStart("accepted", instance)
+
+
+async def finish_job(store: Any, publisher: StatusPublisher, *, tenant_id: str, plan_id: str, instance: str,
+                     target: str, outcome: JobOutcome, detail: str) -> None:
+    """Record how the job ended: the plan's status, the job's status and the final commit status.
+
+    A rejected or expired plan is a failure on the commit, never neutral. A commit status that cannot be
+    set is logged, not raised: the job's outcome is recorded either way.
+    """
+    await store.set_plan_status(tenant_id, plan_id, outcome)
+    job_status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(outcome, "failed")
+    await store.upsert_job(tenant_id, instance, status=job_status, detail=detail)
+    state = "success" if outcome == "succeeded" else "failure"
+    description = f"IronLayer plan {plan_id[:12]} {outcome}: {detail}"
+    try:
+        await asyncio.to_thread(publisher.publish, target, state, description)
+    except CoreError as exc:
+        logger.warning("could not set the commit status of %s: %s", target[:12], exc)
+
+
+@dataclass(frozen=True)
+class JobCancel:
+    """What cancelling did: `cancelled`, or why not (`not_found`, or `finished` with the job's final status)."""
+
+    result: Literal["cancelled", "not_found", "finished"]
+    status: str = ""
+    runs_cancelled: int = 0
+
+
+async def cancel_job(store: Any, orchestrations: Orchestrations, tenant_id: str, instance: str, *, actor: str,
+                     role: str) -> JobCancel:
+    """Stop a job that has not finished: terminate the orchestration, cancel its runs and plan, audit it."""
+    from shared_core.services.audit import record_audit
+
+    job = await store.get_job(tenant_id, instance)
+    if job is None:
+        return JobCancel("not_found")
+    if job["status"] in ("succeeded", "failed", "cancelled"):
+        return JobCancel("finished", status=job["status"])
+    await orchestrations.terminate(instance, f"cancelled through the API by {actor}")
+    cancelled = await store.cancel_runs(tenant_id, job["plan_id"]) if job["plan_id"] else 0
+    if job["plan_id"]:
+        await store.set_plan_status(tenant_id, job["plan_id"], "cancelled")
+    await store.upsert_job(tenant_id, instance, status="cancelled", detail=f"cancelled by {actor}")
+    await record_audit(store, tenant_id, actor=actor, role=role, action="job.cancelled", target=instance,
+                       details={"plan_id": job["plan_id"], "runs_cancelled": cancelled})
+    return JobCancel("cancelled", status="cancelled", runs_cancelled=cancelled)

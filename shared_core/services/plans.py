@@ -1,0 +1,243 @@
+"""Planning use cases: plan two commits, catch up scheduled models, backfill a range, store and read plans.
+
+`ironlayer plan`, `ironlayer backfill`, the Functions' `build_plan_activity` and the benchmarks all plan
+through these functions, so a plan of the same inputs has the same bytes wherever it is made. They take
+the git source, analyzer, state store and blob store as arguments and build none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared_core.core.errors import PlanError, SourceError, StateError
+from shared_core.core.planning.plan import load_plan, plan_to_json
+from shared_core.core.planning.planner import build_backfill_plan, build_catchup_plan, build_plan
+from shared_core.core.planning.watermarks import Ledger
+from shared_core.core.project.loading import CommitProject, load_commit, load_commits, read_config
+from shared_core.core.project.models import Project, ScannedSource
+from shared_core.core.sql.canonical import resolve_canonical
+from shared_core.ports import BatchAnalyzer, BlobStore, GitSource, QueryAnalyzer
+
+if TYPE_CHECKING:
+    from shared_core.services.jobs import JobInput
+
+ZERO_SHA = "0" * 40
+PlanDoc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CommitsPlan:
+    """A plan of two commits and the projects it was made from."""
+
+    plan: PlanDoc
+    base: CommitProject
+    target: CommitProject
+
+
+def plan_commits(
+    source: GitSource,
+    base_ref: str,
+    target_ref: str,
+    *,
+    ledger: Ledger,
+    analyzer: BatchAnalyzer,
+    as_of: datetime | None = None,
+    scans: MutableMapping[str, ScannedSource] | None = None,
+    on_loaded: Callable[[], None] | None = None,
+) -> CommitsPlan:
+    """Plan the rebuild of what changed from `base_ref` to `target_ref` (a push, or `ironlayer plan`).
+
+    Both commits are read in one go; the analyses the plan will probably need start in the background
+    while the rest loads. The caller closes `analyzer` (its workers) when done.
+
+    Args:
+        source: the repository.
+        base_ref: the base commit (all zeros: nothing deployed yet).
+        target_ref: the target commit.
+        ledger: completed ranges per model.
+        analyzer: turns model files into canonical SQL.
+        as_of: the instant incremental batches run up to (default: the target commit's time).
+        scans: header/ref scans by blob id, reused and filled in.
+        on_loaded: called once both commits are loaded, before planning (e.g. to save `scans`).
+
+    Returns:
+        The plan and both commits' projects.
+
+    Raises:
+        SourceError: an unknown ref, or the target is the all-zero SHA.
+        ModelError, ProjectError: a model or the project file of either commit is invalid.
+    """
+    base_sha, target_sha = source.resolve(base_ref), source.resolve(target_ref)
+    if target_sha == ZERO_SHA:
+        raise SourceError("TARGET is the all-zero SHA (a deleted branch); there is nothing to plan")
+    moment = as_of if as_of is not None else source.commit_time(target_sha)
+    if analyzer.is_cold():
+        files = source.list_files(target_sha, read_config(source, target_sha).models_path, ".sql")
+        if len(files) >= analyzer.parallel_min_files:
+            analyzer.start_workers()  # nothing cached: the workers load the SQL parser while loading runs
+    target, base = load_commits(source, [target_sha, base_sha], scans=scans)  # shared files: read, scanned once
+    analyzer.prefetch(likely_analyses(base.project, target.project))
+    if on_loaded is not None:
+        on_loaded()
+    plan = build_plan(
+        base.project, target.project, base_sha=base_sha, target_sha=target_sha, as_of=moment, ledger=ledger,
+        settings=target.config.planner, analyzer=analyzer,
+    )
+    return CommitsPlan(plan, base, target)
+
+
+def likely_analyses(base: Project, target: Project) -> list[tuple[str, str, str]]:
+    """The files a plan from `base` to `target` will probably analyze, as `(key, path, text)`.
+
+    That is both versions of every model whose bytes or refs differ, and in the target everything
+    downstream of one; handed to the analyzer ahead of time so that it analyzes them all in one batch.
+    It is only a hint: the planner asks for exactly what it needs either way.
+    """
+    old_models, new_models = base.models, target.models
+    changed = [
+        name for name, new in new_models.items()
+        if (old := old_models.get(name)) is None or old.key != new.key or old.ref_targets != new.ref_targets
+    ]
+    models = [model for name in changed for model in (new_models[name], old_models.get(name)) if model is not None]
+    models += [model for name, model in old_models.items() if name not in new_models]
+    models += [new_models[name] for name in sorted(target.graph.closure_downstream(changed))]
+    return [(model.key, model.path, model.text) for model in models]
+
+
+def sql_diffs(plan: PlanDoc, base: Project, target: Project, analyzer: QueryAnalyzer) -> dict[str, list[str]]:
+    """The old and new canonical SQL of every modified model of `plan` (shown on the approval page)."""
+    modified = [m["name"] for m in plan["models"] if m["change"] == "modified"]
+    pairs = [(base[name], target[name]) for name in modified]
+    analyses = analyzer.analyze_many([(m.key, m.path, m.text) for pair in pairs for m in pair])
+    return {new.name: [resolve_canonical(analyses[old.key], old.ref_targets),
+                       resolve_canonical(analyses[new.key], new.ref_targets)] for old, new in pairs}
+
+
+def plan_catchup(
+    source: GitSource, target_ref: str, models: Sequence[str], *, as_of: datetime, ledger: Ledger,
+    analyzer: QueryAnalyzer,
+) -> PlanDoc:
+    """Plan the missing batches of scheduled incremental `models` at `target_ref`, up to `as_of`.
+
+    Raises:
+        SourceError, ModelError, ProjectError: the commit cannot be read or loaded.
+    """
+    target = load_commit(source, source.resolve(target_ref))
+    return build_catchup_plan(
+        target.project, models, target_sha=target.sha, as_of=as_of, ledger=ledger, settings=target.config.planner,
+        analyzer=analyzer,
+    )
+
+
+def plan_backfill(
+    source: GitSource, ref: str, model: str, start: datetime, end: datetime, *, analyzer: QueryAnalyzer,
+) -> tuple[PlanDoc, CommitProject]:
+    """Plan exactly `[start, end)` of one incremental model at `ref`; returns the plan and the commit's project.
+
+    Raises:
+        ModelError: the model is unknown, not incremental, or the range is empty.
+        SourceError: the ref cannot be read.
+    """
+    commit = load_commit(source, source.resolve(ref))
+    plan = build_backfill_plan(
+        commit.project, commit.project.resolve_name(model), start, end, target_sha=commit.sha,
+        settings=commit.config.planner, analyzer=analyzer,
+    )
+    return plan, commit
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job's stored plan: its ID and its steps by wave, as `(step_id, depends_on)` (IDs, never the body)."""
+
+    plan_id: str
+    waves: list[list[tuple[str, list[str]]]]
+
+
+async def plan_job(job: JobInput, instance: str, *, store: Any, blobs: BlobStore, source: GitSource,
+                   analyzer: BatchAnalyzer) -> PlannedJob:
+    """Plan a job (a push: its two commits; a schedule: the catch-up of its models), store the plan, link the job.
+
+    Raises:
+        CoreError: the commits cannot be read or planned, or a store refuses.
+    """
+    from shared_core.core.project.headers import parse_instant
+    from shared_core.services.apply import plan_waves
+
+    ledger = await store.load_ledger(job.tenant_id)
+    diffs: dict[str, list[str]] = {}
+    if job.kind == "schedule":
+        plan = await asyncio.to_thread(plan_catchup, source, job.target, job.models or (),
+                                       as_of=parse_instant(job.as_of or ""), ledger=ledger, analyzer=analyzer)
+    else:
+        planned = await asyncio.to_thread(plan_commits, source, job.base, job.target, ledger=ledger,
+                                          analyzer=analyzer)
+        plan = planned.plan
+        diffs = await asyncio.to_thread(sql_diffs, plan, planned.base.project, planned.target.project, analyzer)
+    await store_plan(store, blobs, job.tenant_id, plan, diffs=diffs)
+    await store.upsert_job(job.tenant_id, instance, plan_id=plan["plan_id"], kind=job.kind,
+                           repository=job.repository, target=job.target)
+    waves = [[(step["step_id"], list(step["depends_on"])) for step in wave] for wave in plan_waves(plan)]
+    return PlannedJob(plan["plan_id"], waves)
+
+
+def plan_key(plan_id: str) -> str:
+    """The blob key of a plan's exact bytes."""
+    return f"plans/{plan_id}.json"
+
+
+def sql_diff_key(plan_id: str) -> str:
+    """The blob key of the SQL diffs of a plan's modified models."""
+    return f"plans/{plan_id}.sql-diff.json"
+
+
+async def store_plan(
+    store: Any, blobs: BlobStore, tenant_id: str, plan: PlanDoc, *, diffs: dict[str, list[str]] | None = None,
+) -> None:
+    """Keep a plan: its bytes (and the SQL diffs) in the blob store by plan ID, then its row in the state store."""
+    text = plan_to_json(plan)
+    await asyncio.to_thread(blobs.put, plan_key(plan["plan_id"]), text.encode(), content_type="application/json")
+    await asyncio.to_thread(blobs.put, sql_diff_key(plan["plan_id"]),
+                            json.dumps(diffs or {}, sort_keys=True).encode(), content_type="application/json")
+    await store.save_plan(tenant_id, plan, text)
+
+
+async def read_stored_plan(blobs: BlobStore, plan_id: str) -> PlanDoc | None:
+    """The plan stored under `plan_id`, integrity-checked (`load_plan`), or None when it is not stored.
+
+    Raises:
+        PlanError: the stored bytes are not the plan they claim to be.
+    """
+    data = await asyncio.to_thread(blobs.get, plan_key(plan_id))
+    return None if data is None else load_plan(data.decode(), plan_key(plan_id))
+
+
+async def require_stored_plan(blobs: BlobStore, plan_id: str) -> PlanDoc:
+    """`read_stored_plan`, for a plan that must be there.
+
+    Raises:
+        PlanError: the plan is missing from the blob store, or its bytes do not check out.
+    """
+    plan = await read_stored_plan(blobs, plan_id)
+    if plan is None:
+        raise PlanError(f"plan {plan_id[:12]} is missing from the blob store")
+    return plan
+
+
+async def find_plan_id(store: Any, tenant_id: str, prefix: str) -> str:
+    """The one plan ID of the tenant that starts with `prefix` (a whole ID is returned as it is).
+
+    Raises:
+        StateError: no plan, or more than one, starts with `prefix`.
+    """
+    if len(prefix) >= 64:
+        return prefix
+    matches = [p["plan_id"] for p in await store.list_plans(tenant_id, 1000) if p["plan_id"].startswith(prefix)]
+    if len(matches) != 1:
+        raise StateError(f"--plan {prefix} matches {len(matches)} plans; give more of the plan ID")
+    return str(matches[0])
