@@ -98,32 +98,25 @@ async def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="jobs/{instance_id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
 async def cancel_job(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    from shared_core.cli.security import record_audit
+    from shared_core.services.jobs import cancel_job as cancel
 
     guarded = await guard(req, "cancel_job")
     if isinstance(guarded, func.HttpResponse):
         return guarded
     principal, store = guarded
-    tenant = principal.tenant_id
     instance = req.route_params.get("instance_id", "")
     if not _INSTANCE.match(instance):
         return _bad(f"job id {instance[:80]!r} is not a job id")
     try:
-        job = await store.get_job(tenant, instance)
-        if job is None:
-            return _bad(f"job {instance} not found", 404)
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return _bad(f"job {instance} already {job['status']}; nothing to cancel", 409)
-        await client.terminate(instance, f"cancelled through the API by {principal.subject}")
-        cancelled = await store.cancel_runs(tenant, job["plan_id"]) if job["plan_id"] else 0
-        if job["plan_id"]:
-            await store.set_plan_status(tenant, job["plan_id"], "cancelled")
-        await store.upsert_job(tenant, instance, status="cancelled", detail=f"cancelled by {principal.subject}")
-        await record_audit(store, tenant, actor=principal.subject, role=principal.role, action="job.cancelled",
-                           target=instance, details={"plan_id": job["plan_id"], "runs_cancelled": cancelled})
+        result = await cancel(store, client, principal.tenant_id, instance, actor=principal.subject,
+                              role=principal.role, via="the API")
     except CoreError as exc:
         return error_response(exc)
-    return json_response({"instance_id": instance, "status": "cancelled", "runs_cancelled": cancelled}, 202)
+    if result.result == "not_found":
+        return _bad(f"job {instance} not found", 404)
+    if result.result == "finished":
+        return _bad(f"job {instance} already {result.status}; nothing to cancel", 409)
+    return json_response({"instance_id": instance, "status": "cancelled", "runs_cancelled": result.runs_cancelled}, 202)
 
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

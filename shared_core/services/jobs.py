@@ -190,8 +190,17 @@ class JobCancel:
 
 
 async def cancel_job(store: Any, orchestrations: Orchestrations, tenant_id: str, instance: str, *, actor: str,
-                     role: str) -> JobCancel:
-    """Stop a job that has not finished: terminate the orchestration, cancel its runs and plan, audit it."""
+                     role: str, via: str) -> JobCancel:
+    """Stop a job that has not finished: terminate the orchestration, cancel its runs and plan, audit it.
+
+    Args:
+        store: the state store.
+        orchestrations: the orchestration client.
+        tenant_id: the job's tenant.
+        instance: the job's orchestration instance ID.
+        actor, role: who cancels (audited).
+        via: through what, for the orchestration's termination reason (e.g. "the API").
+    """
     from shared_core.services.audit import record_audit
 
     job = await store.get_job(tenant_id, instance)
@@ -199,7 +208,7 @@ async def cancel_job(store: Any, orchestrations: Orchestrations, tenant_id: str,
         return JobCancel("not_found")
     if job["status"] in ("succeeded", "failed", "cancelled"):
         return JobCancel("finished", status=job["status"])
-    await orchestrations.terminate(instance, f"cancelled through the API by {actor}")
+    await orchestrations.terminate(instance, f"cancelled through {via} by {actor}")
     cancelled = await store.cancel_runs(tenant_id, job["plan_id"]) if job["plan_id"] else 0
     if job["plan_id"]:
         await store.set_plan_status(tenant_id, job["plan_id"], "cancelled")
