@@ -67,6 +67,28 @@ def migration_url() -> str:
     return url_of(settings())
 
 
+def migrate_store() -> list[int]:
+    """Create or upgrade the state store's schema as its owner and make sure this tenant exists.
+
+    Returns:
+        The versions of the migrations applied now (empty when the schema was up to date).
+    """
+    from shared_core.adapters.postgres.store import PostgresStateStore
+
+    url, name = migration_url(), tenant()
+
+    async def run() -> list[int]:
+        store = PostgresStateStore(url)
+        try:
+            applied = await store.migrate()
+            await store.ensure_tenant(name, name)
+            return applied
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def with_store(action: Callable[[Any], Awaitable[T]], *, urls: tuple[str, str | None] | None = None) -> T:
     """Run `action(store)` on the tenant's state store (migrating first when the schema is behind).
 

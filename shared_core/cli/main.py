@@ -176,23 +176,7 @@ def _import_renderer() -> None:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from shared_core.adapters.postgres.store import PostgresStateStore
-
-    url = _runtime.migration_url()
-    tenant = _runtime.tenant()
-
-    async def run() -> list[int]:
-        store = PostgresStateStore(url)
-        try:
-            applied = await store.migrate()
-            await store.ensure_tenant(tenant, tenant)
-            return applied
-        finally:
-            await store.close()
-
-    applied = asyncio.run(run())
+    applied = _runtime.migrate_store()
     print(f"applied migrations {', '.join(map(str, applied))}" if applied else "state store schema is up to date")
     return EXIT_OK
 
