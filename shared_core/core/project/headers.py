@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shared_core.core.errors import ModelError
+from shared_core.core.planning.cron import Cron
 
 KINDS = ("FULL_REFRESH", "INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY", "MERGE_BY_KEY")
 INCREMENTAL_KINDS = frozenset({"INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY"})
@@ -45,8 +46,6 @@ _HEADER_LINE = re.compile(r"^--\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*){0,2}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TEST = re.compile(r"^([a-z_]+)\s*\((.*)\)\s*(?:@\s*([A-Za-z]+))?$", re.DOTALL)
-_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
-_CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 
 
 @dataclass(frozen=True)
@@ -265,7 +264,10 @@ def parse_header(text: str, path: str) -> Header:
         lookback = int(raw["lookback"])
     cron = raw.get("cron") or None
     if cron is not None:
-        _check_cron(cron, fail)
+        try:
+            cron = Cron.parse(cron).expression
+        except ModelError as exc:
+            raise fail("cron", exc.detail) from None
     strategy = raw.get("incremental_strategy") or None
     contract_mode = _choice(raw, "contract_mode", CONTRACT_MODES, fail, default="DISABLED")
     return Header(
@@ -282,7 +284,7 @@ def parse_header(text: str, path: str) -> Header:
         start=start,
         batch=batch,
         lookback=lookback,
-        cron=" ".join(cron.split()) if cron else None,
+        cron=cron,
         tests=tuple(_tests(raw, fail)),
         contract_mode=contract_mode,
         contract_columns=tuple(_contract(raw, fail)),
@@ -362,18 +364,6 @@ def _contract(raw: Mapping[str, str], fail: Fail) -> list[ContractColumn]:
             raise fail("contract_columns", f"invalid flag '{parts[2]}' in '{item}'; only NOT_NULL is allowed")
         columns.append(ContractColumn(parts[0].lower(), parts[1].upper(), not_null))
     return columns
-
-
-def _check_cron(cron: str, fail: Fail) -> None:
-    fields = cron.split()
-    if len(fields) != 5:
-        raise fail("cron", f"invalid cron '{cron}'; give 5 fields: minute hour day-of-month month day-of-week")
-    for field, (low, high) in zip(fields, _CRON_BOUNDS, strict=False):
-        for part in field.split(","):
-            match = _CRON_FIELD.match(part)
-            numbers = [int(n) for n in re.findall(r"\d+", match.group(1))] if match else []
-            if not match or any(n < low or n > high for n in numbers):
-                raise fail("cron", f"invalid cron field '{field}' in '{cron}'; values run {low}-{high}")
 
 
 def _aligned(value: datetime, batch: str) -> bool:
