@@ -54,7 +54,8 @@ def lineage(project: Project, model: str) -> tuple[str, list[str], list[str]]:
     Raises:
         RefError: `model` names no model, or is an ambiguous short name.
     """
+    from shared_core.core.planning.lineage import Lineage  # networkx: only the lineage command pays its import
+
     name = project.resolve_name(model)
-    graph = project.graph
-    order = project.position.__getitem__
-    return name, sorted(graph.upstream(name), key=order), sorted(graph.downstream(name), key=order)
+    graph = Lineage(project)
+    return name, graph.upstream(name), graph.downstream(name)
