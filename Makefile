@@ -18,6 +18,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared_core functions bench
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	$(BIN)/pytest -q

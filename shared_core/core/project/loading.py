@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared_core.core.errors import ModelError, SourceError
 from shared_core.core.project.config import PROJECT_FILES, ProjectConfig, parse_project_config
 from shared_core.core.project.models import ModelSource, Project, ScannedSource, load_project, scan_source
-from shared_core.ports import GitSource
+
+if TYPE_CHECKING:  # the port is a type here; ports.py imports the core at run time
+    from shared_core.ports import GitSource
 
 ZERO_SHA = "0" * 40
 
