@@ -114,7 +114,7 @@ def _validate(expression: str) -> None:
         problem = _field_problem(field, low, high, weekday=name == "day-of-week")
         if problem:
             raise ModelError(f"invalid cron {name} '{field}' in '{expression}': {problem}")
-    from croniter import CroniterBadDateError, CroniterError, croniter
+    from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
     try:
         iterator = _iterator(expression, _PROBE)  # croniter reads the expression
@@ -132,7 +132,7 @@ def _validate(expression: str) -> None:
             f"cron '{expression}' never fires: day-of-month '{fields[2]}' does not occur in month '{fields[3]}'; "
             "pick days those months have"
         ) from None
-    except CroniterError as exc:  # the rules above admit only what croniter reads; this would be a gap in them
+    except CroniterBadCronError as exc:  # the rules above admit only what croniter reads; this would be a gap in them
         raise ModelError(f"invalid cron '{expression}': {exc}; use numbers, *, a-b, lists and /steps") from None
 
 
