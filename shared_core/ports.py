@@ -1,36 +1,77 @@
-"""The small Protocols the pure core talks through; adapters in `shared_core.adapters` implement them."""
+"""Every seam of IronLayer as a `Protocol`: git source, blob store, query analysis, engine, commit statuses,
+durable orchestrations, the state store.
+
+Services and the core talk to these; `shared_core.adapters` implements them (`LocalGitSource`,
+`GitHubSource`, `LocalBlobStore`, `AzureBlobStore`, `CachedAnalyzer`, `DuckDBExecutor`,
+`GitHubStatusPublisher`, `PostgresStateStore`; the Durable client is the `Orchestrations`). The state
+store is split by concern (`LedgerStore`, `PlanStore`, `RunStore`, `JobStore`, `SecurityStore`) so that a
+use case can ask for exactly what it touches; `StateStore` is all of them. The rows they return are the
+`TypedDict`s of `shared_core.core.state`, re-exported here, as are the planner's `QueryAnalyzer` and
+`InlineAnalyzer` (defined in the pure `shared_core.core.sql.analysis`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from shared_core.core.project.models import Model
-from shared_core.core.sql.canonical import QueryAnalysis, analyze_query
+from shared_core.core.sql.analysis import InlineAnalyzer, QueryAnalyzer
+from shared_core.core.state import (
+    AuditRow,
+    CompletedBatch,
+    JobKind,
+    JobRow,
+    JobStatus,
+    JSONValue,
+    ModelVersion,
+    PlanStatus,
+    PlanSummaryRow,
+    QualityResult,
+    RateDecision,
+    RateState,
+    RunRow,
+    RunStatus,
+)
 
+if TYPE_CHECKING:
+    from shared_core.core.planning.intervals import Range
+    from shared_core.core.project.models import Model
 
-class QueryAnalyzer(Protocol):
-    """Turns model files into `QueryAnalysis`es; may cache by content key and work in parallel."""
+__all__ = [
+    "AuditRow",
+    "BatchAnalyzer",
+    "BatchOutcome",
+    "BlobStore",
+    "CompletedBatch",
+    "Executor",
+    "GitSource",
+    "InlineAnalyzer",
+    "JSONValue",
+    "JobKind",
+    "JobRow",
+    "JobStatus",
+    "JobStore",
+    "LedgerStore",
+    "ModelVersion",
+    "Orchestrations",
+    "PlanStatus",
+    "PlanStore",
+    "PlanSummaryRow",
+    "QualityOutcome",
+    "QualityResult",
+    "QueryAnalyzer",
+    "RateDecision",
+    "RateState",
+    "RunRow",
+    "RunStatus",
+    "RunStore",
+    "SecurityStore",
+    "StateStore",
+    "StatusPublisher",
+]
 
-    def analyze_many(self, files: Sequence[tuple[str, str, str]]) -> dict[str, QueryAnalysis]:
-        """Analyze `(key, path, text)` triples; returns analyses by key.
-
-        Raises:
-            ModelError: for the first file (in the given order) that fails.
-        """
-        ...
-
-
-class InlineAnalyzer:
-    """The plain analyzer: analyzes each file in this process, no cache."""
-
-    def analyze_many(self, files: Sequence[tuple[str, str, str]]) -> dict[str, QueryAnalysis]:
-        results: dict[str, QueryAnalysis] = {}
-        for key, path, text in files:
-            if key not in results:
-                results[key] = analyze_query(text, path)
-        return results
+DecisionT = TypeVar("DecisionT", bound=RateDecision)
 
 
 class GitSource(Protocol):
@@ -109,35 +150,93 @@ class BatchAnalyzer(QueryAnalyzer, Protocol):
         ...
 
 
+# -- the engine ---------------------------------------------------------------------------------------
+
+
+class QualityOutcome(Protocol):
+    """One quality test of a batch, as the engine ran it."""
+
+    @property
+    def test(self) -> str:
+        """The test as written in the header, e.g. `not_null(id)@BLOCK`."""
+        ...
+
+    @property
+    def severity(self) -> str:
+        """`BLOCK` or `WARN`."""
+        ...
+
+    @property
+    def failing_rows(self) -> int:
+        """How many rows failed it (0: passed)."""
+        ...
+
+    @property
+    def passed(self) -> bool:
+        """Whether no row failed it."""
+        ...
+
+
+class BatchOutcome(Protocol):
+    """What one published batch wrote and how its quality tests went."""
+
+    @property
+    def rows_written(self) -> int:
+        """Rows the batch wrote."""
+        ...
+
+    @property
+    def tests(self) -> Sequence[QualityOutcome]:
+        """Its quality tests, in header order."""
+        ...
+
+
 class Executor(Protocol):
-    """An engine adapter (DuckDB now, Databricks later): runs one batch of a model as one transaction."""
+    """Runs model batches on one warehouse (DuckDB now, Databricks later); blocking, called in a worker thread."""
 
     def run_batch(
         self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
         marker: tuple[str, str] | None = None,
-    ) -> Any:
-        """Run one batch; returns a result with `rows_written` and `tests`. Raises CoreError when it fails."""
+    ) -> BatchOutcome:
+        """Run one batch of `model` and publish it only if no BLOCK test fails.
+
+        `marker` (plan ID, step ID) is committed with the data, so a committed batch is never applied twice.
+
+        Raises:
+            CoreError: the batch failed or was blocked (nothing published); a blocked batch's error carries
+                its test results as `outcomes`.
+        """
         ...
 
     def committed_batches(self, plan_id: str, step_id: str) -> dict[datetime | None, int]:
-        """Rows written by each batch of the step that committed in the warehouse, by batch start."""
+        """The batches of a step that committed in this warehouse: batch start -> rows written."""
         ...
 
     def committed_plan_batches(self, plan_id: str) -> dict[str, dict[datetime | None, int]]:
-        """`committed_batches` of every step of the plan, by step ID."""
+        """`committed_batches` of every step of a plan: step ID -> batch start -> rows written."""
         ...
 
     def close(self) -> None:
-        """Release the engine's connection."""
+        """Release the warehouse connection."""
         ...
+
+
+# -- commit statuses ----------------------------------------------------------------------------------
 
 
 class StatusPublisher(Protocol):
-    """Commit statuses on the pushed commit (GitHub, or the log in local development)."""
+    """Sets the IronLayer commit status on a pushed commit (the merge gate and the approval link)."""
 
     def publish(self, sha: str, state: str, description: str, target_url: str | None = None) -> None:
-        """Set the status of `sha`. Raises SourceError when it cannot be set."""
+        """Set the status: `state` is pending, success, failure or error (a rejected plan is a failure).
+
+        Raises:
+            SourceError: the status could not be set (one line, no token).
+        """
         ...
+
+
+# -- orchestrations -----------------------------------------------------------------------------------
 
 
 class Orchestrations(Protocol):
@@ -154,4 +253,206 @@ class Orchestrations(Protocol):
 
     async def terminate(self, instance_id: str, reason: str) -> None:
         """Stop a running instance."""
+        ...
+
+
+# -- the state store, by concern ------------------------------------------------------------------------
+
+
+class LedgerStore(Protocol):
+    """The watermark ledger: completed `[start, end)` ranges per model (written with runs, see `RunStore`)."""
+
+    async def load_ledger(self, tenant_id: str, models: Sequence[str] | None = None) -> dict[str, list[Range]]:
+        """The completed ranges per model (merged), for `models` or all."""
+        ...
+
+    async def ledger_before(self, tenant_id: str, models: Sequence[str], plan_id: str) -> dict[str, list[Range]]:
+        """The ledger of `models` without the ranges recorded by plan `plan_id` (for the staleness check)."""
+        ...
+
+
+class PlanStore(Protocol):
+    """Plans: exact bytes by plan ID, and their status."""
+
+    async def save_plan(self, tenant_id: str, plan: Mapping[str, JSONValue], plan_json: str) -> bool:
+        """Store a plan's exact bytes; returns False when that plan was already stored."""
+        ...
+
+    async def get_plan(self, tenant_id: str, plan_id: str) -> str | None:
+        """The exact bytes of a stored plan, or None."""
+        ...
+
+    async def set_plan_status(self, tenant_id: str, plan_id: str, status: PlanStatus) -> None:
+        """Move a plan to `status`."""
+        ...
+
+    async def list_plans(self, tenant_id: str, limit: int = 20) -> list[PlanSummaryRow]:
+        """The newest `limit` plans, newest first."""
+        ...
+
+
+class RunStore(Protocol):
+    """Runs of plan steps (one per batch attempt, with test results) and the range locks they run under."""
+
+    async def successful_batches(self, tenant_id: str, plan_id: str) -> set[tuple[str, datetime | None]]:
+        """`(step_id, batch_start)` of every batch of the plan that succeeded."""
+        ...
+
+    async def start_run(
+        self, tenant_id: str, plan_id: str, step_id: str, model: str, start: datetime | None, end: datetime | None
+    ) -> int:
+        """Insert a `running` run for one batch; returns its run ID."""
+        ...
+
+    async def finish_run(
+        self, tenant_id: str, run_id: int, status: RunStatus, *, rows_written: int | None = None,
+        error: str | None = None, tests: Sequence[QualityResult] = (), completed: CompletedBatch | None = None,
+    ) -> None:
+        """Close a run; `completed` adds its batch to the ledger in the same transaction."""
+        ...
+
+    async def record_skipped(self, tenant_id: str, plan_id: str, step_id: str, model: str, reason: str) -> None:
+        """Record a step that did not run, with its reason."""
+        ...
+
+    async def list_runs(self, tenant_id: str, plan_id: str | None = None, limit: int = 200) -> list[RunRow]:
+        """The newest `limit` runs (of one plan, or all), oldest first."""
+        ...
+
+    async def cancel_runs(self, tenant_id: str, plan_id: str) -> int:
+        """Mark the plan's pending and running runs cancelled; returns how many."""
+        ...
+
+    async def try_lock(
+        self, tenant_id: str, model: str, start: datetime | None, end: datetime | None, holder: str, ttl_seconds: int,
+        *, interrupted: tuple[str, str] | None = None,
+    ) -> tuple[int | None, str | None]:
+        """Take a range lock: `(lock_id, None)`, or `(None, holder description)` when another holds it."""
+        ...
+
+    async def finish_step(
+        self, tenant_id: str, lock_id: int, plan_id: str, step_id: str, metrics: Mapping[str, float],
+        attributes: Mapping[str, JSONValue], version: ModelVersion | None,
+    ) -> None:
+        """Release the step's lock, record its telemetry and deployed model version, in one transaction."""
+        ...
+
+    async def renew_lock(self, tenant_id: str, lock_id: int, ttl_seconds: int) -> None:
+        """Push a held lock's expiry to `ttl_seconds` from now."""
+        ...
+
+    async def break_locks(self, tenant_id: str, holder: str) -> None:
+        """Drop every lock of a dead holder."""
+        ...
+
+    async def release_lock(self, tenant_id: str, lock_id: int) -> None:
+        """Drop one lock."""
+        ...
+
+
+class JobStore(Protocol):
+    """Orchestration jobs and the webhook deliveries that started them."""
+
+    async def claim_delivery(self, tenant_id: str, delivery_id: str, event: str, instance: str | None) -> bool:
+        """Record a webhook delivery; False when it was seen before."""
+        ...
+
+    async def release_delivery(self, tenant_id: str, delivery_id: str) -> None:
+        """Forget a delivery whose orchestration could not be started."""
+        ...
+
+    async def upsert_job(
+        self, tenant_id: str, instance: str, *, kind: JobKind | None = None, repository: str | None = None,
+        target: str | None = None, plan_id: str | None = None, status: JobStatus | None = None,
+        detail: str | None = None, author: str | None = None,
+    ) -> None:
+        """Create a job row or update the given fields of it."""
+        ...
+
+    async def get_job(self, tenant_id: str, instance: str) -> JobRow | None:
+        """The job of one orchestration instance, or None."""
+        ...
+
+    async def job_for_plan(self, tenant_id: str, plan_id: str) -> JobRow | None:
+        """The newest job that built the plan, or None."""
+        ...
+
+    async def list_jobs(self, tenant_id: str, limit: int = 100) -> list[JobRow]:
+        """The newest `limit` jobs, newest first."""
+        ...
+
+
+class SecurityStore(Protocol):
+    """Tenants and routing, the audit chain, credentials, used and revoked tokens, rate-limit buckets."""
+
+    async def ensure_tenant(self, tenant_id: str, name: str) -> None:
+        """Create the tenant unless it exists; StateError for an invalid tenant ID."""
+        ...
+
+    async def map_repository(self, tenant_id: str, repository: str, installation_id: int | None = None) -> None:
+        """Route a repository's webhooks to the tenant."""
+        ...
+
+    async def tenant_for_repository(self, repository: str) -> str | None:
+        """The tenant a repository's webhooks belong to, or None."""
+        ...
+
+    async def tenant_settings(self, tenant_id: str) -> dict[str, JSONValue]:
+        """The tenant's settings object."""
+        ...
+
+    async def set_tenant_settings(self, tenant_id: str, settings: Mapping[str, JSONValue]) -> None:
+        """Replace the tenant's settings object."""
+        ...
+
+    async def append_audit(
+        self, tenant_id: str, build: Callable[[AuditRow | None, str | None], AuditRow]
+    ) -> AuditRow:
+        """Append the row `build(previous row, recorded head)` returns, atomically; returns it."""
+        ...
+
+    async def audit_rows(self, tenant_id: str) -> tuple[list[AuditRow], str | None]:
+        """Every audit row in `seq` order, and the recorded head hash."""
+        ...
+
+    async def set_credential(self, tenant_id: str, name: str, ciphertext: str) -> None:
+        """Store (or replace) a credential's ciphertext."""
+        ...
+
+    async def list_credentials(self, tenant_id: str) -> list[tuple[str, str]]:
+        """`(name, ciphertext)` of every credential, by name."""
+        ...
+
+    async def use_token(self, tenant_id: str, jti: str, plan_id: str, action: str, subject: str) -> bool:
+        """Record an approval token as used; False when it had been used already."""
+        ...
+
+    async def token_used(self, tenant_id: str, jti: str) -> bool:
+        """Whether an approval token was used already."""
+        ...
+
+    async def revoke_token(self, tenant_id: str, jti: str, expires_at: datetime) -> None:
+        """Revoke a token until it expires."""
+        ...
+
+    async def is_revoked(self, tenant_id: str, jti: str) -> bool:
+        """Whether a token was revoked."""
+        ...
+
+    async def rate_limit(
+        self, tenant_id: str, key: str, decide: Callable[[RateState | None], DecisionT]
+    ) -> DecisionT:
+        """Apply `decide` to the stored bucket of `key` and store its `new_state`, atomically."""
+        ...
+
+
+class StateStore(LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, Protocol):
+    """The whole state store (`PostgresStateStore`), with its lifecycle."""
+
+    async def health(self) -> None:
+        """Return when the store answers; raise StateUnavailableError otherwise."""
+        ...
+
+    async def close(self) -> None:
+        """Release its connections."""
         ...

@@ -34,6 +34,7 @@ from typing import Any
 
 from shared_core.core.errors import AuditError
 from shared_core.core.project.models import canonical_json, sha256_json
+from shared_core.core.state import AuditRow
 
 AUDIT_VERSION = 1  # part of every hash preimage; bump it (and keep the old rule) if the fields change
 GENESIS_HASH = "0" * 64
@@ -269,7 +270,7 @@ def verify_chain(
     return ChainReport(ok=True, checked=last_seq, first_broken_seq=None, reason=f"{last_seq} entries verified")
 
 
-def entry_to_row(entry: AuditEntry) -> dict[str, Any]:
+def entry_to_row(entry: AuditEntry) -> AuditRow:
     """The entry as the store's column values; `details` is canonical JSON text (store it as `text`)."""
     return {
         "tenant_id": entry.tenant_id,

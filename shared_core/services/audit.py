@@ -7,7 +7,10 @@ Every caller (the CLI's commands, the apply service, the API, the approval page)
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared_core.core.state import AuditRow
 
 
 async def record_audit(store: Any, tenant_id: str, *, actor: str, role: str, action: str, target: str,
@@ -20,7 +23,7 @@ async def record_audit(store: Any, tenant_id: str, *, actor: str, role: str, act
 
     moment = now or datetime.now(UTC)
 
-    def build(previous_row: dict[str, Any] | None, head: str | None) -> dict[str, Any]:
+    def build(previous_row: AuditRow | None, head: str | None) -> AuditRow:
         previous = entry_from_row(previous_row) if previous_row else None
         at = max(moment, previous.at) if previous else moment
         entry = next_entry(previous, tenant_id=tenant_id, at=at, actor=actor, role=role, action=action,

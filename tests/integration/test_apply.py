@@ -25,6 +25,7 @@ from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.adapters.postgres.store import PostgresStateStore
 from shared_core.cli.main import main
 from shared_core.core.project.headers import parse_instant as t
+from tests.integration.seeding import record_completed
 
 pytestmark = pytest.mark.integration
 
@@ -179,8 +180,8 @@ def test_stale_plan_is_refused(env: dict[str, Any], capsys: pytest.CaptureFixtur
     async def other_apply() -> None:
         store = PostgresStateStore(env["url"])
         try:
-            await store.record_completed(env["tenant"], "mart.log", t("2024-01-10"), t("2024-01-11"),
-                                         plan_id="f" * 64)
+            await record_completed(store, env["tenant"], "mart.log", t("2024-01-10"), t("2024-01-11"),
+                                   plan_id="f" * 64)
         finally:
             await store.close()
 

@@ -13,6 +13,7 @@ from shared_core.adapters.postgres.store import PostgresStateStore, migrations
 from shared_core.cli.main import main
 from shared_core.core.errors import StateError, StateUnavailableError
 from shared_core.core.project.headers import parse_instant as t
+from tests.integration.seeding import record_completed
 
 pytestmark = pytest.mark.integration
 
@@ -44,11 +45,11 @@ def test_ledger_round_trip_merges_and_is_per_tenant(database_url: str) -> None:
             await store.migrate()
             for tenant in ("acme", "globex"):
                 await store.ensure_tenant(tenant, tenant.title())
-            await store.record_completed("acme", "s.inc", t("2024-01-03"), t("2024-01-05"))
-            await store.record_completed("acme", "s.inc", t("2024-01-01"), t("2024-01-03"))
-            await store.record_completed("acme", "s.inc", t("2024-01-01"), t("2024-01-02"))  # overlapping rows merge
-            await store.record_completed("acme", "s.inc", t("2024-01-07"), t("2024-01-08"))
-            await store.record_completed("globex", "s.inc", t("2023-01-01"), t("2023-02-01"))
+            await record_completed(store, "acme", "s.inc", t("2024-01-03"), t("2024-01-05"))
+            await record_completed(store, "acme", "s.inc", t("2024-01-01"), t("2024-01-03"))
+            await record_completed(store, "acme", "s.inc", t("2024-01-01"), t("2024-01-02"))  # overlapping rows merge
+            await record_completed(store, "acme", "s.inc", t("2024-01-07"), t("2024-01-08"))
+            await record_completed(store, "globex", "s.inc", t("2023-01-01"), t("2023-02-01"))
             return await store.load_ledger("acme"), await store.load_ledger("acme", ["other"])
         finally:
             await store.close()
@@ -94,7 +95,7 @@ def test_plan_reads_watermarks_from_the_state_store(database_url: str, tmp_path:
     async def record() -> None:
         store = PostgresStateStore(database_url)
         try:
-            await store.record_completed("local", "s.inc", t("2024-01-01"), t("2024-01-04"))
+            await record_completed(store, "local", "s.inc", t("2024-01-01"), t("2024-01-04"))
         finally:
             await store.close()
 

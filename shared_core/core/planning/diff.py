@@ -8,13 +8,10 @@ without parsing anything; only models whose bytes differ are analyzed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from shared_core.core.project.models import Model, Project
+from shared_core.core.sql.analysis import QueryAnalyzer
 from shared_core.core.sql.canonical import QueryAnalysis, resolve_canonical
-
-if TYPE_CHECKING:  # the port is a type here; ports.py imports the core at run time
-    from shared_core.ports import QueryAnalyzer
 
 CHANGE_KINDS = ("added", "modified", "removed", "cosmetic", "metadata")
 DATA_CHANGES = frozenset({"added", "modified"})

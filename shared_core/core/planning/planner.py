@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared_core.core.errors import ModelError
 from shared_core.core.planning.dag import Graph
@@ -45,10 +45,8 @@ from shared_core.core.planning.watermarks import Ledger, snapshot
 from shared_core.core.project.config import PlannerSettings
 from shared_core.core.project.headers import format_instant
 from shared_core.core.project.models import Model, Project, sha256_json
+from shared_core.core.sql.analysis import QueryAnalyzer
 from shared_core.core.sql.canonical import CANONICALIZER_VERSION
-
-if TYPE_CHECKING:  # the port is a type here; ports.py imports the core at run time
-    from shared_core.ports import QueryAnalyzer
 
 ZERO_SHA = "0" * 40
 _ALL = None  # an upstream effect of "every row may have changed"

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from shared_core.core.errors import ModelError
 from shared_core.core.project.headers import parse_header
 from shared_core.core.project.models import ModelSource, Project, load_project
 from shared_core.core.project.templating import render_template
-
-if TYPE_CHECKING:  # the port is a type here; ports.py imports the core at run time
-    from shared_core.ports import QueryAnalyzer
+from shared_core.core.sql.analysis import QueryAnalyzer
 
 
 def check_sources(sources: Sequence[ModelSource], analyzer: QueryAnalyzer) -> tuple[Project | None, list[ModelError]]:

@@ -1,0 +1,95 @@
+"""Jobs and webhook deliveries in PostgreSQL: what the Functions app started, and what it has seen.
+
+A delivery row dedupes GitHub's redeliveries (a Durable instance ID cannot: `start_new` with a fixed ID
+replaces a running instance). A job row follows one orchestration from `queued` to its end; its free-text
+detail is scrubbed of secrets and PII.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.core.state import JobKind, JobRow, JobStatus
+from shared_core.security.scrub import scrub
+
+_JOB_COLUMNS = (
+    "tenant_id, instance_id, kind, plan_id, repository, target, status, detail, created_at, updated_at, author"
+)
+
+
+class PostgresJobStore(PostgresConnection):
+    """Claims deliveries and records jobs (the `JobStore` port)."""
+
+    async def claim_delivery(self, tenant_id: str, delivery_id: str, event: str, instance: str | None) -> bool:
+        """Record a webhook delivery; False when it was seen before (a redelivery starts nothing)."""
+        result = await self._execute(
+            tenant_id,
+            "INSERT INTO webhook_deliveries (tenant_id, delivery_id, event, instance_id) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (tenant_id, delivery_id) DO NOTHING",
+            tenant_id, delivery_id, event, instance,
+        )
+        return result.endswith(" 1")
+
+    async def release_delivery(self, tenant_id: str, delivery_id: str) -> None:
+        """Forget a delivery whose orchestration could not be started, so that a redelivery may retry."""
+        await self._execute(
+            tenant_id, "DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND delivery_id = $2",
+            tenant_id, delivery_id,
+        )
+
+    async def upsert_job(
+        self, tenant_id: str, instance: str, *, kind: JobKind | None = None, repository: str | None = None,
+        target: str | None = None, plan_id: str | None = None, status: JobStatus | None = None,
+        detail: str | None = None, author: str | None = None,
+    ) -> None:
+        """Create a job row or update the given fields of it (free text is scrubbed of secrets and PII).
+
+        A new row defaults to kind `push`, status `queued` and empty repository, target and author; an
+        update leaves the fields given as None as they are (`kind`, `repository` and `target` never change).
+        """
+        detail = scrub(detail) if detail else detail
+        await self._execute(
+            tenant_id,
+            "INSERT INTO jobs (tenant_id, instance_id, kind, repository, target, plan_id, status, detail, author) "
+            "VALUES ($1, $2, coalesce($3, 'push'), coalesce($4, ''), coalesce($5, ''), $6, coalesce($7, 'queued'), $8, "
+            "coalesce($9, '')) ON CONFLICT (tenant_id, instance_id) DO UPDATE SET "
+            "plan_id = coalesce(EXCLUDED.plan_id, jobs.plan_id), "
+            "status = CASE WHEN $7 IS NULL THEN jobs.status ELSE EXCLUDED.status END, "
+            "detail = coalesce($8, jobs.detail), author = CASE WHEN $9 IS NULL THEN jobs.author ELSE $9 END, "
+            "updated_at = now()",
+            tenant_id, instance, kind, repository, target, plan_id, status, detail, author,
+        )
+
+    async def get_job(self, tenant_id: str, instance: str) -> JobRow | None:
+        """The job of one orchestration instance, or None."""
+        row = await self._fetchrow(
+            tenant_id, f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND instance_id = $2", tenant_id, instance
+        )
+        return _job_row(row) if row else None
+
+    async def job_for_plan(self, tenant_id: str, plan_id: str) -> JobRow | None:
+        """The newest job that built plan `plan_id`, or None."""
+        row = await self._fetchrow(
+            tenant_id,
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND plan_id = $2 ORDER BY created_at DESC LIMIT 1",
+            tenant_id, plan_id,
+        )
+        return _job_row(row) if row else None
+
+    async def list_jobs(self, tenant_id: str, limit: int = 100) -> list[JobRow]:
+        """The newest `limit` jobs of the tenant, newest first."""
+        rows = await self._fetch(
+            tenant_id,
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 ORDER BY created_at DESC, instance_id LIMIT $2",
+            tenant_id, limit,
+        )
+        return [_job_row(row) for row in rows]
+
+
+def _job_row(row: Any) -> JobRow:
+    return JobRow(
+        tenant_id=row["tenant_id"], instance_id=row["instance_id"], kind=row["kind"], plan_id=row["plan_id"],
+        repository=row["repository"], target=row["target"], status=row["status"], detail=row["detail"],
+        created_at=row["created_at"], updated_at=row["updated_at"], author=row["author"],
+    )
