@@ -60,7 +60,7 @@ _STOP_TIMEOUT = 60.0
 _LOCK_TIMEOUT = 300.0  # longer than any initdb + start another process may be doing
 _SSL_REQUEST = struct.pack("!ii", 8, 80877103)  # answered 'N' or 'S' by a live postmaster, no auth needed
 _CONF = """
-# --- IronLayer embedded server (shared_core/adapters/embedded_pg.py) ---
+# --- IronLayer embedded server (shared_core/adapters/postgres/embedded.py) ---
 listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 # the port is chosen at each start: pg_ctl -o "-p PORT"

@@ -9,6 +9,8 @@ the Protocols these classes implement.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncpg
 
 from shared_core.adapters.postgres.jobs import PostgresJobStore
@@ -38,6 +40,12 @@ class PostgresStateStore(
 
     It implements `shared_core.ports.StateStore`; the owner role also migrates through it.
     """
+
+
+if TYPE_CHECKING:  # mypy proves the facade implements every store port: a signature drift fails `mypy shared_core`
+    from shared_core.ports import StateStore
+
+    _IMPLEMENTS_PORTS: StateStore = PostgresStateStore("postgresql://")
 
 
 def app_url_for(owner_url: str) -> str:
