@@ -12,11 +12,12 @@ Two kinds of fake GitHub:
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,11 @@ from shared_core.core.planning.plan import plan_to_json
 from shared_core.core.planning.planner import build_plan
 from shared_core.core.planning.watermarks import parse_watermarks
 from shared_core.core.project.headers import parse_instant
-from shared_core.core.project.loading import CommitProject, load_commit
+from shared_core.core.project.loading import CommitProject, load_commit, load_commits
 from shared_core.ports import BlobStore, InlineAnalyzer
 
 API = "https://api.github.com"
+CODELOAD_HOST = "codeload.github.com"
 TOKEN = "ghp_TESTTOKEN0123456789abcdefABCDEF012345"  # a made-up token; must never show up in a message
 ZERO_SHA = "0" * 40
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
@@ -205,18 +207,22 @@ class ScriptedGitHub(Recorder):
 
 
 class RepoGitHub(Recorder):
-    """Serves a local git repository's commits, trees and blobs the way GitHub's REST API does.
+    """Serves a local git repository's commits, trees, blobs and tarballs the way GitHub's REST API does.
 
     With `truncate_after`, recursive tree listings longer than that are cut and flagged `truncated`,
-    as GitHub does past 100,000 entries.
+    as GitHub does past 100,000 entries. `/tarball/{sha}` answers 302 to `CODELOAD`, which serves
+    `git archive` of the commit (gzipped, under a top folder `owner-name-<short sha>/`, like GitHub's);
+    `archive_edit` may change the archive's bytes before they are sent.
     """
 
-    def __init__(self, repo: Path, full_name: str = REPO, truncate_after: int | None = None) -> None:
+    def __init__(self, repo: Path, full_name: str = REPO, truncate_after: int | None = None,
+                 archive_edit: Callable[[bytes], bytes] | None = None) -> None:
         super().__init__()
         self.repo = repo
         self.full_name = full_name
         self.truncate_after = truncate_after
         self.truncated = 0  # truncated listings sent
+        self.archive_edit = archive_edit
 
     def git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(["git", "-C", str(self.repo), *args], capture_output=True, check=False)
@@ -225,6 +231,9 @@ class RepoGitHub(Recorder):
         self.requests.append(request)
         prefix = f"/repos/{self.full_name}"
         path = request.url.path
+        if request.url.host == CODELOAD_HOST:
+            match = re.fullmatch(rf"/{self.full_name}/legacy\.tar\.gz/([0-9a-f]{{40}})", path)
+            return self.archive(match[1]) if match else httpx.Response(404, text="Not Found")
         if request.method != "GET" or not (path == prefix or path.startswith(prefix + "/")):
             return httpx.Response(404, json=NOT_FOUND)
         rest = path[len(prefix):]
@@ -248,7 +257,18 @@ class RepoGitHub(Recorder):
             if content.returncode != 0:
                 return httpx.Response(404, json=NOT_FOUND)
             return httpx.Response(200, json=blob_json(self.full_name, content.stdout, match[1]))
+        if match := re.fullmatch(r"/tarball/([0-9a-f]{40})", rest):
+            return httpx.Response(302, headers={
+                "location": f"https://{CODELOAD_HOST}/{self.full_name}/legacy.tar.gz/{match[1]}?token=AAAAARCHIVE"})
         return httpx.Response(404, json=NOT_FOUND)
+
+    def archive(self, sha: str) -> httpx.Response:
+        top = f"{self.full_name.replace('/', '-')}-{sha[:7]}/"
+        made = self.git("archive", "--format=tar.gz", f"--prefix={top}", sha)
+        if made.returncode != 0:
+            return httpx.Response(404, text="Not Found")
+        data = self.archive_edit(made.stdout) if self.archive_edit else made.stdout
+        return httpx.Response(200, stream=Chunks(data), headers={"content-type": "application/x-gzip"})
 
     def commit(self, sha: str, *, rest: bool) -> dict[str, Any]:
         raw = self.git("cat-file", "commit", sha).stdout.decode()
@@ -281,6 +301,20 @@ class RepoGitHub(Recorder):
     def source(self, **kwargs: Any) -> GitHubSource:
         kwargs.setdefault("token", TOKEN)
         return GitHubSource(self.full_name, transport=httpx.MockTransport(self.handler), **kwargs)
+
+
+class Chunks(httpx.SyncByteStream):
+    """A response body that arrives in pieces, as over a network (and is not read before it is streamed)."""
+
+    def __init__(self, data: bytes, size: int = 4096) -> None:
+        self.data = data
+        self.size = size
+        self.sent = 0  # bytes handed out so far
+
+    def __iter__(self) -> Iterator[bytes]:
+        for start in range(0, len(self.data), self.size):
+            self.sent = start + self.size
+            yield self.data[start:start + self.size]
 
 
 class MemoryStore:
@@ -889,3 +923,248 @@ def test_project_file_unusual_names_links_and_offsets_match_local_git(tmp_path: 
         "warehouse/sql/marts/café.sql", "warehouse/sql/marts/daily revenue.sql", "warehouse/sql/raw/orders.sql",
     ]
     assert _plan_bytes(source, base, target, tmp_path) == _plan_bytes(local, base, target, tmp_path)
+
+
+# --- archives: a first plan in a few requests, a one-change plan downloads one blob ----------------
+
+
+def _models(count: int, *, changed: int | None = None) -> dict[str, str]:
+    """A project of `count` models in three folders; `changed` gets another SQL body."""
+    files = {"ironlayer.toml": 'models_path = "models"\n'}
+    for i in range(count):
+        body = f"{i} AS x" if i != changed else f"{i} + 1 AS x"
+        files[f"models/layer{i % 3}/m{i:03d}.sql"] = f"-- name: s.m{i:03d}\n-- kind: FULL_REFRESH\nSELECT {body}\n"
+    return files
+
+
+def _rev(repo: Path, spec: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", spec], capture_output=True, check=True,
+                          text=True).stdout.strip()
+
+
+def _two_commits(tmp_path: Path, count: int = 60, attributes: str | None = None) -> tuple[Path, str, str]:
+    """A repository whose second commit changes one model of the first."""
+    repo = init_repo(tmp_path / "repo")
+    files = _models(count)
+    if attributes is not None:
+        files[".gitattributes"] = attributes
+    first = commit_files(repo, files, "models", "2024-03-01T00:00:00+00:00")
+    second = commit_files(repo, _models(count, changed=7), "change m007", "2024-03-02T00:00:00+00:00")
+    return repo, first, second
+
+
+def test_a_first_plan_reads_the_commit_archive_above_the_threshold(tmp_path: Path) -> None:
+    repo, first, _ = _two_commits(tmp_path)
+    github = RepoGitHub(repo)
+    cache = MemoryStore()
+    source = github.source(cache=cache)
+    assert source.resolve(first) == first
+    _same_project(load_commit(source, first), load_commit(LocalGitSource(repo), first))
+    config = _rev(repo, f"{first}:ironlayer.toml")
+    assert github.sent() == [
+        f"GET /repos/{REPO}/git/commits/{first}",
+        f"GET /repos/{REPO}/git/trees/{_rev(repo, f'{first}^{{tree}}')}",
+        f"GET /repos/{REPO}/git/blobs/{config}",  # one missing blob: the blob endpoint
+        f"GET /repos/{REPO}/git/trees/{_rev(repo, f'{first}:models')}?recursive=1",
+        f"GET /repos/{REPO}/tarball/{first}",  # 60 missing blobs: the archive
+        f"GET /{REPO}/legacy.tar.gz/{first}?token=AAAAARCHIVE",
+    ]
+    api, download = github.requests[-2:]
+    assert str(api.url) == f"{API}/repos/{REPO}/tarball/{first}"
+    assert {k: api.headers.get(k) for k in EXPECTED_HEADERS} == EXPECTED_HEADERS
+    assert str(download.url) == f"https://{CODELOAD_HOST}/{REPO}/legacy.tar.gz/{first}?token=AAAAARCHIVE"
+    assert "authorization" not in download.headers  # the token stays with the API's host
+    assert TOKEN not in str(download.headers) and TOKEN not in str(download.url)
+    assert download.headers["accept-encoding"] == "identity"
+    listed = LocalGitSource(repo).list_files(first, "models", ".sql")
+    assert sorted(cache.data) == sorted({f"git-blobs/{b}" for _, b in listed} | {f"git-blobs/{config}"})
+
+    github.clear()  # the same commit again, another source over the same cache: no blob, no archive
+    _same_project(load_commit(github.source(cache=cache), first), load_commit(LocalGitSource(repo), first))
+    assert [line for line in github.sent() if "/git/blobs/" in line or "tarball" in line] == []
+
+
+def test_a_one_change_plan_downloads_only_the_changed_blob(tmp_path: Path) -> None:
+    repo, first, second = _two_commits(tmp_path)
+    github = RepoGitHub(repo)
+    cache = MemoryStore()
+    load_commit(github.source(cache=cache), first)  # the first plan filled the cache
+    github.clear()
+    source = github.source(cache=cache)  # the next plan: a new source (a new activity), the same cache
+    target = load_commit(source, source.resolve(second))
+    base = load_commit(source, source.resolve(first))
+    local = LocalGitSource(repo)
+    _same_project(target, load_commit(local, second))
+    _same_project(base, load_commit(local, first))
+    assert github.sent() == [
+        f"GET /repos/{REPO}/git/commits/{second}",
+        f"GET /repos/{REPO}/git/trees/{_rev(repo, f'{second}^{{tree}}')}",
+        f"GET /repos/{REPO}/git/trees/{_rev(repo, f'{second}:models')}?recursive=1",
+        f"GET /repos/{REPO}/git/blobs/{_rev(repo, f'{second}:models/layer1/m007.sql')}",
+        f"GET /repos/{REPO}/git/commits/{first}",
+        f"GET /repos/{REPO}/git/trees/{_rev(repo, f'{first}^{{tree}}')}",
+        f"GET /repos/{REPO}/git/trees/{_rev(repo, f'{first}:models')}?recursive=1",
+    ]
+    assert _plan_bytes(source, first, second, tmp_path) == _plan_bytes(local, first, second, tmp_path)
+
+
+@pytest.mark.parametrize(("threshold", "archive"), [(None, False), (60, False), (59, True), (0, True)])
+def test_the_threshold_decides_between_archive_and_blobs(tmp_path: Path, threshold: int | None, archive: bool) -> None:
+    repo, first, _ = _two_commits(tmp_path)  # 60 model files
+    github = RepoGitHub(repo)
+    source = github.source(archive_threshold=threshold)
+    files = source.list_files(first, "models", ".sql")
+    github.clear()
+    blobs = source.read_blobs([blob for _, blob in files])
+    assert blobs == LocalGitSource(repo).read_blobs([blob for _, blob in files])
+    if archive:
+        assert github.sent() == [f"GET /repos/{REPO}/tarball/{first}",
+                                 f"GET /{REPO}/legacy.tar.gz/{first}?token=AAAAARCHIVE"]
+    else:
+        assert sorted(github.sent()) == sorted(f"GET /repos/{REPO}/git/blobs/{b}" for _, b in files)
+
+
+def test_blobs_listed_at_no_commit_are_read_one_by_one() -> None:
+    github = ScriptedGitHub()
+    ids = _blob_routes(github, CONTENTS)
+    assert github.source(archive_threshold=1).read_blobs(ids) == dict(zip(ids, CONTENTS, strict=True))
+    assert sorted(github.sent()) == sorted(f"GET /repos/{REPO}/git/blobs/{b}" for b in ids)
+
+
+def test_two_cold_commits_take_one_archive_and_the_difference_blob_by_blob(tmp_path: Path) -> None:
+    repo, first, second = _two_commits(tmp_path)
+    github = RepoGitHub(repo)
+    source = github.source(cache=MemoryStore())
+    local = LocalGitSource(repo)
+    target, base = load_commits(source, [second, first])  # as `ironlayer plan` loads them
+    _same_project(target, load_commit(local, second))
+    _same_project(base, load_commit(local, first))
+    assert [line for line in github.sent() if "/git/blobs/" in line or "tarball" in line] == [
+        f"GET /repos/{REPO}/git/blobs/{_rev(repo, f'{second}:ironlayer.toml')}",
+        f"GET /repos/{REPO}/tarball/{second}",  # the commit with the most missing blobs
+        f"GET /repos/{REPO}/git/blobs/{_rev(repo, f'{first}:models/layer1/m007.sql')}",  # all the other had
+    ]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_golden_projects_load_the_same_through_archives(scenario: str,
+                                                        make_repo: Callable[..., tuple[Path, list[str]]]) -> None:
+    folder = GOLDEN / scenario
+    trees = [read_tree(folder / side) for side in ("base", "target") if (folder / side).is_dir()]
+    repo, shas = make_repo(trees)
+    github = RepoGitHub(repo)
+    source = github.source(cache=MemoryStore(), archive_threshold=0)  # every missing blob from an archive
+    for sha in shas:
+        _same_project(load_commit(source, sha), load_commit(LocalGitSource(repo), sha))
+    assert not [line for line in github.sent() if "/git/blobs/" in line]
+
+
+def test_an_eol_crlf_attribute_in_the_archive_is_undone_and_verified(tmp_path: Path) -> None:
+    repo, first, _ = _two_commits(tmp_path, attributes="*.sql text eol=crlf\n")
+    github = RepoGitHub(repo)
+    source = github.source()
+    files = source.list_files(first, "models", ".sql")
+    archived = gzip.decompress(github.archive(first).read())
+    assert b"SELECT 7 AS x\r\n" in archived  # git archive wrote the files with CRLF
+    assert source.read_blobs([b for _, b in files]) == LocalGitSource(repo).read_blobs([b for _, b in files])
+    assert not [line for line in github.sent() if "/git/blobs/" in line]
+
+
+def _edit_archive(old: bytes, new: bytes) -> Callable[[bytes], bytes]:
+    def edit(data: bytes) -> bytes:
+        return gzip.compress(gzip.decompress(data).replace(old, new))
+    return edit
+
+
+def test_a_tampered_archive_file_is_refused(tmp_path: Path) -> None:
+    repo, first, _ = _two_commits(tmp_path)
+    github = RepoGitHub(repo, archive_edit=_edit_archive(b"SELECT 7 AS x", b"SELECT 8 AS x"))  # same size
+    cache = MemoryStore()
+    source = github.source(cache=cache)
+    files = source.list_files(first, "models", ".sql")
+    github.clear()
+    with pytest.raises(SourceError) as caught:
+        source.read_blobs([b for _, b in files])
+    tampered = _rev(repo, f"{first}:models/layer1/m007.sql")
+    assert str(caught.value) == (
+        f"GitHub's archive of commit {first[:12]} of {REPO} holds models/layer1/m007.sql with content other than "
+        f"its blob {tampered}; retry later (an export-subst or ident attribute in .gitattributes also changes "
+        "archived files)"
+    )
+    assert f"git-blobs/{tampered}" not in cache.data
+    assert github.sent() == [f"GET /repos/{REPO}/tarball/{first}",
+                             f"GET /{REPO}/legacy.tar.gz/{first}?token=AAAAARCHIVE"]  # no fallback
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda data: b"<html>busy</html>", id="not-gzip"),
+    pytest.param(lambda data: data[:len(data) // 2], id="cut-short"),
+    pytest.param(lambda data: gzip.compress(b"\0" * 1024), id="empty-tar"),
+])
+def test_an_unusable_archive_leaves_the_rest_to_the_blob_endpoint(
+    tmp_path: Path, edit: Callable[[bytes], bytes], caplog: pytest.LogCaptureFixture,
+) -> None:
+    repo, first, _ = _two_commits(tmp_path)
+    github = RepoGitHub(repo, archive_edit=edit)
+    cache = MemoryStore()
+    source = github.source(cache=cache)
+    files = source.list_files(first, "models", ".sql")
+    github.clear()
+    ids = [b for _, b in files]
+    assert source.read_blobs(ids) == LocalGitSource(repo).read_blobs(ids)
+    downloaded = {line.rsplit("/", 1)[1] for line in github.sent() if "/git/blobs/" in line}
+    from_archive = {key.removeprefix("git-blobs/") for key in cache.data} - downloaded
+    assert downloaded | from_archive == set(ids) and not downloaded & from_archive
+    assert github.sent()[:2] == [f"GET /repos/{REPO}/tarball/{first}",
+                                 f"GET /{REPO}/legacy.tar.gz/{first}?token=AAAAARCHIVE"]
+    assert len(github.sent()) == 2 + len(downloaded)
+    assert "reading the rest blob by blob" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_a_rate_limited_archive_request_is_an_error_not_sixty_requests(tmp_path: Path) -> None:
+    repo, first, _ = _two_commits(tmp_path)
+    github = RepoGitHub(repo)
+    source = github.source()
+    files = source.list_files(first, "models", ".sql")
+    github.clear()
+
+    def limited(request: httpx.Request) -> httpx.Response:
+        if "/tarball/" in request.url.path:
+            github.requests.append(request)
+            return httpx.Response(403, json=error_json(403, "You have exceeded a secondary rate limit."),
+                                  headers={"retry-after": "30"})
+        return github.handler(request)
+
+    source = GitHubSource(REPO, token=TOKEN, transport=httpx.MockTransport(limited))
+    source.list_files(first, "models", ".sql")
+    github.clear()
+    with pytest.raises(SourceError) as caught:
+        source.read_blobs([b for _, b in files])
+    assert str(caught.value) == (f"GitHub rate-limited requests reading the archive of commit {first} of {REPO} "
+                                 "(secondary limit); retry after 30 s")
+    assert github.sent() == [f"GET /repos/{REPO}/tarball/{first}"]
+
+
+def test_api_redirects_to_another_host_carry_no_token() -> None:
+    """httpx (0.28) drops `Authorization` on a redirect to another origin; the API client relies on it."""
+    github = ScriptedGitHub()
+    moved = "https://api.example.net/repositories/186853002/commits/master"
+    github.add(f"/repos/{REPO}/commits/master", {"message": "Moved Permanently", "url": moved}, 301,
+               {"location": moved})
+    github.add("/repositories/186853002/commits/master", rest_commit_json(REPO, HEAD, HEAD_TREE, HEAD_TIME))
+    assert github.source().resolve("master") == HEAD
+    first, second = github.requests
+    assert first.headers["authorization"] == f"Bearer {TOKEN}"
+    assert second.url.host == "api.example.net" and "authorization" not in second.headers
+
+
+def test_the_archive_asked_for_is_of_the_full_commit_sha_not_the_branch(tmp_path: Path) -> None:
+    repo, _, second = _two_commits(tmp_path)
+    github = RepoGitHub(repo)
+    source = github.source()
+    files = source.list_files("main", "models", ".sql")  # a branch moves; its commit's archive does not
+    github.clear()
+    assert source.read_blobs([b for _, b in files]) == LocalGitSource(repo).read_blobs([b for _, b in files])
+    assert github.sent() == [f"GET /repos/{REPO}/tarball/{second}",
+                             f"GET /{REPO}/legacy.tar.gz/{second}?token=AAAAARCHIVE"]
