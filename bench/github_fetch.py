@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         local = LocalGitSource(repo)
         expected = {sha: load_commit(local, sha) for sha in (first, second)} | {ZERO_SHA: load_commit(local, ZERO_SHA)}
         archive_mb = len(github._archives[first]) / 2**20
-        print(f"first commit {first[:12]} ({args.models:,} models, archive {archive_mb:.1f} MB), second commit "
+        print(f"first commit {first[:12]} ({args.models:,} models, archive {archive_mb:.2f} MB), second commit "
               f"{second[:12]} changes {project.changed_path}; {args.latency * 1000:.0f} ms per request, "
               f"{args.workers} blob downloads at once")
         rows = []
@@ -259,13 +259,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print("| scenario                           | mode                   | API requests | of them blobs | "
-          "archive downloads |    MB | seconds | min of 900/min budget |")
+          "archive downloads |    MB | seconds | minutes of the 900/min limit |")
     print("|:-----------------------------------|:-----------------------|-------------:|--------------:|"
-          "------------------:|------:|--------:|----------------------:|")
+          "------------------:|------:|--------:|-----------------------------:|")
     for row in sorted(rows, key=lambda r: (r.scenario, r.mode != "blob by blob")):
         print(f"| {row.scenario:<34} | {row.mode:<22} | {row.api_requests:>12,} | {row.blob_requests:>13,} | "
               f"{row.downloads:>17} | {row.megabytes:>5.1f} | {row.seconds:>7.2f} | "
-              f"{row.api_requests / SECONDARY_LIMIT:>21.2f} |")
+              f"{row.api_requests / SECONDARY_LIMIT:>28.2f} |")
     print("\nno token reached the download host")
     return 0
 
