@@ -1,9 +1,10 @@
 """Approval: the activity that asks (signed link + pending commit status) and the page that answers.
 
 `GET /api/plans/{plan_id}/approval?token=...` shows the plan, its steps and the SQL diff of each
-modified model; the page's form POSTs the token and the decision, which is verified (signature, expiry,
-plan, tenant, action), recorded once (the token's jti), and raised as the `approval` event on the
-plan's orchestration. Users never see Durable's management URLs (they carry the system key).
+modified model; the page's form POSTs the token and the decision. The token is verified here (signature,
+expiry, plan, tenant, action); the decision itself is `shared_core.services.approvals.decide_plan`, the
+same ordered operation as the API's (revocation, job state, separation of duties, single use, audit,
+the `approval` event, the job). Users never see Durable's management URLs (they carry the system key).
 """
 
 from __future__ import annotations
@@ -11,43 +12,45 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import timedelta
-from typing import Any
-from urllib.parse import parse_qs, quote
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qs
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from functions.http.responses import html_response
-from shared_core.core.errors import CoreError
+from shared_core.core.errors import ApprovalError, ConflictError, CoreError, NotFoundError, PayloadTooLargeError
 from shared_core.settings import get_settings
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
+MAX_FORM_BYTES = 64 * 1024
+MAX_COMMENT_CHARS = 2000
+
+# Page titles: an approval link's errors by status; the plan's state and the request by kind.
+_LINK_TITLES = {401: "This approval link is not valid", 403: "This link is not for this plan",
+                410: "This approval link can no longer be used"}
+_TITLES: tuple[tuple[type[CoreError], str], ...] = (
+    (NotFoundError, "Plan not found"), (ConflictError, "This plan is not waiting for approval"),
+    (PayloadTooLargeError, "Request too large"))
 
 
 @bp.activity_trigger(input_name="request")
 async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
     """Sign a `decide` link for the plan and set the pending commit status that carries it."""
-    from datetime import UTC, datetime
-
     from functions.resources import get_status_publisher, get_store
-    from shared_core.security.approval_tokens import issue_approval_token
+    from shared_core.services.approvals import request_approval
 
     settings = get_settings()
-    now = datetime.now(UTC)  # an activity, not the orchestrator: the link's validity starts when it is made
-    token = issue_approval_token(
-        settings.approval_secret, tenant_id=request["tenant_id"], plan_id=request["plan_id"], action="decide",
-        subject="reviewers", now=now, ttl=timedelta(hours=request["ttl_hours"]),
+    plan_id = request["plan_id"]
+    # An activity, not the orchestrator, so the service may read the clock: the link is valid from now.
+    await request_approval(
+        await get_store(settings), get_status_publisher(settings), secret=settings.approval_secret,
+        approval_url=f"{settings.public_base_url}/api/plans/{plan_id}/approval", tenant_id=request["tenant_id"],
+        plan_id=plan_id, instance_id=request["instance_id"], target=request["target"],
+        ttl_hours=request["ttl_hours"],
     )
-    link = f"{settings.public_base_url}/api/plans/{request['plan_id']}/approval?token={quote(token)}"
-    store = await get_store(settings)
-    await store.set_plan_status(request["tenant_id"], request["plan_id"], "awaiting_approval")
-    await store.upsert_job(request["tenant_id"], request["instance_id"], status="awaiting_approval",
-                           detail="waiting for approval")
-    publisher = get_status_publisher(settings)
-    await asyncio.to_thread(publisher.publish, request["target"], "pending",
-                            f"IronLayer plan {request['plan_id'][:12]} awaits approval", link)
     return {"link_expires_in_hours": request["ttl_hours"]}
 
 
@@ -55,23 +58,25 @@ async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
 @bp.durable_client_input(client_name="client")
 async def plan_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     from functions.http.approval_page import SECURITY_HEADERS, render_result_page
-    from shared_core.core.errors import ApprovalError
+    from functions.http.errors import status_of
 
     plan_id = req.route_params.get("plan_id", "")
     try:
         if req.method == "GET":
             return await _show(req, plan_id)
         return await _decide(req, plan_id, client)
-    except ApprovalError as exc:
-        title = {401: "This approval link is not valid", 403: "This link is not for this plan",
-                 410: "This approval link can no longer be used"}.get(exc.status, "Approval refused")
-        return html_response(render_result_page(title, str(exc), status=exc.status), exc.status, SECURITY_HEADERS)
     except CoreError as exc:
-        from functions.http.responses import status_of
-
         status = status_of(exc)
-        return html_response(render_result_page("The approval could not be processed", str(exc), status=status),
-                             status, SECURITY_HEADERS)
+        return html_response(render_result_page(_title(exc, status), str(exc), status=status), status,
+                             SECURITY_HEADERS)
+
+
+def _title(exc: CoreError, status: int) -> str:
+    """The result page's title for an error: the link's problem, the plan's state, or a general refusal."""
+    if isinstance(exc, ApprovalError):
+        return _LINK_TITLES.get(status, "Approval refused")
+    return next((title for kind, title in _TITLES if isinstance(exc, kind)),
+                "The approval could not be processed")
 
 
 def _token(req: func.HttpRequest, form: dict[str, list[str]] | None = None) -> str:
@@ -80,8 +85,6 @@ def _token(req: func.HttpRequest, form: dict[str, list[str]] | None = None) -> s
 
 
 async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
-    from datetime import UTC, datetime
-
     from functions.http.approval_page import (
         SECURITY_HEADERS,
         format_sql_for_review,
@@ -110,49 +113,24 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
 
 
 async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchestrationClient) -> func.HttpResponse:
-    from datetime import UTC, datetime
-
     from functions.http.approval_page import SECURITY_HEADERS, render_result_page
     from functions.resources import get_store
-    from shared_core.cli.security import record_audit
-    from shared_core.core.errors import InvalidTokenError
-    from shared_core.security.approval_tokens import check_decision, reused_token_error, verify_approval_token
-    from shared_core.security.roles import check_separation
+    from shared_core.security.approval_tokens import check_decision, verify_approval_token
+    from shared_core.services.approvals import DECIDED, decide_plan, link_approver
 
     settings = get_settings()
     body = req.get_body()
-    if len(body) > 64 * 1024:
-        return html_response(render_result_page("Request too large", "the form is too large", status=413), 413,
-                             SECURITY_HEADERS)
+    if len(body) > MAX_FORM_BYTES:
+        raise PayloadTooLargeError("the form is too large")
     form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
     claims = verify_approval_token(settings.approval_secret, _token(req, form), plan_id=plan_id,
                                    now=datetime.now(UTC), tenant_id=settings.tenant_id)
-    decision = check_decision(claims, form.get("decision", [""])[0])
-    store = await get_store(settings)
-    if await store.is_revoked(claims.tenant_id, claims.token_id):
-        raise InvalidTokenError("this approval link was revoked; ask for a new link")
-    job = await store.job_for_plan(claims.tenant_id, plan_id)
-    if job is None or job["status"] != "awaiting_approval":
-        if await store.token_used(claims.tenant_id, claims.token_id):
-            raise reused_token_error(claims)
-        state = job["status"] if job else "unknown"
-        return html_response(render_result_page(
-            "This plan is not waiting for approval", f"plan {plan_id[:12]} is {state}; nothing was changed",
-            status=409), 409, SECURITY_HEADERS)
-    if decision == "approve":
-        tenant_settings = await store.tenant_settings(claims.tenant_id)
-        check_separation(claims.subject, job["author"],
-                         allow_self_approval=bool(tenant_settings.get("allow_self_approval", False)))
-    if not await store.use_token(claims.tenant_id, claims.token_id, plan_id, decision, claims.subject):
-        raise reused_token_error(claims)
-    comment = form.get("comment", [""])[0][:2000]
-    await record_audit(store, claims.tenant_id, actor=claims.subject, role="operator", action=f"plan.{decision}d",
-                       target=plan_id, details={"comment": comment, "via": "approval link"})
-    await client.raise_event(job["instance_id"], "approval",
-                             {"decision": decision, "by": claims.subject, "comment": comment})
-    await store.upsert_job(claims.tenant_id, job["instance_id"], status="running" if decision == "approve" else None,
-                           detail=f"{decision}d by {claims.subject}")
-    logger.info("plan %s %sd by %s", plan_id[:12], decision, claims.subject)
-    verb = "approved" if decision == "approve" else "rejected"
+    granted = check_decision(claims, form.get("decision", [""])[0])
+    decision: Literal["approve", "reject"] = "approve" if granted == "approve" else "reject"
+    await decide_plan(await get_store(settings), client.raise_event, tenant_id=claims.tenant_id, plan_id=plan_id,
+                      decision=decision, approver=link_approver(claims),
+                      comment=form.get("comment", [""])[0][:MAX_COMMENT_CHARS])
+    verb = DECIDED[decision]
+    logger.info("plan %s %s by %s", plan_id[:12], verb, claims.subject)
     return html_response(render_result_page(f"Plan {verb}", f"plan {plan_id[:12]} was {verb}; the commit status "
                                             "on GitHub will follow", status=200), 200, SECURITY_HEADERS)

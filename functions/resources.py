@@ -90,7 +90,8 @@ def get_status_publisher(settings: Settings | None = None) -> Any:
 def get_executor(settings: Settings | None = None) -> Any:
     """The engine adapter named by IRONLAYER_ENGINE (the same executor `ironlayer apply` uses)."""
     settings = settings or get_settings()
-    from shared_core.adapters.engines.duckdb import DuckDBExecutor, ExecutionError
+    from shared_core.adapters.engines.duckdb import DuckDBExecutor
+    from shared_core.core.errors import ExecutionError
 
     if settings.engine == "databricks":
         raise ExecutionError(

@@ -12,7 +12,7 @@ use case can ask for exactly what it touches; `StateStore` is all of them. The r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from shared_core.core.project.models import Model
 
 __all__ = [
+    "ApprovalStore",
     "AuditRow",
     "BatchAnalyzer",
     "BatchOutcome",
@@ -61,6 +62,7 @@ __all__ = [
     "QualityOutcome",
     "QualityResult",
     "QueryAnalyzer",
+    "RaiseEvent",
     "RateDecision",
     "RateState",
     "RunRow",
@@ -456,3 +458,11 @@ class StateStore(LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, Prot
     async def close(self) -> None:
         """Release its connections."""
         ...
+
+
+class ApprovalStore(PlanStore, JobStore, SecurityStore, Protocol):
+    """What asking for and deciding an approval touch: the plan's status, its job, the security state."""
+
+
+RaiseEvent = Callable[[str, str, Mapping[str, str]], Awaitable[None]]
+"""Raises an event on a running orchestration: `(instance_id, event_name, payload)` (the Durable client's)."""

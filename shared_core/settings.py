@@ -13,11 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from shared_core.core.errors import CoreError
-
-
-class SettingsError(CoreError):
-    """A setting is missing or invalid; the message names it."""
+from shared_core.core.errors import SettingsError
 
 
 @dataclass(frozen=True)

@@ -164,15 +164,17 @@ def render_result_page(title: str, message: str, *, status: int) -> str:
 
 
 def render_error_page(error: ApprovalError) -> str:
-    """The page for an approval error: a title for its kind, its message, and its status.
+    """The page for an approval error: a title for its kind, its message, and its status (`errors.status_of`).
 
     >>> from shared_core.core.errors import ExpiredTokenError
     >>> "has expired" in render_error_page(ExpiredTokenError("expired at X; ask for a new link"))
     True
     """
+    from functions.http.errors import status_of
+
     title = next((text for kind, text in _ERROR_TITLES if isinstance(error, kind)), "This approval request failed")
     message = str(error)
-    return render_result_page(title, message[:1].upper() + message[1:], status=error.status)
+    return render_result_page(title, message[:1].upper() + message[1:], status=status_of(error))
 
 
 def unified_sql_diff(name: str, old: str, new: str, *, base: str = "", target: str = "") -> list[str]:

@@ -1,33 +1,52 @@
-"""The one error tree of shared_core; handlers map these to exit codes and HTTP statuses.
+"""The one error tree of IronLayer: every error the product raises is defined here, classified by meaning.
+
+The core raises these; the edges translate them: the CLI into exit codes (`shared_core.cli.main`), the
+Functions into HTTP statuses (`functions.http.errors`, the one error -> status map; statuses never live on
+the errors themselves). The status in brackets is what the Functions answer.
 
 ```
-CoreError                  root of every error raised by shared_core
-├── ModelError             a model file cannot be loaded, parsed or validated (carries file:line:col)
-│   ├── UnsafeSqlError     a model is not a single read-only query
-│   ├── RefError           a ref() that does not resolve, or resolves ambiguously
-│   └── CycleError         the model graph has a cycle (carries the cycle path)
-├── ProjectError           the project file (ironlayer.toml / [tool.ironlayer]) is invalid
-├── WatermarkError         the watermark ledger input is malformed
-├── PlanError              a plan file cannot be read or was not produced by this planner
-├── SourceError            a git repository or ref cannot be read
-├── StateError             the state store refused or failed an operation
-│   └── StateUnavailableError  the state store cannot be reached (safe to retry)
-├── ApprovalError          an approval link cannot be used; carries the HTTP `status` (itself: 400, bad request)
-│   ├── InvalidTokenError  malformed, forged, wrong algorithm/issuer/audience, not yet valid (401)
-│   ├── ExpiredTokenError  the link's time is up (410)
-│   ├── ReusedTokenError   the link was already used once (410; raised by the JTI store's caller)
-│   ├── WrongPlanError     the link belongs to another plan or tenant (403)
-│   └── WrongActionError   the link does not grant the decision that was posted (403)
-├── AuthSettingsError      the API authentication settings are unsafe or incomplete, e.g. dev mode in production (500)
-├── AuthenticationError    an API request has no valid access token: missing, forged, expired, revoked... (401)
-│   └── JwksUnavailableError  the identity provider's signing keys cannot be fetched (503; safe to retry)
-├── AuthorizationError     the caller's role may not use the endpoint, or may not approve its own plan (403)
-├── AuditError             an audit entry cannot be built or read: wrong tenant, time going back, malformed row (500)
-├── CredentialError        a credential cannot be decrypted (wrong or retired key, altered or moved token), or
-│                          the key list is invalid (500)
-└── RateLimitedError       a request exceeds a rate limit (429; carries `retry_after_seconds` for `Retry-After`)
+CoreError                      root of every error raised by shared_core
+├── InputError                 a request or command argument is malformed: an ID, a field, a body [400]
+│   ├── PayloadTooLargeError   a request body exceeds its size limit [413]
+│   ├── WebhookError           a webhook delivery is malformed: JSON, a header, the push payload [400]
+│   │   └── WebhookSignatureError  X-Hub-Signature-256 is missing or does not match the secret [401]
+│   └── SecurityCommandError   `ironlayer audit|credentials|rotate-keys` cannot run as asked [400]
+├── NotFoundError              the plan or job named does not exist for the caller's tenant [404]
+├── ConflictError              it exists, but its state forbids the request: a finished job, a decided plan [409]
+├── ModelError                 a model file cannot be loaded, parsed or validated (carries file:line:col) [400]
+│   ├── UnsafeSqlError         a model is not a single read-only query
+│   ├── RefError               a ref() that does not resolve, or resolves ambiguously
+│   └── CycleError             the model graph has a cycle (carries the cycle path)
+├── ProjectError               the project file (ironlayer.toml / [tool.ironlayer]) is invalid [400]
+├── WatermarkError             the watermark ledger input is malformed [400]
+├── PlanError                  a plan document is invalid or was not produced by this planner [500: the
+│                              Functions only read plans they stored; the CLI reads files it is given]
+├── SourceError                a git repository or ref cannot be read [400]
+├── ExecutionError             a batch failed on the engine (the model's SQL) [400]
+│   └── BlockedBatchError      a BLOCK quality test failed; the batch was rolled back
+├── StateError                 the state store refused or failed an operation [500]
+│   ├── StateUnavailableError  the state store cannot be reached; safe to retry [503]
+│   ├── BlobMissingError       the state store records a plan whose blob is missing [500]
+│   ├── StalePlanError         the watermarks a plan was built on have moved; re-plan [409]
+│   └── LockTimeoutError       a range stayed locked by another apply past the timeout [409]
+├── SettingsError              a deployment setting is missing or invalid: the server's fault [500]
+│   └── AuthSettingsError      the authentication settings are unsafe or incomplete, e.g. dev mode in production
+├── ApprovalError              an approval link cannot be used; itself: the request around it is malformed [400]
+│   ├── InvalidTokenError      malformed, forged, wrong algorithm/issuer/audience, not yet valid, revoked [401]
+│   ├── ExpiredTokenError      the link's time is up [410]
+│   ├── ReusedTokenError       the link was already used once [410]
+│   ├── WrongPlanError         the link belongs to another plan or tenant [403]
+│   └── WrongActionError       the link does not grant the decision that was posted [403]
+├── AuthenticationError        an API request has no valid access token: missing, forged, expired, revoked [401]
+│   └── JwksUnavailableError   the identity provider's signing keys cannot be fetched; safe to retry [503]
+├── AuthorizationError         the caller's role may not use the endpoint, or may not approve its own plan [403]
+├── AuditError                 an audit entry cannot be built or read: wrong tenant, time going back, bad row [500]
+├── CredentialError            a credential cannot be decrypted (wrong or retired key, altered or moved
+│                              token), or the key list is invalid [500]
+└── RateLimitedError           a request exceeds a rate limit (carries `retry_after_seconds`) [429]
 ```
-Every message says what went wrong, which file/field/value it concerns, and what to do next.
+Every message says what went wrong, which file/field/value it concerns, and what to do next. Programming
+errors (a naive `now`, an endpoint missing from the role policy) stay `ValueError`s: no caller can fix them.
 """
 
 from __future__ import annotations
@@ -35,6 +54,34 @@ from __future__ import annotations
 
 class CoreError(Exception):
     """Root of every error raised by shared_core."""
+
+
+class InputError(CoreError):
+    """A request or command argument is malformed; the message names the field and the value expected."""
+
+
+class PayloadTooLargeError(InputError):
+    """A request body exceeds its size limit; the message gives the limit."""
+
+
+class WebhookError(InputError):
+    """A webhook delivery that must be refused: malformed JSON, a missing header, an invalid push payload."""
+
+
+class WebhookSignatureError(WebhookError):
+    """`X-Hub-Signature-256` is missing or was not made with the configured secret."""
+
+
+class SecurityCommandError(InputError):
+    """A security command (`audit`, `credentials`, `rotate-keys`) cannot run as asked."""
+
+
+class NotFoundError(CoreError):
+    """The plan or job named in a request does not exist for the caller's tenant."""
+
+
+class ConflictError(CoreError):
+    """The thing named exists, but its state forbids the request (a finished job, a plan already decided)."""
 
 
 class ModelError(CoreError):
@@ -94,6 +141,18 @@ class SourceError(CoreError):
     """A repository, commit or file cannot be read from the source."""
 
 
+class ExecutionError(CoreError):
+    """A batch failed on the engine (SQL error) or was blocked by a quality test."""
+
+
+class BlockedBatchError(ExecutionError):
+    """A BLOCK quality test failed; the batch was rolled back."""
+
+    def __init__(self, message: str, outcomes: tuple[object, ...]) -> None:
+        self.outcomes = outcomes
+        super().__init__(message)
+
+
 class StateError(CoreError):
     """The state store refused or failed an operation."""
 
@@ -102,70 +161,66 @@ class StateUnavailableError(StateError):
     """The state store cannot be reached; the operation is safe to retry."""
 
 
-class ApprovalError(CoreError):
-    """An approval link cannot be used; `status` is the HTTP status of the page that says so.
+class BlobMissingError(StateError):
+    """The state store records something (a plan) whose bytes are missing from the blob store."""
 
-    Raised as itself (400) when the request around a genuine token is malformed, e.g. an unknown decision.
+
+class StalePlanError(StateError):
+    """The watermarks a plan was built on have moved; re-plan."""
+
+
+class LockTimeoutError(StateError):
+    """A range stayed locked by another apply longer than the lock timeout."""
+
+
+class SettingsError(CoreError):
+    """A setting is missing or invalid; the message names it. The server's fault, never the caller's."""
+
+
+class AuthSettingsError(SettingsError):
+    """The API authentication settings are unsafe or incomplete; the message names the setting.
+
+    Raised at start-up by `AuthConfig`; if one ever reaches a request it is the server's fault.
     """
 
-    status: int = 400
+
+class ApprovalError(CoreError):
+    """An approval link cannot be used.
+
+    Raised as itself when the request around a genuine token is malformed, e.g. an unknown decision.
+    """
 
 
 class InvalidTokenError(ApprovalError):
-    """The token is malformed, forged, signed with another algorithm, or not meant for approvals."""
-
-    status: int = 401
+    """The token is malformed, forged, signed with another algorithm, revoked, or not meant for approvals."""
 
 
 class ExpiredTokenError(ApprovalError):
     """The token's lifetime has ended; a new link must be requested."""
 
-    status: int = 410
-
 
 class ReusedTokenError(ApprovalError):
     """The token's `jti` was already used; each link decides once."""
-
-    status: int = 410
 
 
 class WrongPlanError(ApprovalError):
     """The token is genuine but was issued for another plan or tenant."""
 
-    status: int = 403
-
 
 class WrongActionError(ApprovalError):
     """The token is genuine but does not grant the decision that was posted."""
-
-    status: int = 403
-
-
-class AuthSettingsError(CoreError):
-    """The API authentication settings are unsafe or incomplete; the message names the setting.
-
-    Raised at start-up by `AuthConfig`; if one ever reaches a request it is the server's fault (500).
-    """
-
-    status: int = 500
 
 
 class AuthenticationError(CoreError):
     """An API request carries no valid access token; the message never echoes the token."""
 
-    status: int = 401
-
 
 class JwksUnavailableError(AuthenticationError):
     """The identity provider's signing keys cannot be fetched (or are malformed); safe to retry."""
 
-    status: int = 503
-
 
 class AuthorizationError(CoreError):
     """The caller is authenticated but its role may not use the endpoint, or it may not approve its own plan."""
-
-    status: int = 403
 
 
 class AuditError(CoreError):
@@ -174,19 +229,13 @@ class AuditError(CoreError):
     A broken chain is not an error: `audit.verify_chain` reports it.
     """
 
-    status: int = 500
-
 
 class CredentialError(CoreError):
     """A credential cannot be encrypted or decrypted, or the key list is invalid; never shows a key or value."""
 
-    status: int = 500
-
 
 class RateLimitedError(CoreError):
-    """A request exceeds a rate limit; answer 429 with `Retry-After: retry_after_seconds`."""
-
-    status: int = 429
+    """A request exceeds a rate limit; answer with `Retry-After: retry_after_seconds`."""
 
     def __init__(self, message: str, *, retry_after_seconds: int) -> None:
         self.retry_after_seconds = retry_after_seconds

@@ -37,6 +37,7 @@ import jwt
 
 from shared_core.core.errors import (
     ApprovalError,
+    AuthSettingsError,
     ExpiredTokenError,
     InvalidTokenError,
     ReusedTokenError,
@@ -118,7 +119,8 @@ def issue_approval_token(
         The compact JWT.
 
     Raises:
-        ValueError: a short secret, a lifetime out of range, a naive `now`, or a malformed argument.
+        AuthSettingsError: the secret is shorter than 32 bytes (a deployment setting).
+        ValueError: a lifetime out of range, a naive `now`, or a malformed argument (the caller's bug).
 
     >>> token = issue_approval_token("s" * 32, tenant_id="t1", plan_id="a" * 64, action="decide", subject="octo",
     ...                              now=datetime(2024, 1, 1, tzinfo=UTC), token_id=lambda: "0" * 32)
@@ -171,10 +173,11 @@ def verify_approval_token(
         The verified claims. Whether the `jti` was used before is the caller's check.
 
     Raises:
-        InvalidTokenError: malformed, forged, not HS256, wrong issuer or audience, or not yet valid (401).
-        ExpiredTokenError: `now` is at or after `exp` (410).
-        WrongPlanError: a genuine token for another plan or tenant (403).
-        ValueError: the secret is shorter than 32 bytes, or `now` is naive.
+        InvalidTokenError: malformed, forged, not HS256, wrong issuer or audience, or not yet valid.
+        ExpiredTokenError: `now` is at or after `exp`.
+        WrongPlanError: a genuine token for another plan or tenant.
+        AuthSettingsError: the secret is shorter than 32 bytes (a deployment setting).
+        ValueError: `now` is naive.
     """
     key = _key(secret)
     instant = _utc(now)
@@ -230,8 +233,8 @@ def check_decision(claims: ApprovalClaims, decision: str) -> str:
     'reject'
 
     Raises:
-        ApprovalError: the decision is neither `approve` nor `reject` (400).
-        WrongActionError: the token grants only the other decision (403).
+        ApprovalError: the decision is neither `approve` nor `reject`.
+        WrongActionError: the token grants only the other decision.
     """
     if decision not in DECISIONS:
         raise ApprovalError(f"decision {decision[:40]!r} is unknown; choose approve or reject on the approval page")
@@ -244,7 +247,7 @@ def check_decision(claims: ApprovalClaims, decision: str) -> str:
 
 
 def reused_token_error(claims: ApprovalClaims) -> ReusedTokenError:
-    """The error a caller raises when the token's `jti` is already recorded as used (410)."""
+    """The error a caller raises when the token's `jti` is already recorded as used."""
     return ReusedTokenError(
         f"this approval link for plan {claims.plan_id[:12]} was already used; a link decides once, "
         "see the plan's commit status for the outcome"
@@ -289,8 +292,8 @@ def _invalid(reason: str) -> InvalidTokenError:
 def _key(secret: str | bytes) -> bytes:
     key = secret.encode() if isinstance(secret, str) else bytes(secret)
     if len(key) < MIN_SECRET_BYTES:
-        raise ValueError(
-            f"the approval signing secret has {len(key)} bytes; use at least {MIN_SECRET_BYTES} random bytes"
+        raise AuthSettingsError(
+            f"IRONLAYER_APPROVAL_SECRET has {len(key)} bytes; set at least {MIN_SECRET_BYTES} random bytes"
         )
     return key
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from shared_core.core.errors import RateLimitedError
 from shared_core.core.project.models import sha256_json
@@ -164,8 +165,18 @@ def decide_all(checks: Sequence[tuple[BucketState | None, RateLimit]], *, now: d
     return CombinedDecision(False, retry_after, rolled)
 
 
-def ensure_allowed(decision: Decision | CombinedDecision, what: str) -> None:
-    """Raise `RateLimitedError` (429 with `Retry-After`) if `decision` refused the request.
+class Verdict(Protocol):
+    """Any decision that says whether a request may proceed and, if not, when to retry (`Decision`, ...)."""
+
+    @property
+    def allowed(self) -> bool: ...
+
+    @property
+    def retry_after_seconds(self) -> int: ...
+
+
+def ensure_allowed(decision: Verdict, what: str) -> None:
+    """Raise `RateLimitedError` (it carries the `Retry-After` seconds) if `decision` refused the request.
 
     Args:
         what: names the limit for the message, e.g. "requests to POST /api/plans".

@@ -1,13 +1,15 @@
 """Roles and the endpoint policy: which role may call which API endpoint, and separation of duties.
 
 Human roles are ordered, each including the ones below it: `viewer < operator < engineer < admin`.
-Viewers read; operators also approve, reject and cancel; engineers also plan, apply and backfill; admins
-also manage credentials, settings and tenants and rotate keys. The `service` role (internal calls between
-IronLayer's own components) stands outside that order: it is allowed exactly where an endpoint lists it,
-and nowhere else, whatever the endpoint's minimum human role.
+Viewers read; operators also approve, reject and cancel; admins also manage credentials and settings.
+Engineers plan and apply through pushes and the CLI, so no API endpoint needs them yet; they hold every
+operator right. The `service` role (internal calls between IronLayer's own components) stands outside
+that order: it is allowed exactly where an endpoint lists it, and nowhere else, whatever the endpoint's
+minimum human role.
 
-Every endpoint declares its rule in `POLICY`; an endpoint missing from it is a programming error, not a
-refusal, so that a forgotten entry fails loudly in tests instead of quietly answering 403 (or worse, 200).
+Every API endpoint declares its rule in `POLICY`, and `POLICY` lists only endpoints that exist (a test
+compares it with the endpoints the API guards). An endpoint missing from it is a programming error, not
+a refusal, so that a forgotten entry fails loudly in tests instead of quietly answering 403 (or worse, 200).
 Pure: no I/O, no clock.
 """
 
@@ -64,13 +66,8 @@ POLICY: Mapping[str, Permission] = _table(
     Permission("approve_plan", OPERATOR),
     Permission("reject_plan", OPERATOR),
     Permission("cancel_job", OPERATOR),
-    Permission("plan", ENGINEER, service=True),
-    Permission("apply", ENGINEER, service=True),
-    Permission("backfill", ENGINEER),
     Permission("manage_credentials", ADMIN),
     Permission("manage_settings", ADMIN),
-    Permission("manage_tenants", ADMIN),
-    Permission("rotate_keys", ADMIN),
 )
 
 
@@ -89,7 +86,7 @@ def allows(role: str, endpoint: str) -> bool:
     Raises:
         ValueError: `endpoint` is not in `POLICY` (a programming error: declare the endpoint there).
 
-    >>> allows("operator", "approve_plan"), allows("viewer", "approve_plan"), allows("service", "backfill")
+    >>> allows("operator", "approve_plan"), allows("viewer", "approve_plan"), allows("service", "cancel_job")
     (True, False, False)
     """
     rule = POLICY.get(endpoint)
@@ -108,15 +105,15 @@ def authorize(principal_role: str, endpoint: str) -> None:
         endpoint: the endpoint's name in `POLICY`, e.g. `approve_plan`.
 
     Raises:
-        AuthorizationError: the role may not call the endpoint (403); the message names the role needed.
+        AuthorizationError: the role may not call the endpoint; the message names the role needed.
         ValueError: `endpoint` is not declared in `POLICY`.
 
-    >>> authorize("admin", "rotate_keys")
+    >>> authorize("admin", "manage_settings")
     >>> try:
-    ...     authorize("viewer", "apply")
+    ...     authorize("viewer", "cancel_job")
     ... except AuthorizationError as exc:
     ...     print(exc)
-    role 'viewer' may not call apply; it needs engineer or higher, ask an admin
+    role 'viewer' may not call cancel_job; it needs operator or higher, ask an admin
     """
     if allows(principal_role, endpoint):
         return
@@ -143,7 +140,7 @@ def check_separation(approver: str, author: str, *, allow_self_approval: bool) -
         allow_self_approval: the tenant setting that lets authors approve their own plans.
 
     Raises:
-        AuthorizationError: the approver is the author and self-approval is off, or the approver is empty (403).
+        AuthorizationError: the approver is the author and self-approval is off, or the approver is empty.
 
     >>> check_separation("alice", "bob", allow_self_approval=False)
     >>> check_separation("Alice", "alice", allow_self_approval=True)

@@ -196,8 +196,8 @@ class JwksCache:
         """The key with id `kid`, refreshing the cache as the class docstring describes.
 
         Raises:
-            AuthenticationError: the provider does not publish a usable key with that id (401).
-            JwksUnavailableError: the keys are needed, but cannot be fetched or are malformed (503).
+            AuthenticationError: the provider does not publish a usable key with that id.
+            JwksUnavailableError: the keys are needed, but cannot be fetched or are malformed.
         """
         instant = _utc(now)
         with self._lock:
@@ -252,9 +252,9 @@ def authenticate(
 
     Raises:
         AuthenticationError: missing, malformed, forged, wrong algorithm, expired, not yet valid, too
-            long-lived, wrong issuer or audience, missing claims, unknown role, or revoked (401).
-        JwksUnavailableError: oidc keys cannot be fetched (503).
-        AuthSettingsError: oidc mode without a `JwksCache` for the configured URL (500).
+            long-lived, wrong issuer or audience, missing claims, unknown role, or revoked.
+        JwksUnavailableError: oidc keys cannot be fetched.
+        AuthSettingsError: oidc mode without a `JwksCache` for the configured URL.
 
     >>> authenticate(None, config=AuthConfig(mode="dev", dev_tenant="t1"), now=datetime(2024, 1, 1, tzinfo=UTC),
     ...              is_revoked=lambda jti: False).role

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from shared_core.core.errors import CoreError, PlanError, StateError
+from shared_core.core.errors import CoreError, LockTimeoutError, PlanError, StalePlanError
 from shared_core.core.planning.intervals import add_batches
 from shared_core.core.planning.watermarks import snapshot
 from shared_core.core.project.headers import parse_instant
@@ -39,9 +39,7 @@ __all__ = [
     "Event",
     "ExecutionStart",
     "Executor",
-    "LockTimeoutError",
     "RunOptions",
-    "StalePlanError",
     "StepOutcome",
     "StepReport",
     "VerifiedPlan",
@@ -62,14 +60,6 @@ __all__ = [
 ]
 
 NOT_SUCCEEDED = frozenset({"failed", "skipped"})  # step statuses that make the plan fail and skip downstream
-
-
-class StalePlanError(StateError):
-    """The watermarks a plan was built on have moved; re-plan."""
-
-
-class LockTimeoutError(StateError):
-    """A range stayed locked by another apply longer than the lock timeout."""
 
 
 @dataclass

@@ -1,33 +1,51 @@
-"""Audit use cases: append an entry to a tenant's hash-chained audit log, and verify the chain.
+"""Record and verify the tenant's audit log: the one way every use case writes an audit entry.
 
-Every caller (the CLI's commands, the apply service, the API, the approval page) records through
-`record_audit`, so entries are built, scrubbed and chained one way.
+The chain rules live in `shared_core.security.audit` (pure); this service applies them to the state
+store under its append lock. Details are scrubbed of secrets and PII before they are hashed and stored.
+The clock is read here, at the service edge, only when the caller passes no `now`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared_core.core.state import AuditRow
 
+from shared_core.ports import SecurityStore
+from shared_core.security.audit import ChainReport, entry_from_row, entry_hash, entry_to_row, next_entry, verify_chain
+from shared_core.security.scrub import scrub_mapping
 
-async def record_audit(store: Any, tenant_id: str, *, actor: str, role: str, action: str, target: str,
-                       details: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
-    """Append one entry to the tenant's audit chain (the time never goes back past the chain's head)."""
-    from dataclasses import replace
 
-    from shared_core.security.audit import entry_from_row, entry_hash, entry_to_row, next_entry
-    from shared_core.security.scrub import scrub_mapping
+async def record_audit(store: SecurityStore, tenant_id: str, *, actor: str, role: str, action: str, target: str,
+                       details: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Append one entry to the tenant's audit chain (the time never goes back past the chain's head).
 
+    Args:
+        store: the state store (its audit chain).
+        tenant_id: whose chain.
+        actor, role: who did it (the authenticated subject and its role).
+        action: what was done, e.g. `plan.approved`, `credential.set`.
+        target: what it was done to, e.g. a plan ID or a credential name.
+        details: a JSON object; scrubbed of secrets and PII before it is hashed.
+        now: when it happened; the current UTC time when not given.
+
+    Returns:
+        The stored row.
+
+    Raises:
+        AuditError: a field is malformed (empty actor, unknown action format, details too large).
+    """
     moment = now or datetime.now(UTC)
 
     def build(previous_row: AuditRow | None, head: str | None) -> AuditRow:
         previous = entry_from_row(previous_row) if previous_row else None
         at = max(moment, previous.at) if previous else moment
         entry = next_entry(previous, tenant_id=tenant_id, at=at, actor=actor, role=role, action=action,
-                           target=target, details=scrub_mapping(details))
+                           target=target, details=scrub_mapping(dict(details)))
         if head and entry.prev_hash != head:
             # The newest rows are gone (the head says so): chain to the head, so that the gap stays
             # visible to `verify_chain` instead of being papered over by this append.
@@ -35,13 +53,16 @@ async def record_audit(store: Any, tenant_id: str, *, actor: str, role: str, act
             entry = replace(linked, hash=entry_hash(linked))
         return entry_to_row(entry)
 
-    row: dict[str, Any] = await store.append_audit(tenant_id, build)
-    return row
+    return await store.append_audit(tenant_id, build)
 
 
-async def verify_audit(store: Any, tenant_id: str) -> Any:
+async def verify_audit(store: SecurityStore, tenant_id: str) -> ChainReport:
     """The `ChainReport` of the tenant's audit log, checked against the head kept on the tenant row."""
-    from shared_core.security.audit import entry_from_row, verify_chain
-
     rows, head = await store.audit_rows(tenant_id)
     return verify_chain([entry_from_row(r) for r in rows], expected_head=head, tenant_id=tenant_id)
+
+
+async def list_audit(store: SecurityStore, tenant_id: str) -> list[dict[str, Any]]:
+    """Every audit row of the tenant, oldest first (for reading; `verify_audit` checks them)."""
+    rows, _ = await store.audit_rows(tenant_id)
+    return rows

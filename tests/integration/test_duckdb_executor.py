@@ -7,7 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from shared_core.adapters.engines.duckdb import BlockedBatchError, DuckDBExecutor, ExecutionError
+from shared_core.adapters.engines.duckdb import DuckDBExecutor
+from shared_core.core.errors import BlockedBatchError, ExecutionError
 from shared_core.core.project.headers import parse_instant as t
 from shared_core.core.project.models import ModelSource, Project, load_project
 

@@ -13,8 +13,10 @@ from typing import Any
 import jwt
 import pytest
 
+from functions.http.errors import status_of
 from shared_core.core.errors import (
     ApprovalError,
+    AuthSettingsError,
     CoreError,
     ExpiredTokenError,
     InvalidTokenError,
@@ -186,7 +188,7 @@ STATUSES: list[tuple[type[ApprovalError], int]] = [
 
 @pytest.mark.parametrize(("error", "status"), STATUSES)
 def test_error_statuses(error: type[ApprovalError], status: int) -> None:
-    assert error.status == status
+    assert status_of(error("x")) == status
     assert issubclass(error, CoreError)
 
 
@@ -238,7 +240,7 @@ def test_refusals(maker: Callable[[], str], overrides: dict[str, Any], error: ty
     with pytest.raises(ApprovalError) as caught:
         verify(token, **overrides)
     assert type(caught.value) is error
-    assert caught.value.status == dict(STATUSES)[error]
+    assert status_of(caught.value) == dict(STATUSES)[error]
     assert text in str(caught.value)
     assert "\n" not in str(caught.value)
     assert "ask for a new link" in str(caught.value) or "open the link" in str(caught.value)
@@ -278,7 +280,6 @@ BAD_ISSUES: list[tuple[str, dict[str, Any], str]] = [
     ("ttl over 7 days", {"ttl": MAX_TTL + timedelta(seconds=1)}, "lifetime"),
     ("ttl zero", {"ttl": timedelta(0)}, "lifetime"),
     ("ttl negative", {"ttl": timedelta(hours=-1)}, "lifetime"),
-    ("short secret", {"secret": "k" * 31}, "at least 32"),
     ("unknown action", {"action": "apply"}, "unknown"),
     ("plan id not hex", {"plan_id": "plan-1"}, "plan ID"),
     ("empty tenant", {"tenant_id": ""}, "tenant_id"),
@@ -299,10 +300,17 @@ def test_seven_days_exactly_is_allowed() -> None:
     assert verify(issue(ttl=MAX_TTL), now=NOW + MAX_TTL - timedelta(seconds=1)).expires_at == NOW + MAX_TTL
 
 
-@pytest.mark.parametrize(("secret", "now"), [("k" * 31, NOW), (SECRET, datetime(2024, 1, 1))])
-def test_verify_refuses_short_secret_and_naive_now(secret: str, now: datetime) -> None:
-    with pytest.raises(ValueError):
-        verify_approval_token(secret, issue(), plan_id=PLAN, now=now)
+def test_a_short_signing_secret_is_a_settings_error_not_the_callers() -> None:
+    with pytest.raises(AuthSettingsError, match="IRONLAYER_APPROVAL_SECRET has 31 bytes; set at least 32") as caught:
+        issue(secret="k" * 31)
+    assert status_of(caught.value) == 500
+    with pytest.raises(AuthSettingsError, match="at least 32"):
+        verify_approval_token("k" * 31, issue(), plan_id=PLAN, now=NOW)
+
+
+def test_verify_refuses_naive_now() -> None:
+    with pytest.raises(ValueError, match="time zone"):
+        verify_approval_token(SECRET, issue(), plan_id=PLAN, now=datetime(2024, 1, 1))
 
 
 # --- decisions ---
@@ -329,7 +337,7 @@ def test_check_decision(action: str, decision: str, error: type[ApprovalError] |
     with pytest.raises(ApprovalError) as caught:
         check_decision(claims, decision)
     assert type(caught.value) is error
-    assert caught.value.status == status
+    assert status_of(caught.value) == status
     assert not claims.permits(decision)
 
 
@@ -337,6 +345,6 @@ def test_reused_token_error() -> None:
     error = reused_token_error(verify(issue()))
     assert isinstance(error, ReusedTokenError)
     assert isinstance(error, ApprovalError)
-    assert error.status == 410
+    assert status_of(error) == 410
     assert "already used" in str(error)
     assert "a80a71a0bccb" in str(error)

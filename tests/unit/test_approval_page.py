@@ -18,6 +18,7 @@ from functions.http.approval_page import (
     render_result_page,
     unified_sql_diff,
 )
+from functions.http.errors import status_of
 from shared_core.core.errors import (
     ApprovalError,
     ExpiredTokenError,
@@ -334,7 +335,7 @@ def test_error_pages(error: ApprovalError, title: str, note: str) -> None:
     html = render_error_page(error)
     text = Page(html).all_text()
     assert f"<title>{title} · IronLayer</title>" in html
-    assert str(error.status) in text
+    assert str(status_of(error)) in text
     assert str(error)[:1].upper() + str(error)[1:] in text  # shown as a sentence
     assert note in text
     assert "Nothing was approved or rejected." in text

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from functions.http.errors import status_of
 from shared_core.core.errors import AuthenticationError, AuthSettingsError, CoreError, JwksUnavailableError
 from shared_core.security.approval_tokens import issue_approval_token
 from shared_core.security.tokens import (
@@ -82,7 +83,7 @@ def refused(call: Callable[[], object], *fragments: str, token: str = "") -> Aut
         call()
     error = caught.value
     message = str(error)
-    assert error.status == 401, message
+    assert status_of(error) == 401, message
     assert isinstance(error, CoreError)
     assert "\n" not in message
     for fragment in fragments:
@@ -137,7 +138,7 @@ def test_token_modes_are_valid_in_production() -> None:
 def test_unsafe_or_incomplete_settings_are_refused(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(AuthSettingsError, match=fragment) as caught:
         AuthConfig(**kwargs)
-    assert caught.value.status == 500
+    assert status_of(caught.value) == 500
 
 
 def test_the_secret_is_not_in_the_config_repr() -> None:
@@ -471,7 +472,7 @@ def test_an_unreachable_provider_answers_503_and_is_not_hammered(provider: FakeP
     for seconds in (0, 30, 59):
         with pytest.raises(JwksUnavailableError) as caught:
             auth_oidc(token, cache, now=NOW + timedelta(seconds=seconds))
-        assert caught.value.status == 503
+        assert status_of(caught.value) == 503
         assert isinstance(caught.value, AuthenticationError)
         assert "connection refused" not in str(caught.value)
     assert len(provider.fetches) == 1

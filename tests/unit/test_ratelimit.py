@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from functions.http.errors import status_of
 from shared_core.core.errors import CoreError, RateLimitedError
 from shared_core.security.ratelimit import (
     BucketState,
@@ -160,7 +161,7 @@ def test_ensure_allowed() -> None:
     with pytest.raises(RateLimitedError) as caught:
         ensure_allowed(refused, "requests to POST /api/plans")
     assert caught.value.retry_after_seconds == refused.retry_after_seconds == 72
-    assert caught.value.status == 429 and isinstance(caught.value, CoreError)
+    assert status_of(caught.value) == 429 and isinstance(caught.value, CoreError)
     assert "POST /api/plans" in str(caught.value)
 
 

@@ -27,14 +27,10 @@ from typing import Any
 
 import duckdb
 
-from shared_core.core.errors import CoreError
+from shared_core.core.errors import BlockedBatchError, ExecutionError
 from shared_core.core.project.headers import QualityTest
 from shared_core.core.project.models import Model
 from shared_core.core.sql.render import render_query
-
-
-class ExecutionError(CoreError):
-    """A batch failed on the engine (SQL error) or was blocked by a quality test."""
 
 
 @dataclass(frozen=True)
@@ -286,11 +282,3 @@ class _ConflictError(Exception):
 def _naive(value: datetime | None) -> datetime | None:
     """DuckDB TIMESTAMP values are naive UTC."""
     return value.replace(tzinfo=None) if value is not None else None
-
-
-class BlockedBatchError(ExecutionError):
-    """A BLOCK quality test failed; the batch was rolled back."""
-
-    def __init__(self, message: str, outcomes: tuple[TestOutcome, ...]) -> None:
-        self.outcomes = outcomes
-        super().__init__(message)

@@ -16,18 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shared_core.core.errors import CoreError
+from shared_core.core.errors import PayloadTooLargeError, SettingsError, WebhookError, WebhookSignatureError
 
 ZERO_SHA = "0" * 40
-
-
-class WebhookError(CoreError):
-    """A webhook request that must be refused; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int) -> None:
-        self.status = status
-        super().__init__(message)
-
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -61,17 +52,17 @@ class PushPayload:
         """Validate the fields IronLayer uses (others are ignored).
 
         Raises:
-            WebhookError: 400 naming the first invalid field.
+            WebhookError: naming the first invalid field.
         """
         ref = _field(document, "ref", str)
         before, after = _field(document, "before", str), _field(document, "after", str)
         for name, value in (("before", before), ("after", after)):
             if not _SHA.match(value):
-                raise WebhookError(f"invalid push payload: {name}: expected a 40-hex-digit commit SHA", 400)
+                raise WebhookError(f"invalid push payload: {name}: expected a 40-hex-digit commit SHA")
         repo = _field(document, "repository", dict)
         full_name = _field(repo, "full_name", str, "repository.")
         if not _REPO.match(full_name):
-            raise WebhookError("invalid push payload: repository.full_name: expected owner/name", 400)
+            raise WebhookError("invalid push payload: repository.full_name: expected owner/name")
         pusher: Mapping[str, Any] = document["pusher"] if isinstance(document.get("pusher"), dict) else {}
         head: Mapping[str, Any] = document["head_commit"] if isinstance(document.get("head_commit"), dict) else {}
         return cls(
@@ -85,10 +76,10 @@ class PushPayload:
 
 def _field(document: Mapping[str, Any], name: str, kind: type, prefix: str = "") -> Any:
     if name not in document:
-        raise WebhookError(f"invalid push payload: {prefix}{name}: Field required", 400)
+        raise WebhookError(f"invalid push payload: {prefix}{name}: Field required")
     value = document[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise WebhookError(f"invalid push payload: {prefix}{name}: expected {kind.__name__}", 400)
+        raise WebhookError(f"invalid push payload: {prefix}{name}: expected {kind.__name__}")
     return value
 
 
@@ -143,16 +134,17 @@ def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
     >>> verify_signature(b"{}", sig, "s3cret")
 
     Raises:
-        WebhookError: 401 when the header is missing, malformed or wrong.
+        WebhookSignatureError: the header is missing, malformed or wrong.
+        SettingsError: no secret is configured.
     """
     if not secret:
-        raise WebhookError("webhook secret is not configured; set IRONLAYER_GITHUB_WEBHOOK_SECRET", 500)
+        raise SettingsError("webhook secret is not configured; set IRONLAYER_GITHUB_WEBHOOK_SECRET")
     if not signature:
-        raise WebhookError("missing X-Hub-Signature-256 header; configure the webhook with a secret", 401)
+        raise WebhookSignatureError("missing X-Hub-Signature-256 header; configure the webhook with a secret")
     scheme, _, digest = signature.partition("=")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if scheme != "sha256" or not hmac.compare_digest(digest.strip().lower(), expected):
-        raise WebhookError("invalid X-Hub-Signature-256: the body was not signed with the configured secret", 401)
+        raise WebhookSignatureError("invalid X-Hub-Signature-256: the body was not signed with the configured secret")
 
 
 def parse_delivery(
@@ -164,27 +156,29 @@ def parse_delivery(
         A `PushEvent` to plan, or `Ignored` (ping, tag push, branch deletion, unconfigured branch, other event).
 
     Raises:
-        WebhookError: 413 too large, 401 bad signature, 400 malformed JSON or payload.
+        PayloadTooLargeError: the body exceeds `max_bytes`.
+        WebhookSignatureError: a missing or wrong signature.
+        WebhookError: malformed JSON, a missing header, an invalid payload.
     """
     if len(body) > max_bytes:
-        raise WebhookError(f"payload of {len(body)} bytes exceeds the limit of {max_bytes} bytes", 413)
+        raise PayloadTooLargeError(f"payload of {len(body)} bytes exceeds the limit of {max_bytes} bytes")
     verify_signature(body, header(headers, "X-Hub-Signature-256"), secret)
     event = header(headers, "X-GitHub-Event") or ""
     delivery = header(headers, "X-GitHub-Delivery") or ""
     if not delivery:
-        raise WebhookError("missing X-GitHub-Delivery header", 400)
+        raise WebhookError("missing X-GitHub-Delivery header")
     try:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WebhookError(f"body is not valid JSON: {exc}", 400) from None
+        raise WebhookError(f"body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
-        raise WebhookError("body must be a JSON object", 400)
+        raise WebhookError("body must be a JSON object")
     if event == "ping":
         return Ignored(kind="ping", reason="pong: the webhook is configured", delivery_id=delivery)
     if event != "push":
         return Ignored(kind="ignored", reason=f"event '{event}' is not handled; only push", delivery_id=delivery)
     if len(delivery) > 200:
-        raise WebhookError("X-GitHub-Delivery is longer than 200 characters", 400)
+        raise WebhookError("X-GitHub-Delivery is longer than 200 characters")
     payload = PushPayload.parse(document)
     push = PushEvent(envelope=Envelope(event=event, delivery_id=delivery), payload=payload)
     if push.branch is None:
