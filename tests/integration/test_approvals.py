@@ -32,6 +32,7 @@ from shared_core.security.approval_tokens import issue_approval_token, verify_ap
 from shared_core.security.cipher import CredentialCipher, credential_name
 from shared_core.services.approvals import (
     Approver,
+    Decision,
     decide_plan,
     link_approver,
     request_approval,
@@ -169,35 +170,26 @@ def test_self_approval_is_allowed_once_the_policy_says_so_and_the_change_is_audi
 def test_a_link_decides_once_and_a_revoked_link_not_at_all(database_url: str) -> None:
     async def body(store: PostgresStateStore, tenant: str) -> Any:
         events = Events(store, tenant)
+
+        async def decide(claims: Any, decision: Decision = "approve") -> None:
+            await decide_plan(store, events, tenant_id=tenant, plan_id=PLAN, decision=decision,
+                              approver=link_approver(claims), comment="", now=NOW)
+
         first = link(tenant)
-        await decide_plan(store, events, tenant_id=tenant, plan_id=PLAN, decision="approve",
-                          approver=link_approver(first), comment="", now=NOW)
+        await decide(first)
+        with pytest.raises(ReusedTokenError, match="already used"):  # the job runs now: reuse is the answer
+            await decide(first)
         await store.upsert_job(tenant, INSTANCE, status="awaiting_approval")  # as if the plan waited again
         with pytest.raises(ReusedTokenError, match="already used"):
-            await decide_plan(store, events, tenant_id=tenant, plan_id=PLAN, decision="reject",
-                              approver=link_approver(first), comment="", now=NOW)
+            await decide(first, "reject")
         revoked = link(tenant, now=NOW + timedelta(seconds=1))
         await store.revoke_token(tenant, revoked.token_id, NOW + timedelta(days=1))
         with pytest.raises(InvalidTokenError, match="revoked"):
-            await decide_plan(store, events, tenant_id=tenant, plan_id=PLAN, decision="approve",
-                              approver=link_approver(revoked), comment="", now=NOW)
+            await decide(revoked)
         return events, [r["action"] for r in await list_audit(store, tenant)]
 
     events, actions = scenario(database_url, body)
     assert len(events.raised) == 1 and actions == ["plan.approved"]
-
-
-def test_a_used_link_for_a_decided_plan_says_used_not_conflict(database_url: str) -> None:
-    async def body(store: PostgresStateStore, tenant: str) -> Any:
-        events = Events(store, tenant)
-        claims = link(tenant)
-        await decide_plan(store, events, tenant_id=tenant, plan_id=PLAN, decision="approve",
-                          approver=link_approver(claims), comment="", now=NOW)
-        with pytest.raises(ReusedTokenError):  # the job is `running` now: the link's reuse is the answer
-            await decide_plan(store, events, tenant_id=tenant, plan_id=PLAN, decision="approve",
-                              approver=link_approver(claims), comment="", now=NOW)
-
-    scenario(database_url, body)
 
 
 def test_request_approval_signs_a_link_and_marks_plan_and_job(database_url: str) -> None:
