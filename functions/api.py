@@ -28,6 +28,7 @@ from shared_core.core.errors import (
 from shared_core.settings import get_settings
 
 if TYPE_CHECKING:
+    from shared_core.ports import StateStore
     from shared_core.security.tokens import Principal
 
 bp = df.Blueprint()
@@ -41,13 +42,13 @@ MAX_CREDENTIAL_CHARS = 10_000
 
 @bp.route(route="plans", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded("list_plans")
-async def list_plans(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+async def list_plans(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     return {"plans": await store.list_plans(principal.tenant_id, 100)}
 
 
 @bp.route(route="plans/{plan_id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded("get_plan")
-async def get_plan(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+async def get_plan(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     """The plan's exact stored bytes."""
     from functions.resources import get_blob_store, plan_key
 
@@ -63,7 +64,7 @@ async def get_plan(req: func.HttpRequest, principal: Principal, store: Any) -> B
 
 @bp.route(route="runs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded("list_runs")
-async def list_runs(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+async def list_runs(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     plan_id = req.params.get("plan_id")
     if plan_id is not None:
         _plan_id(plan_id, label="plan_id")
@@ -72,14 +73,14 @@ async def list_runs(req: func.HttpRequest, principal: Principal, store: Any) -> 
 
 @bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded("list_jobs")
-async def list_jobs(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+async def list_jobs(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     return {"jobs": await store.list_jobs(principal.tenant_id)}
 
 
 @bp.route(route="jobs/{instance_id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
 @guarded("cancel_job")
-async def cancel_job(req: func.HttpRequest, principal: Principal, store: Any,
+async def cancel_job(req: func.HttpRequest, principal: Principal, store: StateStore,
                      client: df.DurableOrchestrationClient) -> Body:
     """Stop a job that has not finished: terminate its orchestration, cancel its runs and plan, audit it."""
     from shared_core.services.jobs import cancel_job as cancel
@@ -98,7 +99,7 @@ async def cancel_job(req: func.HttpRequest, principal: Principal, store: Any,
 
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded("health")
-async def health(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+async def health(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     """Whether the state store and the blob store answer (503 with the failing checks when one does not)."""
     from functions.resources import get_blob_store
 
@@ -120,7 +121,7 @@ async def health(req: func.HttpRequest, principal: Principal, store: Any) -> Bod
 
 @bp.route(route="audit/verify", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded("audit_verify")
-async def audit_verify(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+async def audit_verify(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     """Verify the tenant's audit chain against its recorded head."""
     from shared_core.services.audit import verify_audit
 
@@ -139,7 +140,7 @@ def _decision_endpoint(req: func.HttpRequest) -> str:
 @bp.route(route="plans/{plan_id}/decision", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @bp.durable_client_input(client_name="client")
 @guarded("approve_plan", "reject_plan", pick=_decision_endpoint)
-async def decide_plan(req: func.HttpRequest, principal: Principal, store: Any,
+async def decide_plan(req: func.HttpRequest, principal: Principal, store: StateStore,
                       client: df.DurableOrchestrationClient) -> Body:
     """Approve or reject a plan as an authenticated operator (separation of duties applies)."""
     from shared_core.services import approvals
@@ -158,7 +159,7 @@ async def decide_plan(req: func.HttpRequest, principal: Principal, store: Any,
 
 @bp.route(route="credentials/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded("manage_credentials")
-async def put_credential(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+async def put_credential(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     """Store a credential encrypted; the value is never returned or logged."""
     from shared_core.services.credentials import credential_cipher, set_credential
 
@@ -176,7 +177,7 @@ async def put_credential(req: func.HttpRequest, principal: Principal, store: Any
 
 @bp.route(route="settings", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 @guarded("manage_settings")
-async def put_settings(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+async def put_settings(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     """Change the tenant's settings (today: `allow_self_approval`)."""
     from shared_core.services.approvals import POLICY_SETTINGS, set_approval_policy
 

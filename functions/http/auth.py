@@ -22,6 +22,7 @@ from shared_core.settings import Settings, get_settings
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from shared_core.ports import StateStore
     from shared_core.security.tokens import AuthConfig, JwksCache, Principal
 
 _jwks: dict[str, JwksCache] = {}
@@ -66,7 +67,7 @@ def _jwks_cache(settings: Settings) -> JwksCache | None:
     return cache
 
 
-async def admit(req: func.HttpRequest, endpoint: str) -> tuple[Principal, Any]:
+async def admit(req: func.HttpRequest, endpoint: str) -> tuple[Principal, StateStore]:
     """Authenticate and authorize one API request to `endpoint` (its name in the role policy).
 
     Returns:
@@ -91,7 +92,7 @@ async def admit(req: func.HttpRequest, endpoint: str) -> tuple[Principal, Any]:
         authenticate, req.headers.get("Authorization"), config=config, now=now, is_revoked=lambda _: False,
         jwks=jwks,
     )
-    store = await get_store(settings)
+    store: StateStore = await get_store(settings)
     if principal.token_id and await store.is_revoked(principal.tenant_id, principal.token_id):
         raise AuthenticationError("this access token was revoked; sign in again for a new token")
     authorize(principal.role, endpoint)
@@ -127,7 +128,7 @@ def _decider(now: datetime, limit: int) -> Callable[[tuple[datetime, int, int] |
     return apply
 
 
-async def _audit_login(store: Any, principal: Principal) -> None:
+async def _audit_login(store: StateStore, principal: Principal) -> None:
     """Audit a token's first use by this worker: who signed in, for which tenant, with which role."""
     key = (principal.tenant_id, principal.token_id)
     if key in _seen_logins:

@@ -22,7 +22,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from shared_core.core.errors import ConflictError, InvalidTokenError, NotFoundError
-from shared_core.ports import ApprovalStore, RaiseEvent, SecurityStore, StatusPublisher
+from shared_core.ports import ApprovalStore, JSONValue, RaiseEvent, SecurityStore, StatusPublisher
 from shared_core.security.approval_tokens import ApprovalClaims, issue_approval_token, reused_token_error
 from shared_core.security.roles import OPERATOR, check_separation
 from shared_core.services.audit import record_audit
@@ -135,7 +135,7 @@ async def decide_plan(store: ApprovalStore, raise_event: RaiseEvent, *, tenant_i
 
 
 async def set_approval_policy(store: SecurityStore, tenant_id: str, changes: Mapping[str, bool], *, actor: str,
-                              role: str, now: datetime | None = None) -> dict[str, object]:
+                              role: str, now: datetime | None = None) -> dict[str, JSONValue]:
     """Change the tenant's approval policy (today: `allow_self_approval`) and audit before and after.
 
     Args:
@@ -145,7 +145,7 @@ async def set_approval_policy(store: SecurityStore, tenant_id: str, changes: Map
         The tenant's settings after the change.
     """
     current = await store.tenant_settings(tenant_id)
-    updated = {**current, **changes}
+    updated: dict[str, JSONValue] = {**current, **changes}
     await store.set_tenant_settings(tenant_id, updated)
     await record_audit(store, tenant_id, actor=actor, role=role, action="settings.changed", target="tenant",
                        details={"before": current, "after": updated}, now=now)

@@ -10,18 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from shared_core.core.state import AuditRow
-
-from shared_core.ports import SecurityStore
+from shared_core.ports import AuditRow, SecurityStore
 from shared_core.security.audit import ChainReport, entry_from_row, entry_hash, entry_to_row, next_entry, verify_chain
 from shared_core.security.scrub import scrub_mapping
 
 
 async def record_audit(store: SecurityStore, tenant_id: str, *, actor: str, role: str, action: str, target: str,
-                       details: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+                       details: Mapping[str, Any], now: datetime | None = None) -> AuditRow:
     """Append one entry to the tenant's audit chain (the time never goes back past the chain's head).
 
     Args:
@@ -62,7 +59,7 @@ async def verify_audit(store: SecurityStore, tenant_id: str) -> ChainReport:
     return verify_chain([entry_from_row(r) for r in rows], expected_head=head, tenant_id=tenant_id)
 
 
-async def list_audit(store: SecurityStore, tenant_id: str) -> list[dict[str, Any]]:
+async def list_audit(store: SecurityStore, tenant_id: str) -> list[AuditRow]:
     """Every audit row of the tenant, oldest first (for reading; `verify_audit` checks them)."""
     rows, _ = await store.audit_rows(tenant_id)
     return rows
