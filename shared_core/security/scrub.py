@@ -7,19 +7,28 @@ there:
 - e-mail addresses -> `[email]`; private-key PEM blocks -> `[private-key]`
 - the credential of `Bearer <token>` and `Basic <base64>` -> `Bearer [token]`; JWTs (three base64url
   segments starting `eyJ`, the encoding of `{"`, which every JWT header starts with) -> `[jwt]`
-- GitHub (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Databricks (`dapi...`, `dose...`) and Fernet
-  (`gAAAAA...`) tokens -> `[github-token]`, `[databricks-token]`, `[fernet-token]`; AWS access key IDs
-  (`AKIA...`) -> `[aws-key]`; Stripe keys (`sk_live_...`, `whsec_...`) -> `[stripe-key]`
-- the password of a URL (`postgresql://user:***@host`), and the value of any `key=value`, `"key": "value"`
-  or `password: value` pair whose key names a secret (`password`, `pwd`, `secret`, `token`, `AccountKey`,
-  `api_key`, `sig`, ...) -> `***`, which also covers Azure storage connection strings and SAS URLs
+- GitHub (`ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), Databricks (`dapi...`, `dose...`, in either
+  case), Slack (`xoxb-...`, `xapp-...`, webhook URLs) and Google (`AIza...`, `GOCSPX-...`, `ya29.`) tokens
+  and keys, Fernet tokens (`gAAAAA...`) and Fernet keys (44 url-safe base64 characters ending `=`) ->
+  `[github-token]`, `[databricks-token]`, `[slack-token]`, `[google-key]`, `[fernet-token]`, `[fernet-key]`;
+  AWS access key IDs (`AKIA...`) -> `[aws-key]` and secret access keys (40 base64 characters of mixed case)
+  -> `[aws-secret]`; Stripe keys (`sk_live_...`, `whsec_...`) -> `[stripe-key]`
+- the password of a URL (`postgresql://user:***@host`, also when the password itself contains `@`), and the
+  value of any `key=value`, `"key": "value"` or `key: value` pair whose key names a secret (`password`,
+  `pwd`, `token`, `AccountKey`, `api_key`, `sig`, any key containing `secret`, any `..._KEYS` list, ...)
+  -> `***`, which also covers Azure storage connection strings and SAS URLs
 - 32 or more hex digits right after a word like key/secret/token/signature -> `[secret]`
 
 It must not destroy ordinary text: plan IDs (64 hex digits), commit SHAs (40), model names, dates and
 numbers survive unless they stand right after a secret-ish keyword, because they are audit data. A word
 alone (`token`, `secret`) is kept: only the value after it goes. Scrubbing is idempotent, so text may be
 scrubbed again at every boundary it crosses, and takes time linear in the text's length (no pattern
-backtracks across a long run), so hostile input cannot stall a logger. Pure: no I/O.
+backtracks across a long run), so hostile input cannot stall a logger.
+
+`scrub_engine_error` goes further for a warehouse error that crosses to a stored or shown run error: such a
+message may quote the tenant's data (`Could not convert string 'alice@...'`), so it keeps the error's class
+and position and, only for errors about the SQL itself (parser, binder, catalog), the message with just the
+names that the SQL contains. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -36,15 +45,20 @@ _MAX_PASSES = 4
 
 # Words that make the value after them a secret, as the end of a key: `db_password=`, `AccountKey=`.
 _SECRET_KEY = (
-    r"(?:password|passwd|passphrase|pwd|secret|token|credentials?|sig|signature"
+    r"(?:password|passwd|passphrase|pwd|secret[\w.-]{0,32}|token|credentials?|sig|signature"
     r"|(?:api|access|account|secret|private|signing|encryption|master|client|fernet|storage|shared[_-]?access)"
     r"[_-]?key|sharedaccesssignature)"
 )
 # Keys start where a run of [\w.-] starts (never inside one): scanning stays linear on long dotted strings.
 _KEY = rf"(?<![\w.-])[\w.-]*?{_SECRET_KEY}"
+# Not right after `/`: in `https://x-access-token:...@host` the URL rule masks the password.
 _COLON_KEY = (
-    r"(?<![\w.-])[\w.-]*?(?:password|passwd|passphrase|pwd|secret|(?:api|access|account|private|secret)[_-]?key)"
+    r"(?<![\w./-])[\w.-]*?(?:password|passwd|passphrase|pwd|secret[\w.-]{0,32}|token|credentials?"
+    r"|(?:api|access|account|private|secret|signing|client|fernet)[_-]?key)"
 )
+# A key naming a list of keys (`IRONLAYER_CREDENTIAL_KEYS=k1,k2`): its value runs over commas.
+_KEYS_KEY = r"(?<![\w.-])[\w.-]*?[_-]keys"
+_B64_RUN = r"A-Za-z0-9_\-"
 
 
 def _mask_tail(match: re.Match[str]) -> str:
@@ -67,8 +81,16 @@ _RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
         "[private-key]",
     ),
     (
-        # Bounded, so that a long run of `x://a:` without any `@` is not rescanned from every scheme.
-        re.compile(r"(?P<pre>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]{0,256}:)(?P<value>[^\s@]{1,256})(?=@)"),
+        # The password runs to the `@` that a host follows (so a password may hold `@` itself); bounded, so
+        # that a long run of `x://a:` without any `@` is not rescanned from every scheme.
+        re.compile(
+            r"(?P<pre>(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]{0,256}:)(?P<value>\S{1,256}?)"
+            r"(?=@[^\s@/?#]{0,256}(?:[/?#\s]|$))"
+        ),
+        _mask_tail,
+    ),
+    (
+        re.compile(rf"""(?P<pre>{_KEYS_KEY}\s*[:=]\s*)(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s;&'"<>]+)""", re.IGNORECASE),
         _mask_tail,
     ),
     (
@@ -91,13 +113,34 @@ _RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
         "[jwt]",
     ),
     (re.compile(r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), "[github-token]"),
-    (re.compile(r"(?<![A-Za-z0-9])(?:dapi|dose)[0-9a-f]{32,}(?:-\d+)?(?![A-Za-z0-9])"), "[databricks-token]"),
+    (re.compile(r"(?<![A-Za-z0-9])(?i:dapi|dose)[0-9a-fA-F]{32,}(?:-\d+)?(?![A-Za-z0-9])"), "[databricks-token]"),
+    (re.compile(r"(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}|(?<![A-Za-z0-9-])xapp-[A-Za-z0-9-]{10,}"),
+     "[slack-token]"),
+    (re.compile(r"(?<=hooks\.slack\.com/services/)[A-Za-z0-9_/-]{8,}"), "[slack-token]"),
+    (re.compile(r"(?<![A-Za-z0-9_-])(?:AIza[0-9A-Za-z_-]{35}|GOCSPX-[0-9A-Za-z_-]{20,}|ya29\.[0-9A-Za-z_-]{20,})"),
+     "[google-key]"),
     (
         re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}(?![A-Z0-9])"),
         "[aws-key]",
     ),
     (re.compile(r"(?<![A-Za-z0-9])(?:(?:sk|rk)_(?:live|test)|whsec)_[A-Za-z0-9]{10,}"), "[stripe-key]"),
     (re.compile(r"(?<![A-Za-z0-9_-])gAAAAA[A-Za-z0-9_-]{20,}={0,2}"), "[fernet-token]"),
+    (
+        # 32 random bytes in url-safe base64; mixed case and a digit, which ordinary words never have.
+        re.compile(
+            rf"(?<![{_B64_RUN}=])(?=[{_B64_RUN}]{{0,42}}[A-Z])(?=[{_B64_RUN}]{{0,42}}[a-z])"
+            rf"(?=[{_B64_RUN}]{{0,42}}[0-9])[{_B64_RUN}]{{43}}=(?![{_B64_RUN}=])"
+        ),
+        "[fernet-key]",
+    ),
+    (
+        # An AWS secret access key: 40 base64 characters of mixed case with a digit or `/`/`+`.
+        re.compile(
+            r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])"
+            r"(?=[A-Za-z0-9/+]{0,39}[0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])"
+        ),
+        "[aws-secret]",
+    ),
     (
         re.compile(
             r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9_-])"
@@ -136,6 +179,65 @@ def scrub(text: str) -> str:
             break
         text = scrubbed
     return text
+
+
+#: Engine error classes whose message is about the SQL (names in it), never about the data it read.
+SQL_ERROR_CLASSES = ("Parser Error", "Binder Error", "Catalog Error", "Syntax Error")
+_ERROR_CLASS = re.compile(r"^([A-Z][A-Za-z ]{0,40}? Error):\s*")
+_LINE = re.compile(r"^LINE (\d+): ?(.*)$", re.MULTILINE)
+_QUOTED = re.compile(r'"([^"\n]{0,200})"|\'([^\'\n]{0,200})\'')
+_HINTS = re.compile(r"\s*(?:Candidate bindings|Did you mean|Candidate functions)\b.*$", re.DOTALL)
+
+
+def scrub_engine_error(message: str, *, kind: str, sql: str = "") -> str:
+    """An engine error reduced to what may cross a tenant boundary: its class, its position, and for errors
+    about the SQL itself the first line of the message with only the quoted names that `sql` contains.
+
+    Data values (`Could not convert string 'alice@...'`), the catalog's suggestions (`Did you mean ...`,
+    which can name other relations) and the echoed statement are dropped.
+
+    Args:
+        message: the engine's message (DuckDB style: `Conversion Error: ...` then `LINE n: ...` and a caret).
+        kind: the exception class name (`ConversionException`), used when the message names no class.
+        sql: the text the tenant wrote and the engine ran; quoted names found in it are kept.
+
+    Returns:
+        One line, scrubbed.
+
+    >>> scrub_engine_error("Conversion Error: Could not convert string 'ann@x.io' to INT32\\n\\nLINE 1: SELECT "
+    ...                    "CAST(e AS INT)\\n               ^^^^", kind="ConversionException")
+    'Conversion Error at line 1, column 8 (the message may quote data and is withheld)'
+    >>> scrub_engine_error('Binder Error: Referenced column "amt" not found in FROM clause!\\nCandidate bindings: '
+    ...                    '"amount"', kind="BinderException", sql="SELECT amt FROM t")
+    'Binder Error: Referenced column "amt" not found in FROM clause!'
+    """
+    first = message.strip().split("\n", 1)[0]
+    found = _ERROR_CLASS.match(first)
+    if found:
+        label, detail = found.group(1), first[found.end():]
+    else:
+        base = kind.removesuffix("Exception").removesuffix("Error")
+        label = (re.sub(r"(?<=[a-z])(?=[A-Z])", " ", base) or "Engine") + " Error"
+        detail = first
+    position = ""
+    line = _LINE.search(message)
+    if line:
+        position = f" at line {line.group(1)}"
+        caret_line = message[line.end():].lstrip("\n").split("\n", 1)[0]
+        caret = caret_line.find("^")
+        prefix = len(f"LINE {line.group(1)}: ")
+        if caret >= prefix:
+            position += f", column {caret - prefix + 1}"
+    if label not in SQL_ERROR_CLASSES:
+        return scrub(f"{label}{position} (the message may quote data and is withheld)")
+    detail = _HINTS.sub("", detail).strip()
+
+    def keep_if_written(match: re.Match[str]) -> str:
+        inner = match.group(1) if match.group(1) is not None else match.group(2)
+        return match.group(0) if inner and inner in sql else '"?"'
+
+    detail = _QUOTED.sub(keep_if_written, detail)
+    return scrub(f"{label}{position}: {detail}" if detail else f"{label}{position}")
 
 
 def is_sensitive_name(name: str) -> bool:

@@ -80,7 +80,7 @@ CASES: list[tuple[str, str, str]] = [
     ("stripe keys", f"{STRIPE} and {WHSEC}", "[stripe-key] and [stripe-key]"),
     ("hex after key", f"signing key {HEX64}", "signing key [secret]"),
     ("hex after secret", f"the webhook_secret {HEX64[:40]} was rotated", "the webhook_secret [secret] was rotated"),
-    ("hex after token with colon", f"Token: {HEX64}", "Token: [secret]"),
+    ("hex after token with colon", f"Token: {HEX64}", "Token: ***"),
     ("hex after hmac", f"hmac {HEX64[:32]}", "hmac [secret]"),
     ("private key pem", f"key follows\n{PEM}\nend", "key follows\n[private-key]\nend"),
     ("truncated pem", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg", "[private-key]"),

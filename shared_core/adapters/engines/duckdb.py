@@ -12,6 +12,14 @@ Each materialization is generated here from one description (never by transpilin
   new rows, audit, commit or roll back.
 A `reset` batch starts from an empty table. Quality tests run inside the transaction against what
 readers would see after it commits; a BLOCK failure publishes nothing.
+
+The session is a sandbox for tenant SQL, as defence in depth behind the guard (`core/sql/guard.py`), which
+has already refused anything below: the database opens with external access off (no file, URL, COPY,
+ATTACH, EXPORT, INSTALL or LOAD beyond the warehouse file itself) and extensions neither installed nor
+loaded on demand; the executor then creates its own `_ironlayer` schema, pins `TimeZone` to UTC (so the
+host's `TZ` never changes a timestamp) and locks the configuration, so no later statement can `SET`,
+`RESET` or `PRAGMA` a setting. The executor reads or writes no file itself. An engine error that reaches a
+run's stored error keeps only its class and position (`scrub_engine_error`): messages can quote data.
 """
 
 from __future__ import annotations
@@ -30,7 +38,17 @@ import duckdb
 from shared_core.core.errors import BlockedBatchError, ExecutionError
 from shared_core.core.project.headers import QualityTest
 from shared_core.core.project.models import Model
-from shared_core.core.sql.render import render_query
+from shared_core.core.sql.render import render_query, render_test_query
+from shared_core.security.scrub import scrub, scrub_engine_error
+
+#: Settings fixed when the database opens (they cannot be set later, or must hold from the start).
+SANDBOX_CONFIG = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+#: Set once after the executor's own set-up, just before the configuration is locked.
+SESSION_TIME_ZONE = "UTC"
 
 
 @dataclass(frozen=True)
@@ -62,7 +80,10 @@ def relation(name: str) -> str:
 
 
 def test_sql(test: QualityTest, rel: str) -> str:
-    """A query returning the number of failing rows of one quality test on relation `rel`."""
+    """A query returning the number of failing rows of a built-in quality test on relation `rel`.
+
+    `custom_sql` tests are tenant SQL and go through the guard instead (`render_test_query`).
+    """
     if test.kind == "not_null":
         return f"SELECT count(*) FROM {rel} WHERE {_q(test.arg)} IS NULL"
     if test.kind == "unique":
@@ -77,7 +98,7 @@ def test_sql(test: QualityTest, rel: str) -> str:
         return f"SELECT CASE WHEN count(*) < {int(test.arg)} THEN 1 ELSE 0 END FROM {rel}"
     if test.kind == "row_count_max":
         return f"SELECT CASE WHEN count(*) > {int(test.arg)} THEN 1 ELSE 0 END FROM {rel}"
-    return f"SELECT count(*) FROM ({test.arg.replace('{model}', rel)})"
+    raise ValueError(f"{test.kind} is not a built-in test; render custom_sql with render_test_query")
 
 
 class DuckDBExecutor:
@@ -97,18 +118,33 @@ class DuckDBExecutor:
                 "step_id VARCHAR NOT NULL, model VARCHAR NOT NULL, range_start TIMESTAMP, range_end TIMESTAMP, "
                 "rows_written BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
             )
+            self._lock_session()
         except (duckdb.Error, OSError) as exc:
-            raise ExecutionError(f"cannot open warehouse {self.path}: {exc}; check the path and that no other "
-                                 "program holds it open") from exc
+            raise ExecutionError(scrub(f"cannot open warehouse {self.path}: {exc}; check the path and that no "
+                                       "other program holds it open")) from exc
         self._local = threading.local()
         self._catalog_lock = threading.Lock()  # DuckDB's optimistic catalog: serialize DDL on schemas
+
+    def _lock_session(self) -> None:
+        """Pin the time zone and lock the configuration; or, when another executor of this process already
+        did (DuckDB shares one database instance per file and process), check that it did."""
+        locked, zone, external = self.root.execute(
+            "SELECT current_setting('lock_configuration'), current_setting('TimeZone'), "
+            "current_setting('enable_external_access')"
+        ).fetchone()
+        if not locked:
+            self.root.execute(f"SET GLOBAL TimeZone = '{SESSION_TIME_ZONE}'")
+            self.root.execute("SET GLOBAL lock_configuration = true")
+        elif zone != SESSION_TIME_ZONE or external:
+            raise ExecutionError(f"warehouse {self.path} is already open in this process without IronLayer's "
+                                 "sandbox settings; close that connection first")
 
     def _connect(self, wait_seconds: float) -> Any:
         """Open the file; while another process holds it (DuckDB allows one writer), wait up to `wait_seconds`."""
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                return duckdb.connect(str(self.path), config=dict(SANDBOX_CONFIG))
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
@@ -192,7 +228,10 @@ class DuckDBExecutor:
         marker: tuple[str, str] | None,
     ) -> BatchResult:
         header = model.header
-        query = render_query(model, dialect=self.DIALECT, start=start, end=end)
+        query = render_query(model, dialect=self.DIALECT, start=start, end=end)  # guarded: raises UnsafeSqlError
+        tests = [(test, test_sql(test, relation(model.name)) if test.kind != "custom_sql" else
+                  render_test_query(model, test, dialect=self.DIALECT, start=start, end=end))
+                 for test in header.tests]
         target = relation(model.name)
         schema = relation(model.name).rpartition(".")[0]
         try:
@@ -210,7 +249,7 @@ class DuckDBExecutor:
                 self.conn.execute(f"ALTER TABLE {stage} RENAME TO {_q(model.name.rpartition('.')[2])}")
             else:
                 rows = self._write_rows(model, query, target, start, end, reset)
-            outcomes = tuple(self._audit(model, target))
+            outcomes = tuple(self._audit(tests))
             blocked = [o for o in outcomes if not o.passed and o.severity == "BLOCK"]
             if blocked:
                 self.conn.execute("ROLLBACK")
@@ -229,13 +268,16 @@ class DuckDBExecutor:
             self._rollback()
             if "conflict" in str(exc).lower():
                 raise _ConflictError(str(exc)) from exc
-            raise ExecutionError(f"{model.name} ({model.path}): DuckDB error: {exc}; nothing was published") from exc
+            raise self._engine_error(model, exc, query) from None
         except duckdb.Error as exc:
             self._rollback()
-            message = str(exc).splitlines()[0]
-            raise ExecutionError(
-                f"{model.name} ({model.path}): DuckDB error: {message}; nothing was published"
-            ) from exc
+            raise self._engine_error(model, exc, query) from None  # the raw message may quote data: not chained
+
+    @staticmethod
+    def _engine_error(model: Model, exc: duckdb.Error, query: str) -> ExecutionError:
+        """The run error for an engine error: its class and position, never the data values it may quote."""
+        detail = scrub_engine_error(str(exc), kind=type(exc).__name__, sql=f"{model.text}\n{query}")
+        return ExecutionError(f"{model.name} ({model.path}): DuckDB error: {detail}; nothing was published")
 
     def _rollback(self) -> None:
         with contextlib.suppress(duckdb.Error):  # no transaction was open
@@ -265,11 +307,9 @@ class DuckDBExecutor:
         self.conn.execute("DROP TABLE __il_batch")
         return rows
 
-    def _audit(self, model: Model, target: str) -> list[TestOutcome]:
-        return [
-            TestOutcome(test.render(), test.severity, int(self._scalar(test_sql(test, target)) or 0))
-            for test in model.header.tests
-        ]
+    def _audit(self, tests: Sequence[tuple[QualityTest, str]]) -> list[TestOutcome]:
+        """Run each test's query (rendered, and guarded, before the transaction began) inside the transaction."""
+        return [TestOutcome(test.render(), test.severity, int(self._scalar(sql) or 0)) for test, sql in tests]
 
 
 _CONFLICT_RETRIES = 5

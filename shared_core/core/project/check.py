@@ -9,10 +9,14 @@ from shared_core.core.project.headers import parse_header
 from shared_core.core.project.models import ModelSource, Project, load_project
 from shared_core.core.project.templating import render_template
 from shared_core.core.sql.analysis import QueryAnalyzer
+from shared_core.core.sql.guard import undeclared_error
 
 
 def check_sources(sources: Sequence[ModelSource], analyzer: QueryAnalyzer) -> tuple[Project | None, list[ModelError]]:
-    """Check headers, templates, refs, the DAG and every query (parse and safety guard).
+    """Check headers, templates, refs, the DAG and every query and custom_sql test (parse and guard).
+
+    The rules are those the executor applies before it runs anything, declared sources included, so a
+    project this calls valid never fails later for a safety reason.
 
     Returns:
         The project (None when it could not be resolved) and the problems found, in file order.
@@ -30,13 +34,20 @@ def check_sources(sources: Sequence[ModelSource], analyzer: QueryAnalyzer) -> tu
         project = load_project(sources)
     except ModelError as exc:
         return None, [exc]
-    files = [(m.key, m.path, m.text) for m in sorted(project.models.values(), key=lambda m: m.path)]
+    models = sorted(project.models.values(), key=lambda m: m.path)
+    files = [(m.key, m.path, m.text) for m in models]
     try:
-        analyzer.analyze_many(files)
+        analyses = analyzer.analyze_many(files)
     except ModelError:
+        analyses = {}
         for item in files:
             try:
-                analyzer.analyze_many([item])
+                analyses.update(analyzer.analyze_many([item]))
             except ModelError as exc:
                 errors.append(exc)
+    for model in models:
+        analysis = analyses.get(model.key)
+        for relation, line in analysis.undeclared if analysis is not None else ():
+            errors.append(undeclared_error(relation, model.name, model.path, line, is_model=relation in project))
+    errors.sort(key=lambda e: (e.path, e.line))
     return project, errors

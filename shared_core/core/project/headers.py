@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from shared_core.core.errors import ModelError
 from shared_core.core.planning.cron import Cron
+from shared_core.core.sql.guard import reserved_name_problem
 
 KINDS = ("FULL_REFRESH", "INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY", "MERGE_BY_KEY")
 INCREMENTAL_KINDS = frozenset({"INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY"})
@@ -37,13 +38,17 @@ DATA_KEYS = (
     "contract_mode",
     "contract_columns",
 )
-#: Known keys that describe, schedule or check a model without changing its data.
-META_KEYS = ("owner", "tags", "description", "dependencies", "lookback", "cron", "tests")
+#: Known keys that describe, schedule or check a model without changing its data. `sources` is one:
+#: it declares which external relations the SQL may read, but the SQL alone decides what it reads, so
+#: declaring or removing a source never changes a result (a model that reads an undeclared relation is
+#: refused, not computed differently).
+META_KEYS = ("owner", "tags", "description", "dependencies", "lookback", "cron", "tests", "sources")
 KNOWN_KEYS = frozenset(DATA_KEYS + META_KEYS)
 _DATA_KEY_SET = frozenset(DATA_KEYS)
 
 _HEADER_LINE = re.compile(r"^--\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*){0,2}$")
+_SOURCE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*){1,2}$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TEST = re.compile(r"^([a-z_]+)\s*\((.*)\)\s*(?:@\s*([A-Za-z]+))?$", re.DOTALL)
 
@@ -84,6 +89,7 @@ class Header:
     owner: str | None
     tags: tuple[str, ...]
     dependencies: tuple[str, ...]
+    sources: tuple[str, ...]  # declared external relations (schema.table), sorted, distinct
     start: datetime | None
     batch: str
     lookback: int
@@ -123,6 +129,7 @@ class Header:
             "cron": self.cron or "",
             "dependencies": ",".join(self.dependencies),
             "lookback": str(self.lookback),
+            "sources": ",".join(self.sources),
             "tags": ",".join(self.tags),
             "tests": ",".join(t.render() for t in self.tests),
         }
@@ -235,6 +242,9 @@ def parse_header(text: str, path: str) -> Header:
     name = raw["name"].strip().lower()
     if not _NAME.match(name):
         raise fail("name", f"invalid name '{raw['name']}'; use schema.table (letters, digits, underscores)")
+    reserved = reserved_name_problem(name)
+    if reserved is not None:
+        raise fail("name", f"model name '{name}' is not allowed: {reserved}; choose another schema or name")
     kind = _choice(raw, "kind", KINDS, fail)
     materialization = _choice(raw, "materialization", MATERIALIZATIONS, fail, default="TABLE")
     time_column = _column(raw, "time_column", fail)
@@ -281,11 +291,12 @@ def parse_header(text: str, path: str) -> Header:
         owner=raw.get("owner") or None,
         tags=tuple(sorted({t.strip() for t in raw.get("tags", "").split(",") if t.strip()})),
         dependencies=tuple(sorted({d.strip().lower() for d in raw.get("dependencies", "").split(",") if d.strip()})),
+        sources=parse_sources(raw.get("sources", ""), lambda message: fail("sources", message)),
         start=start,
         batch=batch,
         lookback=lookback,
         cron=cron,
-        tests=tuple(_tests(raw, fail)),
+        tests=tuple(parse_tests(raw.get("tests", ""), lambda message: fail("tests", message))),
         contract_mode=contract_mode,
         contract_columns=tuple(_contract(raw, fail)),
         raw=tuple(sorted(raw.items())),
@@ -328,29 +339,70 @@ def _column_list(raw: Mapping[str, str], key: str, fail: Fail) -> list[str]:
     return [c.lower() for c in columns]
 
 
-def _tests(raw: Mapping[str, str], fail: Fail) -> list[QualityTest]:
+def parse_tests(value: str, fail: Callable[[str], ModelError]) -> list[QualityTest]:
+    """Parse a `tests:` value into its tests, sorted; `fail(message)` makes the error to raise.
+
+    The SQL of a `custom_sql` test is checked by the guard when the model is analyzed, not here.
+
+    >>> [t.render() for t in parse_tests("unique(id), row_count_min(1)@warn", ModelError)]
+    ['row_count_min(1)@WARN', 'unique(id)@BLOCK']
+    """
     tests = []
-    for item in split_top_level(raw.get("tests", "")):
+    for item in split_top_level(value):
         match = _TEST.match(item)
         if not match:
-            raise fail("tests", f"invalid test '{item}'; write kind(argument), e.g. not_null(id)")
+            raise fail(f"invalid test '{item}'; write kind(argument), e.g. not_null(id)")
         kind, arg, severity = match.group(1), match.group(2).strip(), (match.group(3) or "BLOCK").upper()
         if kind not in TEST_KINDS:
-            raise fail("tests", f"unknown test '{kind}' in '{item}'; use one of {', '.join(TEST_KINDS)}")
+            raise fail(f"unknown test '{kind}' in '{item}'; use one of {', '.join(TEST_KINDS)}")
         if severity not in SEVERITIES:
-            raise fail("tests", f"unknown severity '@{match.group(3)}' in '{item}'; use @BLOCK or @WARN")
+            raise fail(f"unknown severity '@{match.group(3)}' in '{item}'; use @BLOCK or @WARN")
         if kind in ("not_null", "unique") and not _COLUMN.match(arg):
-            raise fail("tests", f"{kind} takes one column, got '{arg}'")
+            raise fail(f"{kind} takes one column, got '{arg}'")
         if kind == "accepted_values":
             column, _, values = arg.partition(":")
             if not _COLUMN.match(column.strip()) or not values.strip():
-                raise fail("tests", f"accepted_values takes column:a|b, got '{arg}'")
+                raise fail(f"accepted_values takes column:a|b, got '{arg}'")
         if kind in ("row_count_min", "row_count_max") and not arg.isdigit():
-            raise fail("tests", f"{kind} takes a whole number, got '{arg}'")
+            raise fail(f"{kind} takes a whole number, got '{arg}'")
         if kind == "custom_sql" and "{model}" not in arg:
-            raise fail("tests", f"custom_sql must select from {{model}}, got '{arg}'")
+            raise fail(f"custom_sql must select from {{model}}, got '{arg}'")
         tests.append(QualityTest(kind, arg, severity))
     return sorted(tests, key=lambda t: (t.kind, t.arg, t.severity))
+
+
+def parse_sources(value: str, fail: Callable[[str], ModelError]) -> tuple[str, ...]:
+    """Parse a `sources:` value (comma list of `schema.table` or `catalog.schema.table`), sorted and distinct.
+
+    >>> parse_sources("Raw.Orders, raw.customers, raw.orders", ModelError)
+    ('raw.customers', 'raw.orders')
+
+    Raises:
+        ModelError: (made by `fail`) a name that is not qualified, or that names a reserved schema or an
+            engine system table.
+    """
+    names = set()
+    for item in value.split(","):
+        name = item.strip().lower()
+        if not name:
+            continue
+        if not _SOURCE.match(name):
+            raise fail(f"invalid source '{item.strip()}'; write schema.table (or catalog.schema.table), "
+                       "letters, digits and underscores")
+        problem = reserved_name_problem(name, reading=True)
+        if problem is not None:
+            raise fail(f"source '{name}' is not allowed: {problem}")
+        names.add(name)
+    return tuple(sorted(names))
+
+
+def header_line(text: str, key: str) -> int:
+    """The 1-based line of header key `key` in `text`, 0 when the header has none.
+
+    >>> header_line("-- name: a.b\\n-- tests: unique(id)\\nSELECT 1", "tests")
+    2
+    """
+    return next((line for entry, _, line in split_header(text)[0] if entry == key), 0)
 
 
 def _contract(raw: Mapping[str, str], fail: Fail) -> list[ContractColumn]:

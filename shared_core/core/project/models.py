@@ -3,6 +3,8 @@
 Loading is cheap on purpose: only headers and `{{ ... }}` expressions are read (no SQL parsing), which
 is all the DAG needs. The expensive SQL analysis is asked for later, and only for the models a plan
 touches, through a `QueryAnalyzer` (see `ports.py`). A model's identity is its `name`, never its path.
+The DAG's nodes are models; a model's declared external `sources` (`-- sources: raw.orders`) are leaves
+outside it, read but never built, so they add no edge and no step, and a source may not name a model.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 from shared_core.core.errors import CycleError, ModelError, RefError
 from shared_core.core.planning.dag import Graph
-from shared_core.core.project.headers import Header, parse_header
+from shared_core.core.project.headers import Header, header_line, parse_header
 from shared_core.core.project.templating import render_template
 from shared_core.core.sql.canonical import CANONICALIZER_VERSION, QueryAnalysis, content_key, resolve_canonical
 
@@ -141,7 +143,7 @@ def load_project(
 
     Raises:
         ModelError: a header or template error, a duplicate name, an unresolved or ambiguous ref,
-            or a cycle (each naming the file).
+            a declared source that is a model, or a cycle (each naming the file).
     """
     scanned: dict[str, tuple[ScannedSource, ModelSource]] = {}
     for source in sorted(sources, key=lambda s: s.path):
@@ -166,6 +168,12 @@ def load_project(
         extra = tuple(resolver.resolve(dep, path=source.path, line=1, context="dependencies")
                       for dep in header.dependencies) if header.dependencies else ()
         upstream = tuple(sorted(set(targets).union(extra)))
+        for declared in header.sources:
+            if declared in full:
+                raise ModelError(
+                    f"source '{declared}' is a model of this project; read it with {{{{ ref('{declared}') }}}} "
+                    "instead of declaring it", path=source.path, line=header_line(source.text, "sources"),
+                )
         if name in upstream:
             raise CycleError([name, name], path=source.path)
         models[name] = Model(header, source.path, source.text, found.key, refs, targets, upstream)

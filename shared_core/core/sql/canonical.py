@@ -1,4 +1,4 @@
-"""Canonicalize a model's SQL (Databricks dialect) and guard that it is one read-only query.
+"""Canonicalize a model's SQL (Databricks dialect), after the guard (`guard.py`) has checked it.
 
 Canonicalization "v1" parses the rendered body with sqlglot and prints it back in one fixed form, so
 edits that cannot change the result do not change the content hash. Exactly these differences vanish:
@@ -27,31 +27,17 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared_core.core.errors import ModelError, UnsafeSqlError
 from shared_core.core.project.templating import render_template
+from shared_core.core.sql.guard import TreeGuard, parse_statement
+from shared_core.core.sql.quality import guard_test, header_sources_and_tests
 
 if TYPE_CHECKING:
     from sqlglot import exp
 
 CANONICALIZER_VERSION = "v1"
+#: Enters the content key (not the content hash): analyses cached before the guard changed are not reused.
+GUARD_VERSION = "g1"
 DIALECT = "databricks"
-
-_FORBIDDEN = {
-    "Drop": "DROP",
-    "TruncateTable": "TRUNCATE",
-    "Delete": "DELETE",
-    "Alter": "ALTER",
-    "Grant": "GRANT",
-    "Revoke": "REVOKE",
-    "Insert": "INSERT",
-    "Update": "UPDATE",
-    "Merge": "MERGE",
-    "Create": "CREATE",
-    "Command": "",
-    "Use": "USE",
-    "Set": "SET",
-}
-_QUERY_TYPES = ("Select", "Union", "Intersect", "Except", "Subquery", "Values")
 
 
 @dataclass(frozen=True)
@@ -61,132 +47,68 @@ class QueryAnalysis:
     canonical: str  # canonical SQL, refs still as `__il_ref_N__` tokens
     refs: tuple[str, ...]  # the ref names behind the tokens, by token number
     placeholders: tuple[str, ...]
+    # relations read (by the body or a custom_sql test) that are neither refs nor declared sources:
+    # (name, line); `check` reports them and the executor refuses them
+    undeclared: tuple[tuple[str, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"canonical": self.canonical, "refs": list(self.refs), "placeholders": list(self.placeholders)}
+        return {"canonical": self.canonical, "refs": list(self.refs), "placeholders": list(self.placeholders),
+                "undeclared": [list(item) for item in self.undeclared]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QueryAnalysis:
-        return cls(data["canonical"], tuple(data["refs"]), tuple(data["placeholders"]))
+        undeclared = tuple((str(name), int(line)) for name, line in data.get("undeclared", ()))
+        return cls(data["canonical"], tuple(data["refs"]), tuple(data["placeholders"]), undeclared)
 
 
 def content_key(text: str) -> str:
-    """The cache key of a file's analysis: SHA-256 of its bytes and the canonicalizer version."""
-    return hashlib.sha256(f"{CANONICALIZER_VERSION}\0{text}".encode()).hexdigest()
+    """The cache key of a file's analysis: SHA-256 of its bytes, the canonicalizer and the guard version."""
+    return hashlib.sha256(f"{CANONICALIZER_VERSION}\0{GUARD_VERSION}\0{text}".encode()).hexdigest()
 
 
 def analyze_query(text: str, path: str) -> QueryAnalysis:
     """Render, parse, guard and canonicalize one model file (header included; it is all comments).
+
+    The body and every `custom_sql` test of the header pass the guard (`shared_core.core.sql.guard`);
+    relations that are not declared are recorded in `undeclared`, not refused (see the guard's docstring).
 
     Args:
         text: the whole model file.
         path: repository-relative path, for error messages.
 
     Returns:
-        The canonical SQL with ref tokens, and the refs and placeholders it uses.
+        The canonical SQL with ref tokens, the refs and placeholders it uses, and its undeclared relations.
 
     Raises:
-        ModelError: the SQL does not parse (with file:line:col).
-        UnsafeSqlError: the file is not exactly one read-only query.
+        ModelError: the SQL does not parse (with file:line:col), or the `sources`/`tests` header is invalid.
+        UnsafeSqlError: the body or a test is not exactly one read-only query over allowed functions and
+            relations.
     """
     template = render_template(text, path)
-    tree = _parse_query(template.rendered, path, guard_later=True)
-    _canonicalize(tree, guard=(template.rendered, path))  # its walk also does the guard's
-    return QueryAnalysis(canonical_sql(tree, copy=False), template.refs, template.placeholders)
+    tree = parse_statement(template.rendered, path, guard_later=True)
+    guard = TreeGuard(path=path, sql=template.rendered, refs=len(template.refs))
+    _canonicalize(tree, guard=guard)  # its walk also does the guard's
+    relations = guard.relations
+    sources, tests = header_sources_and_tests(text, path)
+    numbering = {name: index for index, name in enumerate(template.refs)}
+    for test, line in tests:
+        relations += guard_test(test.arg, path=path, line=line, refs=numbering, sources=None).relations
+    undeclared: dict[str, int] = {}
+    for name, line in relations:
+        if name not in sources:
+            undeclared.setdefault(name, line)
+    return QueryAnalysis(canonical_sql(tree, copy=False), template.refs, template.placeholders,
+                         tuple(undeclared.items()))
 
 
 def parse_query(sql: str, path: str) -> exp.Expr:
-    """Parse `sql` into exactly one read-only query.
+    """Parse `sql` into exactly one read-only query (statements only; see `shared_core.core.sql.guard`).
 
     Raises:
         ModelError: a parse error, with the position sqlglot reports.
         UnsafeSqlError: no statement, several statements, or a statement that writes or changes state.
     """
-    return _parse_query(sql, path, guard_later=False)
-
-
-def _parse_query(sql: str, path: str, *, guard_later: bool) -> exp.Expr:
-    """`parse_query`; with `guard_later`, a lone query is returned without the walk for forbidden
-    nodes, which the caller then does in its own walk of the tree (`_canonicalize` with `guard`),
-    raising the same error for the same node."""
-    import sqlglot
-    from sqlglot.errors import ParseError, TokenError
-
-    try:
-        # A comment after the last ';' comes back as a Semicolon "statement": it is only a comment.
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None and type(s).__name__ != "Semicolon"]
-    except ParseError as exc:
-        first = exc.errors[0] if exc.errors else {}
-        description = str(first.get("description", exc)).split("<Token")[0].strip().rstrip(".")
-        description = description.removesuffix(" but got").strip()
-        highlight = first.get("highlight")
-        near = f" near '{highlight}'" if highlight else ""
-        raise ModelError(
-            f"SQL syntax error: {description}{near}", path=path, line=int(first.get("line") or 0),
-            col=int(first.get("col") or 0),
-        ) from None
-    except TokenError as exc:
-        raise ModelError(f"SQL syntax error: {exc} (an unterminated string or quote?)", path=path) from None
-    if not statements:
-        raise UnsafeSqlError("the model has no SQL query; write one SELECT statement", path=path)
-    lone_query = len(statements) == 1 and type(statements[0]).__name__ in _QUERY_TYPES
-    for index, statement in enumerate(statements if not (guard_later and lone_query) else ()):
-        keyword = _forbidden_keyword(statement)
-        if keyword is not None:
-            raise _forbidden_error(keyword, sql, index, path)
-    if len(statements) > 1:
-        raise UnsafeSqlError(
-            f"{len(statements)} statements found; a model is exactly one SELECT query (remove the extra ';')",
-            path=path, line=_statement_line(sql, 1),
-        )
-    statement = statements[0]
-    if type(statement).__name__ not in _QUERY_TYPES:
-        raise UnsafeSqlError(
-            f"{type(statement).__name__.upper()} statement is not allowed; a model is one SELECT query",
-            path=path, line=_statement_line(sql, 0),
-        )
-    return statement
-
-
-def _forbidden_keyword(tree: exp.Expr) -> str | None:
-    for node in tree.walk():
-        name = type(node).__name__
-        if name in _FORBIDDEN:
-            return _keyword(node, name)
-    return None
-
-
-def _keyword(node: exp.Expr, name: str) -> str:
-    return _FORBIDDEN[name] or str(node.this).split()[0].upper()
-
-
-def _forbidden_error(keyword: str, sql: str, index: int, path: str) -> UnsafeSqlError:
-    return UnsafeSqlError(
-        f"{keyword} statement is not allowed; a model is one SELECT query and IronLayer writes the table",
-        path=path, line=_statement_line(sql, index),
-    )
-
-
-def _statement_line(sql: str, index: int) -> int:
-    """The 1-based line where statement `index` starts, 0 when unknown (only for error messages)."""
-    lines = _statement_lines(sql)
-    return lines[index] if index < len(lines) else 0
-
-
-def _statement_lines(sql: str) -> list[int]:
-    """The 1-based line of the first token of each statement (only computed on the error path)."""
-    import sqlglot
-    from sqlglot.tokenizer_core import TokenType
-
-    lines: list[int] = []
-    starting = True
-    for token in sqlglot.tokenize(sql, read=DIALECT):
-        if token.token_type == TokenType.SEMICOLON:
-            starting = True
-        elif starting:
-            lines.append(token.line)
-            starting = False
-    return lines
+    return parse_statement(sql, path)
 
 
 def canonicalize_tree(tree: exp.Expr) -> None:
@@ -194,9 +116,9 @@ def canonicalize_tree(tree: exp.Expr) -> None:
     _canonicalize(tree, guard=None)
 
 
-def _canonicalize(tree: exp.Expr, *, guard: tuple[str, str] | None) -> None:
-    """`canonicalize_tree`; with `guard` = (sql, path), first raise `parse_query`'s error for the first
-    forbidden node in walk order (the order `_forbidden_keyword` walks), checked before it changes."""
+def _canonicalize(tree: exp.Expr, *, guard: TreeGuard | None) -> None:
+    """`canonicalize_tree`; with `guard`, each node is first shown to `guard.visit` (which raises for a
+    node that breaks a rule), before this walk changes it."""
     from sqlglot import exp
 
     # One walk collects the nodes of the later passes: the first pass changes no structure, removing
@@ -207,8 +129,8 @@ def _canonicalize(tree: exp.Expr, *, guard: tuple[str, str] | None) -> None:
     aliases: list[exp.Alias] = []
     tables: list[exp.Table] = []
     for node in list(tree.walk()):
-        if guard is not None and type(node).__name__ in _FORBIDDEN:
-            raise _forbidden_error(_keyword(node, type(node).__name__), guard[0], 0, guard[1])
+        if guard is not None:
+            guard.visit(node)
         node.comments = None
         if isinstance(node, exp.Identifier):
             node.set("this", node.name.lower())
