@@ -128,7 +128,7 @@ _RULES: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
     (
         # 32 random bytes in url-safe base64; mixed case and a digit, which ordinary words never have.
         re.compile(
-            rf"(?<![{_B64_RUN}=])(?=[{_B64_RUN}]{{0,42}}[A-Z])(?=[{_B64_RUN}]{{0,42}}[a-z])"
+            rf"(?<![{_B64_RUN}])(?=[{_B64_RUN}]{{0,42}}[A-Z])(?=[{_B64_RUN}]{{0,42}}[a-z])"
             rf"(?=[{_B64_RUN}]{{0,42}}[0-9])[{_B64_RUN}]{{43}}=(?![{_B64_RUN}=])"
         ),
         "[fernet-key]",

@@ -3,15 +3,16 @@ ordinary text untouched)."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from shared_core.security.scrub import ScrubFilter, is_sensitive_name, scrub, scrub_mapping
+from shared_core.security.scrub import ScrubFilter, is_sensitive_name, scrub, scrub_engine_error, scrub_mapping
 
 # Fake credentials, assembled from parts so that no secret scanner mistakes this file for a leak.
 JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9" + ".eyJzdWIiOiJhbGljZSIsInJvbGUiOiJhZG1pbiJ9" + ".c2lnbmF0dXJlLW5vdC1yZWFs_x-Y"
@@ -27,6 +28,10 @@ WHSEC = "whsec" + "_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 HEX64 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 PLAN_ID = "a80a71a0bccb97f80d67611d535463fbf9240a81e588e40052563f0d9d32360c"
 SHA = "1f0e3dad99908345f7439f8ffabdffc4a5d1b2c3"
+FERNET_KEY = "q3Zr0bK8yM4Vd1pX7nT2" + "wLcH9sJfE6uA5gQiOoRjY0k="
+SLACK = "xoxb" + "-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx"
+GOOGLE = "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"
+DAPI_UPPER = "dapi" + "0123456789ABCDEF0123456789ABCDEF"
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234\nabcd==\n-----END RSA PRIVATE KEY-----"
 
 CASES: list[tuple[str, str, str]] = [
@@ -83,6 +88,22 @@ CASES: list[tuple[str, str, str]] = [
     ("hex after token with colon", f"Token: {HEX64}", "Token: ***"),
     ("hex after hmac", f"hmac {HEX64[:32]}", "hmac [secret]"),
     ("private key pem", f"key follows\n{PEM}\nend", "key follows\n[private-key]\nend"),
+    ("fernet key alone", f"rotated to {FERNET_KEY} today", "rotated to [fernet-key] today"),
+    ("credential keys list", f"IRONLAYER_CREDENTIAL_KEYS={FERNET_KEY},{FERNET_KEY.lower()} next",
+     "IRONLAYER_CREDENTIAL_KEYS=*** next"),
+    ("keys list with a colon", "fernet_keys: abc,def,ghi", "fernet_keys: ***"),
+    ("secret inside a key name", "API_SECRET_V2=abc123 SECRET_KEY_BASE=xyz", "API_SECRET_V2=*** SECRET_KEY_BASE=***"),
+    ("token with a colon", "token: abc123xyz, user: bob", "token: ***, user: bob"),
+    ("credentials with a colon", "credentials: abc123", "credentials: ***"),
+    ("aws secret alone", f"export {AWS_SECRET} now", "export [aws-secret] now"),
+    ("slack token", f"slack {SLACK} posted", "slack [slack-token] posted"),
+    ("slack webhook", "https://hooks.slack.com/services/T0123ABCD/B0456EFGH/abcdefghijklmnopqrstuvwx",
+     "https://hooks.slack.com/services/[slack-token]"),
+    ("google api key", f"maps key {GOOGLE}.", "maps key [google-key]."),
+    ("upper-case databricks token", f"using {DAPI_UPPER}", "using [databricks-token]"),
+    ("url password with @", "postgresql://app:p@ss:w@rd@db.internal:5432/prod?sslmode=require",
+     "postgresql://app:***@db.internal:5432/prod?sslmode=require"),
+    ("url password with @ and an e-mail later", "https://u:a@b@host/x?to=c@d.io", "https://u:***@host/x?to=[email]"),
     ("truncated pem", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg", "[private-key]"),
     # Ordinary text that must survive.
     ("plan id", f"plan {PLAN_ID} awaits approval", f"plan {PLAN_ID} awaits approval"),
@@ -107,8 +128,9 @@ def test_scrub_table(text: str, expected: str) -> None:
     assert scrub(expected) == expected  # idempotent on every case
 
 
-SHAPED = [JWT, GHP, GITHUB_PAT, DAPI, AWS_ID, FERNET, STRIPE, WHSEC]  # recognisable on their own
-UNSHAPED = [AWS_SECRET, AZURE_KEY, "hunter2", "correct horse battery staple"]  # recognisable by their key only
+SHAPED = [JWT, GHP, GITHUB_PAT, DAPI, DAPI_UPPER, AWS_ID, AWS_SECRET, FERNET, FERNET_KEY, STRIPE, WHSEC, SLACK,
+          GOOGLE]  # recognisable on their own
+UNSHAPED = [AZURE_KEY, "hunter2", "correct horse battery staple"]  # recognisable by their key only
 
 
 def _assert_gone(secret: str, template: str) -> None:
@@ -128,7 +150,8 @@ def test_shaped_secrets_go_wherever_they_stand(secret: str) -> None:
 def test_any_secret_goes_after_a_secret_key(secret: str) -> None:
     for template in ("password={}", "Password = '{}'", "AccountKey={};", 'client_secret="{}"', "x?sig={}&y=1",
                      '{{"db_password": "{}"}}', "{{'Token': '{}'}}", "aws_secret_access_key: {}", "PWD: {}",
-                     "DATABRICKS_TOKEN={}", "postgresql://app:{}@db:5432/x"):
+                     "DATABRICKS_TOKEN={}", "postgresql://app:{}@db:5432/x", "token: {}", "MY_API_SECRET_2={}",
+                     "IRONLAYER_CREDENTIAL_KEYS={}", "credential_keys: {}"):
         if " " in secret and "'" not in template and '"' not in template:
             continue  # an unquoted value ends at a space
         _assert_gone(secret, template)
@@ -284,10 +307,112 @@ def test_scrubbing_arbitrary_text_is_idempotent(text: str) -> None:
     assert scrub(once) == once
 
 
-@pytest.mark.parametrize("unit", ["a.", "a-", "x.password.", "a@", "eyJa.", "http://a:", "key 0", "Bearer ", '"password": "a'])
+@pytest.mark.parametrize("unit", ["a.", "a-", "x.password.", "a@", "eyJa.", "http://a:", "key 0", "Bearer ", '"password": "a',
+                                  "x.secret.", "a_keys", "http://u:a@", "Ab1/", "Ab1-", "secret_x: ", "xoxb-"])
 def test_scrubbing_stays_linear_on_long_adversarial_input(unit: str) -> None:
     # Each rule anchors where a run of key characters starts; a backtracking pattern would take minutes here.
     text = unit * (100_000 // len(unit))
     started = time.perf_counter()
     scrub(text)
     assert time.perf_counter() - started < 5
+
+
+# ------------------------------------------------------------------------- key shapes, as properties
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+TEXT_AROUND = st.lists(st.tuples(ORDINARY, SEPARATORS), max_size=6).map(_join)
+
+
+def _mixed(text: str) -> bool:
+    """Random keys have upper and lower case letters and a digit; the shapes rely on it (ordinary words don't)."""
+    return any(c.isupper() for c in text) and any(c.islower() for c in text) and any(c.isdigit() for c in text)
+
+
+fernet_keys = st.binary(min_size=32, max_size=32).map(lambda b: base64.urlsafe_b64encode(b).decode())
+aws_secrets = st.text(alphabet=B64 + "/+", min_size=40, max_size=40)
+slack_tokens = st.tuples(st.sampled_from("abposr"), st.text(alphabet=B64 + "-", min_size=10, max_size=60)).map(
+    lambda p: f"xox{p[0]}-{p[1]}")
+google_keys = st.text(alphabet=B64 + "_-", min_size=35, max_size=35).map(lambda k: "AIza" + k)
+databricks_tokens = st.tuples(st.text(alphabet="0123456789abcdefABCDEF", min_size=32, max_size=40),
+                              st.sampled_from(["dapi", "DAPI", "dose"])).map(lambda p: p[1] + p[0])
+SHAPES = {"fernet key": fernet_keys, "aws secret": aws_secrets, "slack": slack_tokens, "google": google_keys,
+          "databricks": databricks_tokens}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_key_shapes_are_scrubbed_anywhere_in_ordinary_text(shape: str, data: st.DataObject) -> None:
+    secret = data.draw(SHAPES[shape])
+    if shape in ("fernet key", "aws secret"):
+        assume(_mixed(secret))
+    before, after = data.draw(TEXT_AROUND), data.draw(TEXT_AROUND)
+    sep = data.draw(st.sampled_from([" ", "\n", " (", ": ", "='"]))
+    text = f"{before}{sep}{secret}{sep[::-1] if sep.strip() else sep}{after}"
+    once = scrub(text)
+    assert secret not in once
+    assert scrub(once) == once
+
+
+secret_values = st.text(alphabet=B64 + "!$%^*()-_+.~@:", min_size=1, max_size=40).filter(lambda v: v.strip(":"))
+key_names = st.sampled_from(["IRONLAYER_CREDENTIAL_KEYS", "fernet_keys", "API_SECRET", "my_secret_value",
+                             "SECRET_KEY_BASE", "token", "access-token", "db_password", "client_secret"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(key_names, st.lists(secret_values, min_size=1, max_size=3), st.sampled_from(["=", ": ", " = ", ":"]),
+       TEXT_AROUND)
+def test_secret_assignments_and_key_lists_lose_their_whole_value(
+    key: str, values: list[str], sign: str, before: str,
+) -> None:
+    value = ",".join(values) if key.lower().endswith("keys") else values[0]
+    text = f"{before} {key}{sign}{value} end"
+    once = scrub(text)
+    for part in value.split(","):
+        if len(part) >= 3:
+            assert part not in once.split(key, 1)[1], (text, once)
+    assert once.endswith(" end")
+    assert scrub(once) == once
+
+
+passwords = st.text(alphabet=B64 + "!$%&*()_+=-.~@:", min_size=1, max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(passwords, st.sampled_from(["postgresql", "https", "redis", "mysql"]),
+       st.sampled_from(["db.internal:5432/prod", "host/x?y=1", "cache", "h#frag"]))
+def test_url_passwords_go_even_when_they_contain_at_signs(password: str, scheme: str, rest: str) -> None:
+    text = f"dsn {scheme}://app:{password}@{rest} ok"
+    once = scrub(text)
+    assert once == f"dsn {scheme}://app:***@{rest} ok"
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "sql", "expected"),
+    [
+        ("Conversion Error: Could not convert string 'alice@x.io' to INT32 when casting from source column email"
+         "\n\nLINE 1: SELECT CAST(email AS INT) FROM t\n               ^^^^^^^^^^^^^^^^^^", "ConversionException",
+         "SELECT CAST(email AS INT) FROM t", "Conversion Error at line 1, column 8 (the message may quote data and is "
+         "withheld)"),
+        ('Constraint Error: Duplicate key "id: 5" violates primary key constraint.', "ConstraintException", "",
+         "Constraint Error (the message may quote data and is withheld)"),
+        ("Out of Range Error: Overflow in multiplication of INT32 (2147483647 * 2)!", "OutOfRangeException", "",
+         "Out of Range Error (the message may quote data and is withheld)"),
+        ("Invalid Input Error: alice@x.io", "InvalidInputException", "", "Invalid Input Error (the message may "
+         "quote data and is withheld)"),
+        ('Binder Error: Referenced column "no_col" not found in FROM clause!\nCandidate bindings: "email"\n\n'
+         "LINE 1: SELECT no_col FROM t\n               ^^^^^^", "BinderException", "SELECT no_col FROM t",
+         'Binder Error at line 1, column 8: Referenced column "no_col" not found in FROM clause!'),
+        ('Catalog Error: Table with name nope does not exist!\nDid you mean "other_tenant.secrets"?\n\nLINE 1: '
+         "SELECT * FROM nope\n                      ^^^^", "CatalogException", "SELECT * FROM nope",
+         "Catalog Error at line 1, column 15: Table with name nope does not exist!"),
+        ('Binder Error: Values list "t" does not have a column named "secret_col"', "BinderException",
+         "SELECT t.x FROM t", 'Binder Error: Values list "t" does not have a column named "?"'),
+        ('Parser Error: syntax error at or near "WHERE"', "ParserException", "SELECT * FROM t WHERE",
+         'Parser Error: syntax error at or near "WHERE"'),
+        ("something broke with password=hunter2", "IOException", "", "IO Error (the message may quote data and is "
+         "withheld)"),
+    ],
+)
+def test_engine_errors_keep_class_and_position_only(message: str, kind: str, sql: str, expected: str) -> None:
+    assert scrub_engine_error(message, kind=kind, sql=sql) == expected

@@ -233,18 +233,20 @@ class TreeGuard:
         Raises:
             UnsafeSqlError: the node breaks a rule.
         """
-        from sqlglot import exp
-
-        name = type(node).__name__
-        if name in FORBIDDEN:
+        kind = _KINDS.get(type(node))
+        if kind is None:
+            kind = _KINDS[type(node)] = _kind_of(type(node))
+        if kind == _OTHER:
+            return
+        if kind == _FORBIDDEN:
             raise forbidden_error(node, self.sql, 0, self.path, subject=self.subject, line=self.line)
-        if isinstance(node, exp.Func):
-            self._function(node)
-        elif isinstance(node, exp.Table):
-            self._relation(node)
-        elif isinstance(node, exp.Column) and not node.table:
+        if kind == _FUNCTION:
+            self._function(node)  # type: ignore[arg-type]  # _kind_of checked the class
+        elif kind == _TABLE:
+            self._relation(node)  # type: ignore[arg-type]
+        elif not node.args.get("table"):  # a column
             identifier = node.this
-            if (isinstance(identifier, exp.Identifier) and not identifier.quoted
+            if (type(identifier).__name__ == "Identifier" and not identifier.quoted
                     and identifier.name.lower() in BARE_ENGINE_FUNCTIONS):
                 raise self._error(f"{identifier.name} reads the engine's state and is not allowed; if it is a "
                                   "column, qualify it with its table", node)
@@ -311,6 +313,22 @@ class TreeGuard:
     def _error(self, message: str, node: exp.Expr) -> UnsafeSqlError:
         where = "" if self.subject == "model" else "in a custom_sql test: "
         return UnsafeSqlError(where + message, path=self.path, line=self._line(node))
+
+
+_OTHER, _FORBIDDEN, _FUNCTION, _TABLE, _COLUMN = range(5)
+_KINDS: dict[type, int] = {}  # node class -> what the guard checks on it (the walk visits every node)
+
+
+def _kind_of(cls: type) -> int:
+    from sqlglot import exp
+
+    if cls.__name__ in FORBIDDEN:
+        return _FORBIDDEN
+    if issubclass(cls, exp.Func):
+        return _FUNCTION
+    if issubclass(cls, exp.Table):
+        return _TABLE
+    return _COLUMN if issubclass(cls, exp.Column) else _OTHER
 
 
 def undeclared_error(relation: str, model: str, path: str, line: int, *, is_model: bool = False) -> UnsafeSqlError:
