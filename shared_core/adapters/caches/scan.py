@@ -27,7 +27,7 @@ from typing import Any
 from shared_core.core.project import headers, models, templating
 from shared_core.core.project.headers import ContractColumn, Header, QualityTest
 from shared_core.core.project.models import ScannedSource
-from shared_core.core.sql import canonical
+from shared_core.core.sql import canonical, guard
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _fingerprint() -> str | None:
     digest.update(canonical.CANONICALIZER_VERSION.encode())
     for cls in (ScannedSource, Header, QualityTest, ContractColumn):
         digest.update(repr([(f.name, str(f.type)) for f in dataclasses.fields(cls)]).encode())
-    for module in (headers, templating, models, canonical):
+    for module in (headers, templating, models, canonical, guard):  # guard: reserved names in headers
         try:
             digest.update(Path(module.__file__ or "").read_bytes())
         except OSError:
