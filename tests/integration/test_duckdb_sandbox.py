@@ -11,7 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from shared_core.adapters.engines.duckdb import DuckDBExecutor, ExecutionError
+from shared_core.adapters.engines.duckdb import DuckDBExecutor
+from shared_core.core.errors import ExecutionError
 from shared_core.core.project.models import ModelSource, load_project
 
 pytestmark = pytest.mark.integration
@@ -53,10 +54,24 @@ def test_sessions_have_external_access_off_extensions_off_utc_and_a_locked_confi
         for conn in (executor.root, executor.conn):
             assert conn.execute(
                 "SELECT current_setting('enable_external_access'), current_setting('autoinstall_known_extensions'), "
-                "current_setting('autoload_known_extensions'), current_setting('lock_configuration'), "
-                "current_setting('TimeZone')").fetchone() == (False, False, False, True, "UTC")
+                "current_setting('autoload_known_extensions'), current_setting('allow_community_extensions'), "
+                "current_setting('python_enable_replacements'), current_setting('lock_configuration'), "
+                "current_setting('TimeZone')").fetchone() == (False, False, False, False, False, True, "UTC")
     finally:
         executor.close()
+
+
+def test_python_variables_are_never_tables(tmp_path: Path) -> None:
+    plain = duckdb.connect()
+    secrets_rel = plain.sql("SELECT 'hunter2' AS password")  # noqa: F841  (DuckDB's Python client scans it by name)
+    assert plain.execute("SELECT * FROM secrets_rel").fetchall() == [("hunter2",)]  # outside the sandbox it can
+    executor = DuckDBExecutor(tmp_path / "w.duckdb")
+    try:
+        with pytest.raises(duckdb.CatalogException, match="secrets_rel"):
+            executor.conn.execute("SELECT * FROM secrets_rel").fetchall()
+    finally:
+        executor.close()
+        plain.close()
 
 
 def test_a_second_executor_on_the_same_file_shares_the_locked_session(tmp_path: Path) -> None:

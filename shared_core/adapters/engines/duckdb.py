@@ -15,11 +15,12 @@ readers would see after it commits; a BLOCK failure publishes nothing.
 
 The session is a sandbox for tenant SQL, as defence in depth behind the guard (`core/sql/guard.py`), which
 has already refused anything below: the database opens with external access off (no file, URL, COPY,
-ATTACH, EXPORT, INSTALL or LOAD beyond the warehouse file itself) and extensions neither installed nor
-loaded on demand; the executor then creates its own `_ironlayer` schema, pins `TimeZone` to UTC (so the
-host's `TZ` never changes a timestamp) and locks the configuration, so no later statement can `SET`,
-`RESET` or `PRAGMA` a setting. The executor reads or writes no file itself. An engine error that reaches a
-run's stored error keeps only its class and position (`scrub_engine_error`): messages can quote data.
+ATTACH, EXPORT, INSTALL or LOAD beyond the warehouse file itself), extensions neither installed nor loaded
+on demand, community extensions refused, and no Python variable of this process read as a table; the
+executor then creates its own `_ironlayer` schema, pins `TimeZone` to UTC (so the host's `TZ` never changes
+a timestamp) and locks the configuration, so no later statement can `SET`, `RESET` or `PRAGMA` a setting.
+The executor reads or writes no file itself. An engine error that reaches a run's stored error keeps only
+its class and position (`scrub_engine_error`): messages can quote data.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ SANDBOX_CONFIG = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "python_enable_replacements": False,  # never read a Python variable of this process as a table
 }
 #: Set once after the executor's own set-up, just before the configuration is locked.
 SESSION_TIME_ZONE = "UTC"
