@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -173,8 +173,15 @@ def iso(moment: datetime) -> str:
 def context_json(instance_id: str, history: Sequence[Json], input_: Any, parent_instance_id: str | None) -> str:
     """The orchestration trigger's payload: the history and the fields the extension adds."""
     replaying = sum(e["EventType"] == Event.ORCHESTRATOR_STARTED for e in history) > 1
-    return json.dumps({"history": history, "input": input_, "instanceId": instance_id, "isReplaying": replaying,
-                       "parentInstanceId": parent_instance_id, **CONTEXT_FIELDS}, separators=(",", ":"))
+    return _context_text(",".join(compact(e) for e in history), instance_id, input_, parent_instance_id, replaying)
+
+
+def _context_text(history: str, instance_id: str, input_: Any, parent_instance_id: str | None,
+                  replaying: bool) -> str:
+    """`context_json` from the history's events already serialized and joined by commas."""
+    fields = compact({"input": input_, "instanceId": instance_id, "isReplaying": replaying,
+                      "parentInstanceId": parent_instance_id, **CONTEXT_FIELDS})
+    return f'{{"history":[{history}],{fields[1:]}'
 
 
 def execute(function: OrchestratorFunction, context: str) -> tuple[str, float]:
@@ -227,6 +234,17 @@ def load_orchestrator(ref: str) -> OrchestratorFunction:
         target = target.build().get_user_function()
     function: OrchestratorFunction = getattr(target, "orchestrator_function", target)
     return function
+
+
+def app_orchestrations(functions: Iterable[Any]) -> dict[str, Orchestration]:
+    """The orchestrators among a Functions app's indexed functions (`app.get_functions()`), by registered name."""
+    found: dict[str, Orchestration] = {}
+    for function in functions:
+        code = getattr(function.get_user_function(), "orchestrator_function", None)
+        if code is not None:
+            name = function.get_function_name()
+            found[name] = Orchestration(name, code, f"{code.__module__}:{code.__name__}")
+    return found
 
 
 def run_orchestration(orchestration: Orchestration, input_: Any, script: Script, *,
@@ -412,6 +430,8 @@ class _Shim:
         self.current: _Node | None = None
         self.by_id: dict[int, tuple[str, _Leaf]] = {}  # task ID -> ("task" | "timer" | "retry", leaf)
         self.recorded: set[int] = set()
+        self.fresh: list[int] = []  # task IDs issued since `unrecorded` was last asked
+        self.open: dict[int, _Leaf] = {}  # leaves with a task ID that are not done, by id()
         self.waiting: dict[str, list[_Leaf]] = {}
         self.buffered: dict[str, int] = {}
         self.finished = False
@@ -434,15 +454,16 @@ class _Shim:
                 self._event_raised(event["Name"])
 
     def unrecorded(self) -> list[tuple[int, str, _Leaf]]:
-        """Tasks issued in this replay that the history does not hold yet: the episode's new decisions."""
-        return [(task_id, what, leaf) for task_id, (what, leaf) in self.by_id.items() if task_id not in self.recorded]
+        """Tasks issued that the history does not hold yet: the episode's new decisions (now taken as recorded)."""
+        fresh = [(task_id, *self.by_id[task_id]) for task_id in self.fresh if task_id not in self.recorded]
+        self.recorded.update(task_id for task_id, _, _ in fresh)
+        self.fresh = []
+        return fresh
 
     def open_waits(self) -> dict[int, tuple[str, str]]:
         """What the extension waits for, by task ID: `("task", name)` or `("timer", "")`."""
         waits: dict[int, tuple[str, str]] = {}
-        for leaf in {id(leaf): leaf for _, leaf in self.by_id.values()}.values():
-            if leaf.done:
-                continue
+        for leaf in self.open.values():
             if leaf.retry_timer >= 0 or leaf.type == ActionType.CREATE_TIMER:
                 waits[leaf.retry_timer if leaf.retry_timer >= 0 else leaf.task_id] = ("timer", "")
             elif leaf.task_id >= 0:
@@ -473,8 +494,8 @@ class _Shim:
             leaf.first_attempt = self.now
             self._attempt(leaf)
         elif kind == ActionType.CREATE_TIMER:
-            leaf.task_id = self._allocate("timer", leaf)
             leaf.done = leaf.cancelled  # a cancelled timer's task is cancelled at once; its TimerCreated stays
+            leaf.task_id = self._allocate("timer", leaf)
         elif kind == ActionType.WAIT_FOR_EXTERNAL_EVENT:
             if self.buffered.get(leaf.name):
                 self.buffered[leaf.name] -= 1
@@ -488,6 +509,9 @@ class _Shim:
     def _allocate(self, what: str, leaf: _Leaf) -> int:
         task_id, self.next_id = self.next_id, self.next_id + 1
         self.by_id[task_id] = (what, leaf)
+        self.fresh.append(task_id)
+        if not leaf.done:
+            self.open[id(leaf)] = leaf
         return task_id
 
     def _attempt(self, leaf: _Leaf) -> None:
@@ -550,6 +574,7 @@ class _Shim:
     def _finish(self, leaf: _Leaf) -> None:
         node: _Node = leaf
         node.done = True
+        self.open.pop(id(leaf), None)
         while node.parent is not None:
             group = node.parent
             if group.done:
@@ -578,6 +603,7 @@ class _Instance:
         self.parent_instance_id = parent[1] if parent else None
         self.now = start
         self.history: list[Json] = []
+        self.history_text = ""  # the history's events, serialized once played, joined by commas
         self.inbox: list[tuple[datetime, int, Json]] = []
         self.order = itertools.count()
         self.calls: list[tuple[str, Any]] = []
@@ -593,6 +619,7 @@ class _Instance:
 
     def run(self) -> Run:
         previous: list[Json] = []
+        shim: _Shim | None = None
         while True:
             if not self.inbox:
                 raise StuckOrchestrationError(self._stuck(previous))
@@ -601,26 +628,37 @@ class _Instance:
             while self.inbox and self.inbox[0][0] <= self.now and (
                     self.script.max_batch is None or len(new) <= self.script.max_batch):
                 new.append(heapq.heappop(self.inbox)[2])
-            episode = self.history + new
-            context = context_json(self.instance_id, episode, self.input, self.parent_instance_id)
+            new_text = ",".join(compact(e) for e in new)
+            context = _context_text(f"{self.history_text},{new_text}" if self.history else new_text, self.instance_id,
+                                    self.input, self.parent_instance_id, replaying=bool(self.history))
             state_text, cpu, orchestration_context = _execute(self.orchestration.function, context)
             self.episodes.append(EpisodeStat(len(context), cpu))
             state = json.loads(state_text)
             actions: list[Json] = state["actions"][0] if state["actions"] else []
-            if self.verify:
+            same_head = actions[:len(previous)] == previous
+            if self.verify and not same_head:
                 self._check_prefix(previous, actions)
+            # The extension replays every episode from the start; doing so only when an action changed (a timer
+            # cancelled since) or appeared behind a finished replay gives the same task IDs for less work.
+            if shim is None or not same_head or (shim.finished and len(actions) > len(previous)):
+                shim = _Shim(actions, self.execution_id)
+                shim.replay([*self.history, *new])
+            else:
+                shim.actions = actions
+                shim.replay(new)
             previous = actions
-            shim = _Shim(actions, self.execution_id)
-            shim.replay(episode)
             if self.verify:
                 self._check_task_ids(shim.open_waits(), _sdk_waits(orchestration_context))
             decisions = [self._decide(task_id, what, leaf) for task_id, what, leaf in shim.unrecorded()]
             ended = bool(state.get("isDone") or state.get("error")) and shim.finished
             if ended:
                 decisions.append(self._completion(state, shim.next_id))
-            self.history = [*episode, *decisions, _event(Event.ORCHESTRATOR_COMPLETED, -1, self.now)]
-            for event in self.history:  # the framework marks each event it processed; OrchestratorStarted never
+            played = [*new, *decisions, _event(Event.ORCHESTRATOR_COMPLETED, -1, self.now)]
+            for event in played:  # the framework marks each event it processed; OrchestratorStarted never
                 event["IsPlayed"] = event["EventType"] != Event.ORCHESTRATOR_STARTED
+            text = ",".join(compact(e) for e in played)
+            self.history_text = f"{self.history_text},{text}" if self.history else text
+            self.history.extend(played)
             if ended:
                 return self._result(state_text, state)
             self._answer_waits(shim)

@@ -32,6 +32,7 @@ from tests.functions.durable_replay import (
     Script,
     StuckOrchestrationError,
     TaskIdError,
+    app_orchestrations,
     check_replays,
     check_replays_in_subprocesses,
     compact,
@@ -55,11 +56,15 @@ UNREACHABLE = "state store unreachable"
 
 
 @functools.cache
-def plan_orchestrator() -> Orchestration:
+def orchestrators() -> dict[str, Orchestration]:
+    """The app's orchestrators: `plan_orchestrator` and any sub-orchestrator it calls."""
     from tests.functions.conftest import functions_by_name  # here: the replay subprocesses import this module
 
-    function = functions_by_name()["plan_orchestrator"].get_user_function().orchestrator_function
-    return Orchestration("plan_orchestrator", function, "functions.planning:plan_orchestrator")
+    return app_orchestrations(functions_by_name().values())
+
+
+def plan_orchestrator() -> Orchestration:
+    return orchestrators()["plan_orchestrator"]
 
 
 class World:
@@ -153,7 +158,7 @@ SCENARIOS: dict[str, tuple[Json, World, tuple[Raise, ...], list[tuple[str, Any]]
 @functools.cache
 def scenario_run(name: str) -> Run:
     job, world, events, *_ = SCENARIOS[name]
-    script = Script(world.respond, events, duration=world.duration)
+    script = Script(world.respond, events, duration=world.duration, orchestrators=orchestrators())
     return run_orchestration(plan_orchestrator(), job, script, instance_id=INSTANCE)
 
 
@@ -216,8 +221,14 @@ def test_every_scenario_replays_the_same_in_fresh_interpreters_with_other_hash_s
     check_replays_in_subprocesses([scenario_run(name) for name in SCENARIOS])
 
 
-def test_the_ref_the_subprocesses_import_is_the_registered_orchestrator() -> None:
-    assert load_orchestrator(plan_orchestrator().ref) is plan_orchestrator().function
+def test_the_refs_the_subprocesses_import_are_the_registered_orchestrators() -> None:
+    from tests.functions.conftest import functions_by_name
+
+    assert plan_orchestrator().function is \
+        functions_by_name()["plan_orchestrator"].get_user_function().orchestrator_function
+    assert plan_orchestrator().ref == "functions.planning:plan_orchestrator"
+    for orchestration in orchestrators().values():
+        assert load_orchestrator(orchestration.ref) is orchestration.function
 
 
 def test_approval_races_a_24_hour_timer_that_approval_cancels() -> None:
