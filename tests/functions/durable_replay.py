@@ -8,8 +8,8 @@ episode (a real replay: `is_replaying` is true for old events), and answers the 
 `Script` of the outside world: activity results, external events, timers that fire, child orchestrations run
 the same way. Task IDs, retries (`TaskFailed`, a retry timer, a new attempt, and one last timer after the last
 attempt) and the waiting of `task_all`/`task_any` follow the extension's replay of those actions
-(`OutOfProcOrchestrationShim` over the Durable Task Framework, whose `Task.WhenAll` waits for every child even
-after one failed), so an orchestrator whose actions drift from its history fails or gets stuck here.
+(tests/functions/durable_extension.py), so an orchestrator whose actions drift from its history, or whose task
+IDs the SDK and the extension read differently, fails or gets stuck here.
 
 `check_replays` replays a finished history again with fresh executors and `check_replays_in_subprocesses` in
 fresh interpreters (other `PYTHONHASHSEED`s, a bare environment, another time zone); both require the very
@@ -36,15 +36,34 @@ from pathlib import Path
 from typing import Any
 
 import azure.durable_functions as df
-from azure.durable_functions.models.actions.ActionType import ActionType
 from azure.durable_functions.models.actions.CreateTimerAction import CreateTimerAction
 from azure.durable_functions.models.actions.NoOpAction import NoOpAction
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType as Event
 
+from tests.functions.durable_extension import (
+    ORCHESTRATIONS,
+    Json,
+    Leaf,
+    NonDeterminismError,
+    ReplayError,
+    Shim,
+    StuckOrchestrationError,
+    TaskIdError,
+    compact,
+    history_event,
+    instant,
+    iso,
+)
+
+__all__ = [
+    "START", "EpisodeStat", "NonDeterminismError", "Orchestration", "Raise", "ReplayError", "Run", "Script",
+    "StuckOrchestrationError", "TaskIdError", "app_orchestrations", "check_replays", "check_replays_in_subprocesses",
+    "compact", "compare_states", "context_json", "execute", "iso", "load_orchestrator", "run_orchestration",
+]
+
 OrchestratorFunction = Callable[[df.DurableOrchestrationContext], Generator[Any, Any, Any]]
 Respond = Callable[[str, Any], Any]
 Duration = Callable[[str, Any], timedelta]
-Json = dict[str, Any]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
@@ -55,28 +74,6 @@ CONTEXT_FIELDS: Json = {"upperSchemaVersion": 1, "upperSchemaVersionNew": 2,
                         "defaultHttpAsyncRequestSleepTimeMillseconds": 30000}
 _ERROR_MARKER = "\n\n$OutOfProcData$:"  # how the SDK appends its state to an orchestrator's exception
 _COMPLETED, _FAILED = 1, 3  # DTFx OrchestrationStatus
-_ACTIVITIES = {ActionType.CALL_ACTIVITY, ActionType.CALL_ACTIVITY_WITH_RETRY}
-_ORCHESTRATIONS = {ActionType.CALL_SUB_ORCHESTRATOR, ActionType.CALL_SUB_ORCHESTRATOR_WITH_RETRY}
-_SCHEDULED = {Event.TASK_SCHEDULED: "activity", Event.SUB_ORCHESTRATION_INSTANCE_CREATED: "orchestration",
-              Event.TIMER_CREATED: "timer"}
-_TASK_ENDS = {Event.TASK_COMPLETED: False, Event.TASK_FAILED: True,
-              Event.SUB_ORCHESTRATION_INSTANCE_COMPLETED: False, Event.SUB_ORCHESTRATION_INSTANCE_FAILED: True}
-
-
-class ReplayError(AssertionError):
-    """The orchestration cannot run as the Durable extension would run it."""
-
-
-class NonDeterminismError(ReplayError):
-    """A replay of the same history gave other actions, output or custom status, or contradicts the history."""
-
-
-class StuckOrchestrationError(ReplayError):
-    """The orchestration waits for something the script never delivers, or for a task ID the extension never uses."""
-
-
-class TaskIdError(ReplayError):
-    """The SDK and the extension gave one task ID to different work: a result would reach the wrong task."""
 
 
 @dataclass(frozen=True)
@@ -162,12 +159,6 @@ class Run:
         yield self
         for child in self.children:
             yield from child.all_runs()
-
-
-def iso(moment: datetime) -> str:
-    """A UTC instant as the extension (Newtonsoft) writes it: `2024-01-10T12:00:00Z`, fractions trimmed."""
-    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
-    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
 
 def context_json(instance_id: str, history: Sequence[Json], input_: Any, parent_instance_id: str | None) -> str:
@@ -355,245 +346,14 @@ def _uncancelled(actions: Sequence[Json]) -> list[Json]:
     return [strip(a) for a in actions]
 
 
-def compact(value: Any) -> str:
-    """JSON as the extension (Newtonsoft, no formatting) writes payloads into the history."""
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _event(kind: Event, event_id: int, at: datetime, **fields: Any) -> Json:
-    return {"EventType": int(kind), "EventId": event_id, "IsPlayed": False, "Timestamp": iso(at), **fields}
-
-
-def _instant(text: str, cache: dict[str, datetime]) -> datetime:
-    moment = cache.get(text)
-    if moment is None:
-        moment = cache[text] = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment
-
-
-# --------------------------------------------------------------------------------------------------
-# The extension's side: OutOfProcOrchestrationShim replaying the actions into the Durable Task Framework
-# --------------------------------------------------------------------------------------------------
-
-
-class _Node:
-    def __init__(self, parent: _Group | None) -> None:
-        self.parent = parent
-        self.done = False
-
-
-class _Group(_Node):
-    """`Task.WhenAny` (done when one child is) or `Task.WhenAll` (done when every child is, failed or not)."""
-
-    def __init__(self, parent: _Group | None, any_: bool) -> None:
-        super().__init__(parent)
-        self.any = any_
-        self.children: list[_Node] = []
-        self.pending = 0
-
-    def settle(self) -> None:
-        self.pending = sum(not c.done for c in self.children)
-        self.done = self.pending < len(self.children) if self.any else self.pending == 0
-
-
-class _Leaf(_Node):
-    def __init__(self, parent: _Group | None, action: Json) -> None:
-        super().__init__(parent)
-        self.type = ActionType(action["actionType"])
-        self.name: str = action.get("functionName") or action.get("externalEventName") or ""
-        self.input: str | None = action.get("input")
-        self.fire_at: str | None = action.get("fireAt")
-        self.instance_id: str | None = action.get("instanceId")
-        self.retry: Json | None = action.get("retryOptions")
-        self.cancelled = bool(action.get("isCanceled"))
-        self.attempts = 0
-        self.first_attempt = START
-        self.task_id = -1  # the current attempt's (or the timer's) task ID
-        self.retry_timer = -1
-        self.retry_fire_at = START
-
-
-class _Shim:
-    """Replays one episode's actions against the history as the extension does, from the start.
-
-    Each top-level action is awaited before the next is issued; task IDs come from one counter in the order
-    the Durable Task Framework allocates them (attempts, timers, retry timers, sub-orchestrations). The
-    history's `TaskScheduled`/`TimerCreated`/`SubOrchestrationInstanceCreated` must match what is issued.
-    """
-
-    def __init__(self, actions: Sequence[Json], execution_id: str) -> None:
-        self.actions = actions
-        self.execution_id = execution_id
-        self.now = START
-        self.next_id = 0
-        self.cursor = 0
-        self.current: _Node | None = None
-        self.by_id: dict[int, tuple[str, _Leaf]] = {}  # task ID -> ("task" | "timer" | "retry", leaf)
-        self.recorded: set[int] = set()
-        self.fresh: list[int] = []  # task IDs issued since `unrecorded` was last asked
-        self.open: dict[int, _Leaf] = {}  # leaves with a task ID that are not done, by id()
-        self.waiting: dict[str, list[_Leaf]] = {}
-        self.buffered: dict[str, int] = {}
-        self.finished = False
-        self._instants: dict[str, datetime] = {}
-
-    def replay(self, history: Sequence[Json]) -> None:
-        for event in history:
-            kind = event["EventType"]
-            if kind == Event.ORCHESTRATOR_STARTED:
-                self.now = _instant(event["Timestamp"], self._instants)
-            elif kind == Event.EXECUTION_STARTED:
-                self._advance()
-            elif kind in _SCHEDULED:
-                self._match(event, _SCHEDULED[Event(kind)])
-            elif kind in _TASK_ENDS:
-                self._task_ended(event["TaskScheduledId"], failed=_TASK_ENDS[Event(kind)])
-            elif kind == Event.TIMER_FIRED:
-                self._timer_fired(event["TimerId"])
-            elif kind == Event.EVENT_RAISED:
-                self._event_raised(event["Name"])
-
-    def unrecorded(self) -> list[tuple[int, str, _Leaf]]:
-        """Tasks issued that the history does not hold yet: the episode's new decisions (now taken as recorded)."""
-        fresh = [(task_id, *self.by_id[task_id]) for task_id in self.fresh if task_id not in self.recorded]
-        self.recorded.update(task_id for task_id, _, _ in fresh)
-        self.fresh = []
-        return fresh
-
-    def open_waits(self) -> dict[int, tuple[str, str]]:
-        """What the extension waits for, by task ID: `("task", name)` or `("timer", "")`."""
-        waits: dict[int, tuple[str, str]] = {}
-        for leaf in self.open.values():
-            if leaf.retry_timer >= 0 or leaf.type == ActionType.CREATE_TIMER:
-                waits[leaf.retry_timer if leaf.retry_timer >= 0 else leaf.task_id] = ("timer", "")
-            elif leaf.task_id >= 0:
-                waits[leaf.task_id] = ("task", leaf.name)
-        return waits
-
-    def describe_waits(self) -> list[str]:
-        waits = [f"event '{name}'" for name, leaves in self.waiting.items() for _ in leaves]
-        return waits + [f"{kind} #{task_id} {name}".rstrip() for task_id, (kind, name) in self.open_waits().items()]
-
-    def _advance(self) -> None:
-        while self.current is None or self.current.done:
-            if self.cursor >= len(self.actions):
-                self.finished = True
-                return
-            self.current = self._issue(self.actions[self.cursor], None)
-            self.cursor += 1
-
-    def _issue(self, action: Json, parent: _Group | None) -> _Node:
-        kind = action["actionType"]
-        if kind in (ActionType.WHEN_ALL, ActionType.WHEN_ANY):
-            group = _Group(parent, any_=kind == ActionType.WHEN_ANY)
-            group.children = [self._issue(child, group) for child in action["compoundActions"]]
-            group.settle()
-            return group
-        leaf = _Leaf(parent, action)
-        if kind in _ACTIVITIES or kind in _ORCHESTRATIONS:
-            leaf.first_attempt = self.now
-            self._attempt(leaf)
-        elif kind == ActionType.CREATE_TIMER:
-            leaf.done = leaf.cancelled  # a cancelled timer's task is cancelled at once; its TimerCreated stays
-            leaf.task_id = self._allocate("timer", leaf)
-        elif kind == ActionType.WAIT_FOR_EXTERNAL_EVENT:
-            if self.buffered.get(leaf.name):
-                self.buffered[leaf.name] -= 1
-                leaf.done = True
-            else:
-                self.waiting.setdefault(leaf.name, []).append(leaf)
-        else:
-            raise ReplayError(f"action type {ActionType(kind).name} is not supported by this driver")
-        return leaf
-
-    def _allocate(self, what: str, leaf: _Leaf) -> int:
-        task_id, self.next_id = self.next_id, self.next_id + 1
-        self.by_id[task_id] = (what, leaf)
-        self.fresh.append(task_id)
-        if not leaf.done:
-            self.open[id(leaf)] = leaf
-        return task_id
-
-    def _attempt(self, leaf: _Leaf) -> None:
-        leaf.attempts += 1
-        leaf.retry_timer = -1
-        leaf.task_id = self._allocate("task", leaf)
-
-    def _match(self, event: Json, kind: str) -> None:
-        task_id = event["EventId"]
-        what, leaf = self.by_id.get(task_id, ("nothing", None))
-        issued = "nothing" if leaf is None else ("timer" if what in ("timer", "retry") else
-                                                 "activity" if leaf.type in _ACTIVITIES else "orchestration")
-        if leaf is None or issued != kind or (kind != "timer" and event["Name"] != leaf.name):
-            name = "" if kind == "timer" else f" '{event['Name']}'"
-            got = "nothing" if leaf is None else f"{issued} '{leaf.name}'" if issued != "timer" else "a timer"
-            raise NonDeterminismError(f"history holds {kind}{name} as task #{task_id}, but the replayed actions "
-                                      f"give #{task_id} to {got}")
-        self.recorded.add(task_id)
-
-    def _task_ended(self, task_id: int, *, failed: bool) -> None:
-        what, leaf = self.by_id.get(task_id, ("", None))
-        if leaf is None or what != "task" or leaf.done or leaf.task_id != task_id or leaf.retry_timer >= 0:
-            return  # the framework ignores a result nothing waits for
-        if failed and leaf.retry is not None:
-            delay = self._retry_delay(leaf)
-            if delay > timedelta(0):
-                leaf.retry_fire_at = self.now + delay
-                leaf.retry_timer = self._allocate("retry", leaf)
-                return
-        self._finish(leaf)
-
-    def _retry_delay(self, leaf: _Leaf) -> timedelta:
-        """DTFx's RetryInterceptor: first interval x backoff^(attempt - 1), capped; zero once timed out."""
-        options = leaf.retry or {}
-        timeout = options.get("retryTimeoutInMilliseconds")
-        if timeout is not None and self.now >= leaf.first_attempt + timedelta(milliseconds=timeout):
-            return timedelta(0)
-        delay = options["firstRetryIntervalInMilliseconds"] * options.get("backoffCoefficient", 1) ** (leaf.attempts - 1)
-        return timedelta(milliseconds=min(delay, options.get("maxRetryIntervalInMilliseconds", delay)))
-
-    def _timer_fired(self, timer_id: int) -> None:
-        what, leaf = self.by_id.get(timer_id, ("", None))
-        if leaf is None or leaf.done:
-            return  # a cancelled timer still fires; nothing waits for it
-        if what == "timer":
-            self._finish(leaf)
-        elif what == "retry" and leaf.retry_timer == timer_id:
-            if leaf.attempts >= (leaf.retry or {})["maxNumberOfAttempts"]:
-                self._finish(leaf)  # the last attempt failed: the task fails after this last timer
-            else:
-                self._attempt(leaf)
-
-    def _event_raised(self, name: str) -> None:
-        waiting = self.waiting.get(name)
-        if waiting:
-            self._finish(waiting.pop(0))
-        else:
-            self.buffered[name] = self.buffered.get(name, 0) + 1
-
-    def _finish(self, leaf: _Leaf) -> None:
-        node: _Node = leaf
-        node.done = True
-        self.open.pop(id(leaf), None)
-        while node.parent is not None:
-            group = node.parent
-            if group.done:
-                return
-            group.pending -= 1
-            if not (group.any or group.pending == 0):
-                return
-            group.done = True
-            node = group
-        if node is self.current:
-            self._advance()
-
-
 # --------------------------------------------------------------------------------------------------
 # The instance: episodes, history and the outside world
 # --------------------------------------------------------------------------------------------------
 
 
 class _Instance:
+    """One orchestration instance: its history, its inbox of answers due, and its episodes."""
+
     def __init__(self, orchestration: Orchestration, input_: Any, script: Script, instance_id: str, start: datetime,
                  parent: tuple[Orchestration, str, str, int] | None, pool: dict[str, list[Raise]],
                  verify: bool) -> None:
@@ -612,19 +372,20 @@ class _Instance:
         parent_instance = None if parent is None else {
             "Name": parent[0].name, "Version": "", "TaskScheduleId": parent[3],
             "OrchestrationInstance": {"InstanceId": parent[1], "ExecutionId": parent[2]}}
-        self._deliver(start, _event(
+        self._deliver(start, history_event(
             Event.EXECUTION_STARTED, -1, start, Name=orchestration.name, Version="", Input=compact(input_),
             OrchestrationInstance={"InstanceId": instance_id, "ExecutionId": self.execution_id},
             ParentInstance=parent_instance, Tags=None, Correlation=None, ScheduledStartTime=None, Generation=0))
 
     def run(self) -> Run:
+        """Episodes until the SDK and the extension both consider the orchestration over."""
         previous: list[Json] = []
-        shim: _Shim | None = None
+        shim: Shim | None = None
         while True:
             if not self.inbox:
                 raise StuckOrchestrationError(self._stuck(previous))
             self.now = max(self.inbox[0][0], self.now + EPISODE_TIME) if self.history else self.inbox[0][0]
-            new = [_event(Event.ORCHESTRATOR_STARTED, -1, self.now)]
+            new = [history_event(Event.ORCHESTRATOR_STARTED, -1, self.now)]
             while self.inbox and self.inbox[0][0] <= self.now and (
                     self.script.max_batch is None or len(new) <= self.script.max_batch):
                 new.append(heapq.heappop(self.inbox)[2])
@@ -641,7 +402,7 @@ class _Instance:
             # The extension replays every episode from the start; doing so only when an action changed (a timer
             # cancelled since) or appeared behind a finished replay gives the same task IDs for less work.
             if shim is None or not same_head or (shim.finished and len(actions) > len(previous)):
-                shim = _Shim(actions, self.execution_id)
+                shim = Shim(actions)
                 shim.replay([*self.history, *new])
             else:
                 shim.actions = actions
@@ -653,7 +414,7 @@ class _Instance:
             ended = bool(state.get("isDone") or state.get("error")) and shim.finished
             if ended:
                 decisions.append(self._completion(state, shim.next_id))
-            played = [*new, *decisions, _event(Event.ORCHESTRATOR_COMPLETED, -1, self.now)]
+            played = [*new, *decisions, history_event(Event.ORCHESTRATOR_COMPLETED, -1, self.now)]
             for event in played:  # the framework marks each event it processed; OrchestratorStarted never
                 event["IsPlayed"] = event["EventType"] != Event.ORCHESTRATOR_STARTED
             text = ",".join(compact(e) for e in played)
@@ -678,17 +439,17 @@ class _Instance:
                     f"{' '.join(extension[task_id]).strip()} for the extension but {' '.join(sdk[task_id]).strip()} "
                     f"for the SDK")
 
-    def _decide(self, task_id: int, what: str, leaf: _Leaf) -> Json:
+    def _decide(self, task_id: int, what: str, leaf: Leaf) -> Json:
         """The history event of a new decision; the outside world starts answering it."""
         now = self.now
         if what in ("timer", "retry"):
-            fire_at = leaf.retry_fire_at if what == "retry" else _instant(leaf.fire_at or "", {})
-            self._deliver(max(fire_at, now), _event(Event.TIMER_FIRED, -1, max(fire_at, now), TimerId=task_id,
-                                                    FireAt=iso(fire_at)))
-            return _event(Event.TIMER_CREATED, task_id, now, FireAt=iso(fire_at))
-        payload = None if leaf.input is None else json.loads(leaf.input)
-        if leaf.type in _ORCHESTRATIONS:
+            fire_at = leaf.retry_fire_at if what == "retry" else instant(leaf.fire_at or "", {})
+            fires = max(fire_at, now)
+            self._deliver(fires, history_event(Event.TIMER_FIRED, -1, fires, TimerId=task_id, FireAt=iso(fire_at)))
+            return history_event(Event.TIMER_CREATED, task_id, now, FireAt=iso(fire_at))
+        if leaf.type in ORCHESTRATIONS:
             return self._start_child(task_id, leaf)
+        payload = None if leaf.input is None else json.loads(leaf.input)
         self.calls.append((leaf.name, payload))
         done = now + self.script.duration(leaf.name, payload)
         try:
@@ -698,15 +459,16 @@ class _Instance:
         except Exception as exc:
             reason = f"Activity function '{leaf.name}' failed: {type(exc).__name__}: {exc}"
             details = compact({"ClassName": type(exc).__name__, "Message": str(exc)})
-            self._deliver(done, _event(Event.TASK_FAILED, -1, done, TaskScheduledId=task_id, Reason=reason,
-                                       Details=details, FailureDetails=None))
+            self._deliver(done, history_event(Event.TASK_FAILED, -1, done, TaskScheduledId=task_id, Reason=reason,
+                                              Details=details, FailureDetails=None))
         else:
-            self._deliver(done, _event(Event.TASK_COMPLETED, -1, done, TaskScheduledId=task_id,
-                                       Result=compact(result)))
+            self._deliver(done, history_event(Event.TASK_COMPLETED, -1, done, TaskScheduledId=task_id,
+                                              Result=compact(result)))
         # The shim passes the action's input (JSON text) as the one parameter DTFx wraps in an array.
-        return _event(Event.TASK_SCHEDULED, task_id, now, Name=leaf.name, Version="", Input=compact([leaf.input]))
+        return history_event(Event.TASK_SCHEDULED, task_id, now, Name=leaf.name, Version="",
+                             Input=compact([leaf.input]))
 
-    def _start_child(self, task_id: int, leaf: _Leaf) -> Json:
+    def _start_child(self, task_id: int, leaf: Leaf) -> Json:
         """Run the child orchestration to its end now; its outcome reaches the parent when the child finishes.
 
         The child's input is the action's JSON text: the extension stores it as a JSON string and hands it over
@@ -723,17 +485,17 @@ class _Instance:
         self.children.append(child)
         done = child.finished_at
         if child.status == "Completed":
-            self._deliver(done, _event(Event.SUB_ORCHESTRATION_INSTANCE_COMPLETED, -1, done, TaskScheduledId=task_id,
-                                       Result=compact(child.output)))
+            self._deliver(done, history_event(Event.SUB_ORCHESTRATION_INSTANCE_COMPLETED, -1, done,
+                                              TaskScheduledId=task_id, Result=compact(child.output)))
         else:
-            self._deliver(done, _event(
+            self._deliver(done, history_event(
                 Event.SUB_ORCHESTRATION_INSTANCE_FAILED, -1, done, TaskScheduledId=task_id,
                 Reason=f"Orchestrator function '{leaf.name}' failed: {child.error}",
                 Details=compact({"Message": child.error}), FailureDetails=None))
-        return _event(Event.SUB_ORCHESTRATION_INSTANCE_CREATED, task_id, self.now, Name=leaf.name, Version="",
-                      InstanceId=child_id, Input=compact(leaf.input))
+        return history_event(Event.SUB_ORCHESTRATION_INSTANCE_CREATED, task_id, self.now, Name=leaf.name,
+                             Version="", InstanceId=child_id, Input=compact(leaf.input))
 
-    def _answer_waits(self, shim: _Shim) -> None:
+    def _answer_waits(self, shim: Shim) -> None:
         coming: dict[str, int] = {}
         for _, _, event in self.inbox:
             if event["EventType"] == Event.EVENT_RAISED:
@@ -745,15 +507,15 @@ class _Instance:
                     break
                 raised = scripted.pop(0)
                 at = self.now + raised.after
-                self._deliver(at, _event(Event.EVENT_RAISED, -1, at, Name=name, Input=compact(raised.payload)))
+                self._deliver(at, history_event(Event.EVENT_RAISED, -1, at, Name=name, Input=compact(raised.payload)))
 
     def _completion(self, state: Json, task_id: int) -> Json:
         if state.get("error"):
-            return _event(Event.EXECUTION_COMPLETED, task_id, self.now, OrchestrationStatus=_FAILED,
-                          Result=f"Orchestrator function '{self.orchestration.name}' failed: {state['error']}",
-                          FailureDetails=None)
-        return _event(Event.EXECUTION_COMPLETED, task_id, self.now, OrchestrationStatus=_COMPLETED,
-                      Result=compact(state.get("output")), FailureDetails=None)
+            return history_event(Event.EXECUTION_COMPLETED, task_id, self.now, OrchestrationStatus=_FAILED,
+                                 Result=f"Orchestrator function '{self.orchestration.name}' failed: {state['error']}",
+                                 FailureDetails=None)
+        return history_event(Event.EXECUTION_COMPLETED, task_id, self.now, OrchestrationStatus=_COMPLETED,
+                             Result=compact(state.get("output")), FailureDetails=None)
 
     def _result(self, state_text: str, state: Json) -> Run:
         return Run(orchestration=self.orchestration, instance_id=self.instance_id, input=self.input,
@@ -766,7 +528,7 @@ class _Instance:
         heapq.heappush(self.inbox, (at, next(self.order), event))
 
     def _stuck(self, actions: list[Json]) -> str:
-        shim = _Shim(actions, self.execution_id)
+        shim = Shim(actions)
         shim.replay(self.history)
         waits = ", ".join(shim.describe_waits()) or "nothing the extension knows of"
         return (f"{self.orchestration.name} {self.instance_id} is not done after {len(self.episodes)} episodes and "

@@ -115,7 +115,8 @@ RUNNING = {"status": "running", "plan_id": PLAN_ID}
 AWAITING = {"status": "awaiting_approval", "plan_id": PLAN_ID}
 FAILURE = f"Activity function 'run_step_activity' failed: RuntimeError: {UNREACHABLE}"  # TaskFailed's Reason
 # The SDK turns TaskFailed into Exception(f"{Reason} \n {Details}"); the driver's Details name the exception.
-EXHAUSTED = f"a step kept failing after 3 attempts: {FAILURE} \n {compact({'ClassName': 'RuntimeError', 'Message': UNREACHABLE})}"
+DETAILS = compact({"ClassName": "RuntimeError", "Message": UNREACHABLE})
+EXHAUSTED = f"a step kept failing after 3 attempts: {FAILURE} \n {DETAILS}"
 
 # name -> (job, world, events, expected activity calls, expected output status, expected custom status)
 SCENARIOS: dict[str, tuple[Json, World, tuple[Raise, ...], list[tuple[str, Any]], str, Json | None]] = {
