@@ -1,4 +1,9 @@
-"""IronLayer's Azure Functions app (Python v2 model): one Durable app, one blueprint per concern."""
+"""IronLayer's Azure Functions app (Python v2 model): one Durable app, one blueprint per concern.
+
+Loading it checks the settings first and fails closed (`shared_core.settings.check_app_settings`): an app
+that would run without authentication or keep its state on the worker's disk outside an explicit
+development or test environment does not start, and the host logs the one-line reason.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from functions.execution import bp as execution_bp
 from functions.planning import bp as planning_bp
 from functions.schedules import bp as schedules_bp
 from functions.webhook import bp as webhook_bp
+from shared_core.settings import check_app_settings, get_settings
 
 
 def _scrub_every_log_record() -> None:
@@ -33,6 +39,7 @@ def _scrub_every_log_record() -> None:
 
 
 _scrub_every_log_record()
+check_app_settings(get_settings())
 app = df.DFApp()
 for blueprint in (webhook_bp, planning_bp, approval_bp, execution_bp, schedules_bp, api_bp):
     app.register_functions(blueprint)

@@ -3,6 +3,11 @@
 Every setting either reads is listed here (and in local.settings.sample.json with a safe local value). The
 Functions take plain values from `get_settings()` (read once per worker); the CLI reads `load_settings()` once
 per command. Nothing else reads the environment.
+
+The Functions app fails closed: `check_app_settings` (called when the app is loaded) refuses to start it
+without authentication, or with state on the worker's own disk, unless `IRONLAYER_ENVIRONMENT` says
+`development` or `test` explicitly; an unset environment is production to the app. The CLI is a local
+tool and takes an unset environment as it is.
 """
 
 from __future__ import annotations
@@ -15,10 +20,15 @@ from pathlib import Path
 
 from shared_core.core.errors import SettingsError
 
+#: The values of IRONLAYER_ENVIRONMENT; unset is none of them (the app treats it as production).
+ENVIRONMENTS = ("development", "test", "production")
+#: The environments in which the app may run without authentication and with state on the local disk.
+LOCAL_ENVIRONMENTS = frozenset({"development", "test"})
+
 
 @dataclass(frozen=True)
 class Settings:
-    environment: str  # IRONLAYER_ENVIRONMENT: development | production
+    environment: str  # IRONLAYER_ENVIRONMENT: development | test | production, or "" when unset
     tenant_id: str  # IRONLAYER_TENANT: the tenant of this deployment's repository
     repository: str  # IRONLAYER_REPOSITORY: owner/name of the connected repository
     branches: frozenset[str]  # IRONLAYER_BRANCHES: comma list of branches that are planned
@@ -43,7 +53,7 @@ class Settings:
     databricks_host: str  # IRONLAYER_DATABRICKS_HOST
     max_body_bytes: int  # IRONLAYER_MAX_BODY_BYTES
     step_retries: int  # IRONLAYER_STEP_RETRIES
-    auth_mode: str  # IRONLAYER_AUTH_MODE: dev | jwt | oidc (dev is refused in production)
+    auth_mode: str  # IRONLAYER_AUTH_MODE: dev | jwt | oidc (default: dev in development and test, else oidc)
     auth_secret: str  # IRONLAYER_AUTH_SECRET: the HS256 secret of jwt mode (at least 32 bytes)
     auth_issuer: str  # IRONLAYER_AUTH_ISSUER: required `iss` of API tokens
     auth_audience: str  # IRONLAYER_AUTH_AUDIENCE: required `aud` of API tokens
@@ -56,7 +66,13 @@ class Settings:
 
     @property
     def production(self) -> bool:
+        """IRONLAYER_ENVIRONMENT=production, said explicitly."""
         return self.environment == "production"
+
+    @property
+    def local(self) -> bool:
+        """IRONLAYER_ENVIRONMENT is development or test, said explicitly: the app may use local state."""
+        return self.environment in LOCAL_ENVIRONMENTS
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
@@ -88,9 +104,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     values = os.environ if environ is None else environ
     env = values.get
     home = Path(env("IRONLAYER_HOME", ".ironlayer"))
-    environment = env("IRONLAYER_ENVIRONMENT", "development").strip().lower()
-    if environment not in ("development", "production"):
-        raise SettingsError(f"IRONLAYER_ENVIRONMENT={environment!r}; use development or production")
+    environment = env("IRONLAYER_ENVIRONMENT", "").strip().lower()
+    if environment and environment not in ENVIRONMENTS:
+        raise SettingsError(f"IRONLAYER_ENVIRONMENT={environment[:40]!r}; use development, test or production")
     engine = env("IRONLAYER_ENGINE", "duckdb").strip().lower()
     if engine not in ("duckdb", "databricks"):
         raise SettingsError(f"IRONLAYER_ENGINE={engine!r}; use duckdb or databricks")
@@ -120,7 +136,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         databricks_host=env("IRONLAYER_DATABRICKS_HOST", ""),
         max_body_bytes=_int(values, "IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
         step_retries=_int(values, "IRONLAYER_STEP_RETRIES", 3, 1, 10),
-        auth_mode=env("IRONLAYER_AUTH_MODE", "dev" if environment == "development" else "oidc").strip().lower(),
+        auth_mode=env("IRONLAYER_AUTH_MODE", "dev" if environment in LOCAL_ENVIRONMENTS else "oidc").strip().lower(),
         auth_secret=env("IRONLAYER_AUTH_SECRET", ""),
         auth_issuer=env("IRONLAYER_AUTH_ISSUER", ""),
         auth_audience=env("IRONLAYER_AUTH_AUDIENCE", ""),
@@ -136,6 +152,54 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if settings.production and settings.auto_approve:
         raise SettingsError("IRONLAYER_AUTO_APPROVE is for development only; unset it in production")
     return settings
+
+
+def app_settings_problems(settings: Settings) -> list[str]:
+    """What the Functions app must not start with in `settings.environment` (empty: it may start).
+
+    Outside an explicit development or test environment (production, or IRONLAYER_ENVIRONMENT unset), the
+    app refuses to run without authentication, to approve by itself, and to keep anything on the worker's
+    own disk, which Flex Consumption recycles and never shares between instances: the embedded
+    PostgreSQL, a local repository, the local blob folder and a DuckDB warehouse file.
+
+    >>> app_settings_problems(load_settings({"IRONLAYER_ENVIRONMENT": "development"}))
+    []
+    >>> app_settings_problems(load_settings({"IRONLAYER_AUTH_MODE": "dev"}))[0].split(";")[0]
+    'IRONLAYER_AUTH_MODE=dev turns authentication off and needs IRONLAYER_ENVIRONMENT=development (or test)'
+    """
+    if settings.local:
+        return []
+    problems = []
+    if settings.auth_mode == "dev":
+        problems.append("IRONLAYER_AUTH_MODE=dev turns authentication off and needs IRONLAYER_ENVIRONMENT="
+                        "development (or test); set that explicitly, or use jwt or oidc")
+    if settings.auto_approve:
+        problems.append("IRONLAYER_AUTO_APPROVE is for development only; unset it")
+    if not settings.database_url:
+        problems.append("IRONLAYER_DATABASE_URL is empty, which starts an embedded PostgreSQL on the worker's disk; "
+                        "set the URL of the PostgreSQL server")
+    if settings.local_repo:
+        problems.append("IRONLAYER_LOCAL_REPO reads models from the worker's disk; unset it so that GitHub is read")
+    if not (settings.blob_connection_string or settings.blob_account_url):
+        problems.append("no IRONLAYER_BLOB_ACCOUNT_URL or IRONLAYER_BLOB_CONNECTION_STRING: plans would be kept "
+                        "in the local folder IRONLAYER_BLOB_DIR; set one of them")
+    if settings.engine == "duckdb":
+        problems.append("IRONLAYER_ENGINE=duckdb keeps the warehouse in the local file IRONLAYER_WAREHOUSE; "
+                        "use IRONLAYER_ENGINE=databricks")
+    return problems
+
+
+def check_app_settings(settings: Settings) -> None:
+    """Refuse to start the Functions app with `settings` (see `app_settings_problems`).
+
+    Raises:
+        SettingsError: one line naming every setting at fault and what to do.
+    """
+    problems = app_settings_problems(settings)
+    if problems:
+        where = f"IRONLAYER_ENVIRONMENT={settings.environment}" if settings.environment else (
+            "IRONLAYER_ENVIRONMENT unset (production)")
+        raise SettingsError(f"the app refuses to start with {where}: " + "; ".join(problems))
 
 
 @lru_cache(maxsize=1)

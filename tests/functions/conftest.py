@@ -2,7 +2,8 @@
 
 The Functions host cannot run here, so handlers are called through `function_app.app.get_functions()`
 with real `azure.functions` request objects. The Durable client is the one part replaced: a
-`Mock(spec=DurableOrchestrationClient)` whose calls the tests check exactly.
+`Mock(spec=DurableOrchestrationClient)` whose calls the tests check exactly. The app refuses to load
+outside an explicit development or test environment, so this module says `test` before importing it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
+os.environ["IRONLAYER_ENVIRONMENT"] = "test"  # before the app is loaded: it checks its settings then
 import function_app
 from functions import resources
 
@@ -95,7 +98,7 @@ def app_env(database_url: str, admin_database_url: str, tmp_path: Path,
     """Settings for one test: its own tenant, blob folder and warehouse; the session's database."""
     tenant = f"f{uuid.uuid4().hex[:12]}"
     values = {
-        "IRONLAYER_ENVIRONMENT": "development",
+        "IRONLAYER_ENVIRONMENT": "test",
         "IRONLAYER_TENANT": tenant,
         "IRONLAYER_REPOSITORY": "binkkatal/sample_app",
         "IRONLAYER_BRANCHES": "master,main",

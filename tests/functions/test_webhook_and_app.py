@@ -171,7 +171,7 @@ def test_loading_the_app_and_serving_the_webhook_imports_no_engine(tmp_path: Pat
     """Cold start: loading the app and answering a ping import no engine, no SQL parser and no pydantic."""
     script = """
 import asyncio, json, sys, hmac, hashlib, os
-os.environ.update(IRONLAYER_GITHUB_WEBHOOK_SECRET="s", IRONLAYER_BRANCHES="main")
+os.environ.update(IRONLAYER_ENVIRONMENT="test", IRONLAYER_GITHUB_WEBHOOK_SECRET="s", IRONLAYER_BRANCHES="main")
 import function_app
 import azure.functions as func
 fn = {f.get_function_name(): f for f in function_app.app.get_functions()}["github_webhook"].get_user_function()
@@ -187,3 +187,29 @@ print(json.dumps([response.status_code, sorted({m.split(".")[0] for m in sys.mod
     status, modules = json.loads(out.strip().splitlines()[-1])
     assert status == 200
     assert not {"duckdb", "databricks", "stripe", "networkx", "sqlglot", "pydantic"} & set(modules)
+
+
+@pytest.mark.parametrize(
+    ("environ", "loads", "message"),
+    [
+        ({"IRONLAYER_AUTH_MODE": "dev"}, False, "IRONLAYER_ENVIRONMENT unset (production): IRONLAYER_AUTH_MODE=dev"),
+        ({}, False, "IRONLAYER_DATABASE_URL is empty"),
+        ({"IRONLAYER_ENVIRONMENT": "production", "IRONLAYER_AUTH_MODE": "jwt"}, False,
+         "IRONLAYER_ENVIRONMENT=production: IRONLAYER_DATABASE_URL is empty"),
+        ({"IRONLAYER_ENVIRONMENT": "development", "IRONLAYER_AUTH_MODE": "dev"}, True, ""),
+        ({"IRONLAYER_ENVIRONMENT": "test"}, True, ""),
+    ],
+)
+def test_the_app_fails_closed_when_it_is_loaded(environ: dict[str, str], loads: bool, message: str) -> None:
+    """The host imports function_app to index it: outside an explicit local environment, unsafe settings stop it."""
+    import os
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("IRONLAYER_")}
+    result = subprocess.run([sys.executable, "-c", "import function_app; print(len(function_app.app.get_functions()))"],
+                            capture_output=True, text=True, cwd=Path(__file__).parents[2], env={**env, **environ})
+    assert (result.returncode == 0) is loads
+    if loads:
+        assert int(result.stdout.strip()) == len(functions_by_name())
+    else:
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("shared_core.core.errors.SettingsError: the app refuses to start with") and message in last

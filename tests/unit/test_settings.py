@@ -8,7 +8,7 @@ import pytest
 
 from shared_core.cli import _runtime
 from shared_core.core.errors import CoreError
-from shared_core.settings import load_settings
+from shared_core.settings import app_settings_problems, check_app_settings, load_settings
 
 
 def test_defaults_are_those_the_cli_and_the_functions_always_used() -> None:
@@ -65,3 +65,61 @@ def test_the_cli_reads_the_settings_once_per_command(monkeypatch: pytest.MonkeyP
     assert _runtime.cache_dir(str(tmp_path / "flag"), False, tmp_path / ".git") == tmp_path / "flag"
     assert _runtime.cache_dir(str(tmp_path / "flag"), True, tmp_path / ".git") is None
     _runtime.begin()
+
+
+PRODUCTION_READY = {
+    "IRONLAYER_AUTH_MODE": "oidc", "IRONLAYER_DATABASE_URL": "postgresql://ironlayer_app@db.example.com/ironlayer",
+    "IRONLAYER_BLOB_ACCOUNT_URL": "https://acct.blob.core.windows.net", "IRONLAYER_ENGINE": "databricks",
+}
+
+
+def test_an_unset_environment_is_none_and_defaults_to_token_authentication() -> None:
+    settings = load_settings({})
+    assert (settings.environment, settings.local, settings.production, settings.auth_mode) == ("", False, False, "oidc")
+    for environment in ("development", "test"):
+        local = load_settings({"IRONLAYER_ENVIRONMENT": environment})
+        assert (local.local, local.auth_mode) == (True, "dev")
+
+
+@pytest.mark.parametrize("environment", ["", "production"])
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"IRONLAYER_AUTH_MODE": "dev"}, "IRONLAYER_AUTH_MODE=dev turns authentication off"),
+        ({"IRONLAYER_DATABASE_URL": ""}, "IRONLAYER_DATABASE_URL is empty, which starts an embedded PostgreSQL"),
+        ({"IRONLAYER_LOCAL_REPO": "/srv/repo"}, "IRONLAYER_LOCAL_REPO reads models from the worker's disk"),
+        ({"IRONLAYER_BLOB_ACCOUNT_URL": ""}, "plans would be kept in the local folder IRONLAYER_BLOB_DIR"),
+        ({"IRONLAYER_ENGINE": "duckdb"}, "IRONLAYER_ENGINE=duckdb keeps the warehouse in the local file"),
+        ({"IRONLAYER_AUTO_APPROVE": "true"}, "IRONLAYER_AUTO_APPROVE is for development only"),
+    ],
+)
+def test_the_app_refuses_unsafe_settings_outside_an_explicit_local_environment(
+        environment: str, change: dict[str, str], fragment: str) -> None:
+    environ = {**PRODUCTION_READY, "IRONLAYER_ENVIRONMENT": environment, **change}
+    if environment == "production" and ("IRONLAYER_AUTH_MODE" in change or "IRONLAYER_AUTO_APPROVE" in change):
+        with pytest.raises(CoreError):  # refused for the CLI too: production says so explicitly
+            load_settings(environ)
+        return
+    settings = load_settings(environ)
+    with pytest.raises(CoreError) as caught:
+        check_app_settings(settings)
+    message = str(caught.value)
+    assert fragment in message and "\n" not in message
+    assert ("IRONLAYER_ENVIRONMENT unset (production)" if not environment else "IRONLAYER_ENVIRONMENT=production") in (
+        message)
+    assert len(app_settings_problems(settings)) == 1  # everything else is production-ready
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_an_explicit_local_environment_may_use_local_state_and_no_authentication(environment: str) -> None:
+    settings = load_settings({"IRONLAYER_ENVIRONMENT": environment, "IRONLAYER_AUTO_APPROVE": "true",
+                              "IRONLAYER_LOCAL_REPO": "/srv/repo"})
+    assert settings.auth_mode == "dev" and settings.database_url == ""
+    check_app_settings(settings)
+
+
+def test_production_with_every_remote_resource_starts() -> None:
+    for environment in ("", "production"):
+        settings = load_settings({**PRODUCTION_READY, "IRONLAYER_ENVIRONMENT": environment})
+        assert app_settings_problems(settings) == []
+        check_app_settings(settings)
