@@ -44,15 +44,11 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
         yield context.call_activity("request_approval_activity", {**ids, "author": job.author,
                                                                   "ttl_hours": job.approval_ttl_hours})
         context.set_custom_status({"status": "awaiting_approval", "plan_id": plan_id})
-        deadline = context.current_utc_datetime + timedelta(hours=job.approval_ttl_hours)
-        timer = context.create_timer(deadline)
-        approval = context.wait_for_external_event("approval")
-        winner = yield context.task_any([approval, timer])
-        if winner is not approval:
+        answer = yield from await_approval(context, job.approval_ttl_hours)
+        if answer is None:
             yield finalize("expired", f"not approved within {job.approval_ttl_hours} h")
             return {"plan_id": plan_id, "status": "expired"}
-        timer.cancel()
-        decision = _decision(approval.result)
+        decision = _decision(answer)
         if decision.get("decision") != "approve":
             yield finalize("rejected", f"rejected by {decision.get('by', 'a reviewer')}")
             return {"plan_id": plan_id, "status": "rejected"}
@@ -81,6 +77,31 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
     yield finalize(outcome, f"{len(failed)} of {len(outcomes)} steps did not succeed" if failed else
                    f"{len(outcomes)} steps succeeded")
     return {"plan_id": plan_id, "status": outcome}
+
+
+#: The longest durable timer the orchestrator creates. Azure Storage's longest single timer is 6 days; the
+#: SDK splits longer ones itself (azure-functions-durable>=1.3.0), but a split timer is not cancelled
+#: with the decision (azure-functions-durable-python#573): waiting in slices keeps every timer a plain one.
+TIMER_SLICE = timedelta(hours=72)
+
+
+def await_approval(context: df.DurableOrchestrationContext, hours: int) -> Generator[Any, Any, Any]:
+    """Wait for the `approval` event up to `hours` after now; its payload, or None when the time ran out.
+
+    The wait is a race of the event with timers of at most `TIMER_SLICE`, one after the other up to the
+    deadline; the timer running when the event arrives is cancelled. Used with `yield from`.
+    """
+    deadline = context.current_utc_datetime + timedelta(hours=hours)
+    approval = context.wait_for_external_event("approval")
+    fire_at = context.current_utc_datetime
+    while fire_at < deadline:
+        fire_at = min(deadline, fire_at + TIMER_SLICE)
+        timer = context.create_timer(fire_at)
+        winner = yield context.task_any([approval, timer])
+        if winner is approval:
+            timer.cancel()
+            return approval.result
+    return None
 
 
 def _decision(value: Any) -> dict[str, Any]:

@@ -163,3 +163,32 @@ def test_auto_approval_skips_the_approval_request() -> None:
     next(gen)
     task = gen.send({"plan_id": IDS["plan_id"], "waves": WAVES})
     assert task.name == "start_execution_activity"
+
+
+def test_a_week_long_approval_waits_in_timers_of_at_most_72_hours() -> None:
+    ctx, gen = start({**JOB, "approval_ttl_hours": 168})
+    next(gen)
+    gen.send({"plan_id": IDS["plan_id"], "waves": WAVES})
+    race = gen.send({"link_expires_in_hours": 168})
+    fired = []
+    for _ in range(3):  # 72 h, 72 h, then the last 24 h; each a plain timer the backend holds in one piece
+        event, timer = race.payload
+        fired.append(timer.payload)
+        race = gen.send(timer)
+    assert fired == [NOW + timedelta(hours=72), NOW + timedelta(hours=144), NOW + timedelta(hours=168)]
+    assert not any(timer.cancelled for timer in ctx.timers)
+    assert finish(gen, race, "expired", "not approved within 168 h")["status"] == "expired"
+
+
+def test_a_decision_in_a_later_slice_cancels_the_running_timer() -> None:
+    ctx, gen = start({**JOB, "approval_ttl_hours": 100})
+    next(gen)
+    gen.send({"plan_id": IDS["plan_id"], "waves": WAVES})
+    race = gen.send({"link_expires_in_hours": 100})
+    race = gen.send(race.payload[1])  # the first 72 h pass
+    event, timer = race.payload
+    assert timer.payload == NOW + timedelta(hours=100) and event.name == "approval"
+    event.result = {"decision": "approve", "by": "reviewer"}
+    task = gen.send(event)
+    assert [t.cancelled for t in ctx.timers] == [False, True]
+    assert task.name == "start_execution_activity"
