@@ -172,7 +172,7 @@ def test_a_week_long_approval_waits_in_timers_of_at_most_72_hours() -> None:
     race = gen.send({"link_expires_in_hours": 168})
     fired = []
     for _ in range(3):  # 72 h, 72 h, then the last 24 h; each a plain timer the backend holds in one piece
-        event, timer = race.payload
+        _event, timer = race.payload
         fired.append(timer.payload)
         race = gen.send(timer)
     assert fired == [NOW + timedelta(hours=72), NOW + timedelta(hours=144), NOW + timedelta(hours=168)]
