@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delivery", choices=("one", "wave", "both"), default="both")
     args = parser.parse_args(argv)
 
+    import os
+
+    os.environ["IRONLAYER_ENVIRONMENT"] = "test"  # the app loads only in an explicit environment; no I/O is done
     import function_app  # the app as the host indexes it
 
     orchestrators = app_orchestrations(function_app.app.get_functions())
