@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     direction.add_argument("--upstream", action="store_true", help="only upstream models")
     direction.add_argument("--downstream", action="store_true", help="only downstream models")
     commands.add_parser("migrate", help="create or upgrade the state store schema")
+    docs = commands.add_parser("docs", help="write the project's documentation site: models, SQL, tests, the graph")
+    docs.add_argument("repo")
+    docs.add_argument("--ref", default="HEAD")
+    docs.add_argument("--out", help="folder of the site (default: docs under the local state folder)")
+    docs.add_argument("--title", help="the project's name on the pages (default: the repository's folder name)")
     from shared_core.cli.execution import add_commands
     from shared_core.cli.security import add_commands as add_security_commands
 
@@ -251,6 +256,17 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from shared_core.adapters.local_git import LocalGitSource
+    from shared_core.adapters.site_folder import write_site
+    from shared_core.services.docs import docs_site
+
+    title = args.title or Path(args.repo).resolve().name.removesuffix(".git") or "project"
+    site = docs_site(LocalGitSource(args.repo), args.ref, title=title)
+    print(write_site(site.files, Path(args.out) if args.out else _runtime.home() / "docs"))
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from shared_core.cli.demo import run_demo
 
@@ -264,6 +280,7 @@ _COMMANDS = {
     "models": _cmd_models,
     "lineage": _cmd_lineage,
     "demo": _cmd_demo,
+    "docs": _cmd_docs,
     "migrate": _cmd_migrate,
 }
 
