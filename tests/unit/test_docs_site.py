@@ -114,8 +114,8 @@ def test_a_model_page_shows_the_header() -> None:
     for shown in ("<dt>Time column</dt><dd><code>order_date</code></dd>", "<dt>Batch</dt><dd>daily</dd>",
                   "<dt>Start</dt><dd>2024-01-01</dd>", "<dt>Lookback</dt><dd>1 batch</dd>",
                   "<dt>Cron</dt><dd><code>0 2 * * *</code></dd>", "owner · analytics-eng", "Tests (3)",
-                  '<code class="test grow">row_count_min(1)</code><span class="pill warn">warn</span>',
-                  '<code class="test grow">unique(order_id)</code><span class="pill block">block</span>',
+                  '<code class="test grow sql">row_count_min(1)</code><span class="pill warn">warn</span>',
+                  '<code class="test grow sql">unique(order_id)</code><span class="pill block">block</span>',
                   "Upstream (1)", "Downstream (2)", 'href="gold.customer_ltv.html"'):
         assert shown in orders, shown
     customers = files["models/silver.customers.html"].decode()
@@ -126,6 +126,24 @@ def test_a_model_page_shows_the_header() -> None:
     index = files["index.html"].decode()
     assert "10 models in 3 schemas, 19 quality tests, 4 owners." in index
     assert index.count("<tr data-search=") == 10
+
+
+def test_a_model_page_shows_sources_other_keys_and_the_description() -> None:
+    payments = (
+        "-- name: staging.payments\n-- kind: APPEND_ONLY\n-- time_column: paid_at\n-- start: 2024-01-01T00:00:00Z\n"
+        "-- batch: hour\n-- sources: raw.refunds, raw.payments\n-- description: One row per payment attempt.\n"
+        "-- team_channel: #payments\n-- tests: custom_sql(SELECT * FROM {model} WHERE amount < 0)@warn\n"
+        "SELECT * FROM raw.payments WHERE paid_at >= '{{ start_date }}' AND paid_at < '{{ end_date }}'\n"
+    )
+    files = render_site(project_of({"models/payments.sql": payments}), INFO)
+    page = files["models/staging.payments.html"].decode()
+    for shown in ("Sources (2)", '<code class="grow">raw.payments</code></li><li><code class="grow">raw.refunds</code>',
+                  "Other header keys", "<dt>team_channel</dt><dd><code>#payments</code></dd>",
+                  '<p class="lede">One row per payment attempt.</p>', "<dt>Batch</dt><dd>hourly</dd>",
+                  "<dt>Start</dt><dd>2024-01-01</dd>", "No upstream models.", "Nothing reads this model.",
+                  'custom_sql(<span class="k">SELECT</span> * <span class="k">FROM</span> {model}'):
+        assert shown in page, shown
+    assert '<span class="sub">One row per payment attempt.</span>' in files["index.html"].decode()
 
 
 def test_every_link_leads_to_a_page_of_the_site() -> None:

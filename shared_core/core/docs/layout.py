@@ -145,7 +145,7 @@ class _Grid:
         self.up[lower].append(upper)
 
     def order(self) -> None:
-        """Order every column: a first pass by first appearance, then barycenter sweeps, keeping the best."""
+        """Order every column: a pass by upstream positions, then barycenter sweeps; the fewest crossings win."""
         columns = max(self.layer, default=-1) + 1
         rows: list[list[int]] = [[] for _ in range(columns)]
         for vertex in range(len(self.layer)):

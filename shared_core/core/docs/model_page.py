@@ -151,11 +151,13 @@ def _schedule(header: Header) -> list[tuple[str, str]]:
 
 
 def _tests(header: Header) -> str:
-    items = [
-        f'<li><code class="test grow">{esc(f"{test.kind}({test.arg})")}</code>'
-        f'<span class="pill {test.severity.lower()}">{esc(test.severity.lower())}</span></li>'
-        for test in header.tests
-    ]
+    items = []
+    for test in header.tests:
+        arg = " ".join(highlight_sql(test.arg, lambda _: None)) if test.kind == "custom_sql" else esc(test.arg)
+        items.append(
+            f'<li><code class="test grow sql">{esc(test.kind)}({arg})</code>'
+            f'<span class="pill {test.severity.lower()}">{esc(test.severity.lower())}</span></li>'
+        )
     return _list(items, "No quality tests.")
 
 

@@ -60,10 +60,12 @@ def model_file(name: str) -> str:
 
 
 def kind_class(model: Model) -> str:
+    """The CSS class that colours a model's kind: `k-full`, `k-incr`, `k-append` or `k-merge`."""
     return f"k-{KIND_CLASSES.get(model.header.kind, 'full')}"
 
 
 def kind_pill(model: Model) -> str:
+    """A model's kind as a coloured pill."""
     kind = model.header.kind
     return f'<span class="pill kind {kind_class(model)}">{esc(KIND_LABELS.get(kind, kind))}</span>'
 
@@ -149,9 +151,9 @@ def index_page(project: Project, info: SiteInfo, graph: str) -> str:
         '<input id="q" type="search" placeholder="Filter by name, kind, owner or tag" '
         'aria-label="Filter models" autocomplete="off" spellcheck="false"><kbd>/</kbd>'
         f'<span class="muted"><span id="count">{len(models)}</span> models</span></div></div></div>'
-        '<table><thead><tr><th>Model</th><th>Kind</th><th>Materialization</th><th>Owner</th><th>Tags</th>'
-        '<th class="num">Tests</th><th class="num">Upstream</th><th class="num">Downstream</th></tr></thead>'
-        f"<tbody>{rows}</tbody></table>"
+        '<div class="table"><table><thead><tr><th>Model</th><th>Kind</th><th class="wide">Materialization</th>'
+        '<th>Owner</th><th class="wide">Tags</th><th class="num">Tests</th><th class="num wide">Upstream</th>'
+        f'<th class="num wide">Downstream</th></tr></thead><tbody>{rows}</tbody></table></div>'
         '<p class="empty" id="empty" hidden>No model matches.</p></section>'
     )
     return page(info, title=f"{info.title} · IronLayer docs", body=body, root="")
@@ -165,14 +167,15 @@ def _row(project: Project, model: Model) -> str:
         f'<tr data-search="{esc(search_text(model))}">'
         f"<td>{model_link(model.name, model_file(model.name))}{sub}</td>"
         f"<td>{kind_pill(model)}</td>"
-        f'<td class="muted">{esc(header.materialization.lower().replace("_", " "))}</td>'
+        f'<td class="muted wide">{esc(header.materialization.lower().replace("_", " "))}</td>'
         f"<td>{esc(header.owner or '')}</td>"
-        f'<td><div class="tags">{tag_pills(header.tags)}</div></td>'
+        f'<td class="wide"><div class="tags">{tag_pills(header.tags)}</div></td>'
         f'<td class="num">{len(header.tests)}</td>'
-        f'<td class="num">{len(model.upstream)}</td>'
-        f'<td class="num">{len(project.graph.children(model.name))}</td></tr>'
+        f'<td class="num wide">{len(model.upstream)}</td>'
+        f'<td class="num wide">{len(project.graph.children(model.name))}</td></tr>'
     )
 
 
 def tag_pills(tags: Sequence[str]) -> str:
+    """Each tag as a small pill."""
     return "".join(f'<span class="pill tag">{esc(tag)}</span>' for tag in tags)

@@ -81,6 +81,7 @@ background-image:radial-gradient(var(--border) 1px,transparent 1px);background-s
 .graph svg{display:block;margin:0 auto}
 .note{margin:0;padding:10px 16px;border-top:1px solid var(--border);color:var(--muted);font-size:13px}
 .dag text{font-family:var(--mono);pointer-events:none}
+.dag a:hover{text-decoration:none}
 .dag .schema{font-size:10.5px;fill:var(--muted)}
 .dag .name{font-size:12.5px;font-weight:600;fill:var(--text)}
 .dag .edge{fill:none;stroke:var(--edge);stroke-width:1.5;transition:opacity .15s,stroke .15s}
@@ -106,11 +107,13 @@ background-image:radial-gradient(var(--border) 1px,transparent 1px);background-s
 .dag.filtering .node.match .box{stroke:var(--accent);stroke-width:2}
 .search{display:flex;align-items:center;gap:10px}
 .search input{font:inherit;font-size:14px;width:min(320px,60vw);padding:6px 12px;border-radius:9px;color:var(--text);
-background:var(--bg);border:1px solid var(--border);outline:none}
+background:var(--surface);border:1px solid var(--border);outline:none}
 .search input:focus{border-color:var(--accent);box-shadow:0 0 0 3px var(--accent-soft)}
 .search kbd{font-family:var(--mono);font-size:11px;color:var(--faint);border:1px solid var(--border);
 border-radius:5px;padding:0 5px}
+div.table{overflow-x:auto}
 table{width:100%;border-collapse:collapse;font-size:14px}
+@media (max-width:1000px){.wide{display:none}}
 th{text-align:left;font-size:11.5px;text-transform:uppercase;letter-spacing:.05em;color:var(--faint);font-weight:600;
 padding:10px 16px;border-bottom:1px solid var(--border);white-space:nowrap}
 td{padding:11px 16px;border-top:1px solid var(--border);vertical-align:top}
