@@ -50,13 +50,14 @@ async def list_plans(req: func.HttpRequest, principal: Principal, store: StateSt
 @guarded("get_plan")
 async def get_plan(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
     """The plan's exact stored bytes."""
-    from functions.resources import get_blob_store, plan_key
+    from functions.resources import clients_for_plan
+    from shared_core.services.plans import plan_key
 
     plan_id = _plan_id(req.route_params.get("plan_id", ""))
-    settings = get_settings()
     if await store.get_plan(principal.tenant_id, plan_id) is None:
         raise NotFoundError(f"plan {plan_id[:12]} not found")
-    data = await asyncio.to_thread(get_blob_store(settings).get, plan_key(plan_id))
+    blobs = (await clients_for_plan(principal.tenant_id, plan_id)).blobs  # the tenant's prefix of the container
+    data = await asyncio.to_thread(blobs.get, plan_key(plan_id))
     if data is None:
         raise BlobMissingError(f"plan {plan_id[:12]} is recorded but missing from the blob store; re-plan the commit")
     return func.HttpResponse(data, status_code=200, headers={"Content-Type": "application/json"})

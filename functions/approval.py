@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.history import scrubbed
 from functions.http.responses import html_response
 from shared_core.core.errors import ApprovalError, ConflictError, CoreError, NotFoundError, PayloadTooLargeError
 from shared_core.settings import get_settings
@@ -37,16 +38,19 @@ _TITLES: tuple[tuple[type[CoreError], str], ...] = (
 
 
 @bp.activity_trigger(input_name="request")
+@scrubbed
 async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
-    """Sign a `decide` link for the plan and set the pending commit status that carries it."""
-    from functions.resources import get_status_publisher, get_store
+    """Sign a `decide` link for the plan and set the pending commit status that carries it (on the status
+    target of the job's repository)."""
+    from functions.resources import clients_for, get_store
     from shared_core.services.approvals import request_approval
 
     settings = get_settings()
     plan_id = request["plan_id"]
     # An activity, not the orchestrator, so the service may read the clock: the link is valid from now.
+    publisher = (await clients_for(request["tenant_id"], request["repository"], settings)).publisher
     await request_approval(
-        await get_store(settings), get_status_publisher(settings), secret=settings.approval_secret,
+        await get_store(settings), publisher, secret=settings.approval_secret,
         approval_url=f"{settings.public_base_url}/api/plans/{plan_id}/approval", tenant_id=request["tenant_id"],
         plan_id=plan_id, instance_id=request["instance_id"], target=request["target"],
         ttl_hours=request["ttl_hours"],
@@ -91,20 +95,22 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
         render_approval_page,
         render_result_page,
     )
-    from functions.resources import get_blob_store, get_store, read_stored_plan
+    from functions.resources import clients_for_plan, get_store
     from shared_core.core.errors import InvalidTokenError
     from shared_core.security.approval_tokens import verify_approval_token
+    from shared_core.services.plans import read_stored_plan, sql_diff_key
 
     settings = get_settings()
-    claims = verify_approval_token(settings.approval_secret, _token(req), plan_id=plan_id, now=datetime.now(UTC),
-                                   tenant_id=settings.tenant_id)
+    # any tenant's link: its signed claims name the tenant, and everything below is read bound to it
+    claims = verify_approval_token(settings.approval_secret, _token(req), plan_id=plan_id, now=datetime.now(UTC))
     if await (await get_store(settings)).is_revoked(claims.tenant_id, claims.token_id):
         raise InvalidTokenError("this approval link was revoked; ask for a new link")
-    plan = await read_stored_plan(plan_id, settings)
+    blobs = (await clients_for_plan(claims.tenant_id, plan_id, settings)).blobs  # the tenant's prefix only
+    plan = await read_stored_plan(blobs, plan_id)
     if plan is None:
         return html_response(render_result_page("Plan not found", f"plan {plan_id[:12]} is not stored here",
                                                 status=404), 404, SECURITY_HEADERS)
-    diffs_raw = await asyncio.to_thread(get_blob_store(settings).get, f"plans/{plan_id}.sql-diff.json")
+    diffs_raw = await asyncio.to_thread(blobs.get, sql_diff_key(plan_id))
     diffs = {name: (format_sql_for_review(pair[0]), format_sql_for_review(pair[1]))
              for name, pair in json.loads(diffs_raw or b"{}").items()}
     page = render_approval_page(plan, token=_token(req), action_url=f"/api/plans/{plan_id}/approval",
@@ -124,7 +130,7 @@ async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchest
         raise PayloadTooLargeError("the form is too large")
     form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
     claims = verify_approval_token(settings.approval_secret, _token(req, form), plan_id=plan_id,
-                                   now=datetime.now(UTC), tenant_id=settings.tenant_id)
+                                   now=datetime.now(UTC))  # the tenant is the signed one, as on the page
     granted = check_decision(claims, form.get("decision", [""])[0])
     decision: Literal["approve", "reject"] = "approve" if granted == "approve" else "reject"
     await decide_plan(await get_store(settings), client.raise_event, tenant_id=claims.tenant_id, plan_id=plan_id,

@@ -16,6 +16,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from functions.history import scrubbed
 from shared_core.settings import get_settings
 
 bp = df.Blueprint()
@@ -31,6 +32,10 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
     ids = {"tenant_id": job.tenant_id, "instance_id": context.instance_id, "repository": job.repository,
            "target": job.target}
     ref = yield context.call_activity("build_plan_activity", {**job.to_input(), "instance_id": context.instance_id})
+    if ref.get("status") == "failed":  # the commits cannot be planned (unknown commit, invalid model): no plan
+        yield context.call_activity("finalize_activity", {**ids, "plan_id": None, "outcome": "failed",
+                                                          "detail": ref["detail"]})
+        return {"plan_id": None, "status": "failed"}
     plan_id = ref["plan_id"]
     ids["plan_id"] = plan_id
 
@@ -114,25 +119,41 @@ def _decision(value: Any) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="job")
+@scrubbed
 async def build_plan_activity(job: dict[str, Any]) -> dict[str, Any]:
-    """Plan the job's commits (or its scheduled catch-up), store the plan in the blob store and PostgreSQL.
+    """Plan the job's commits (or its scheduled catch-up) with its repository's resources, store the plan in the
+    tenant's blobs and PostgreSQL.
 
     Returns:
-        `{"plan_id", "waves": [[{"step_id", "depends_on"}, ...], ...]}`: IDs only, never the plan body.
+        `{"plan_id", "waves": [[{"step_id", "depends_on"}, ...], ...]}`: IDs only, never the plan body; or
+        `{"status": "failed", "detail"}` when the commits cannot be planned (a commit that is not in the
+        repository, an invalid model): a terminal failure of the job, not a retry. A state store or blob
+        store that cannot be reached raises (safe to retry).
     """
-    from functions.resources import get_analyzer, get_blob_store, get_git_source, get_store
+    from functions.resources import clients_for, get_analyzer, get_store
+    from shared_core.core.errors import CoreError, StateUnavailableError
+    from shared_core.services.failures import failure_text
     from shared_core.services.jobs import JobInput
     from shared_core.services.plans import plan_job
 
     fields = dict(job)
     instance = fields.pop("instance_id")
+    parsed = JobInput.model_validate(fields)
     settings = get_settings()
     store = await get_store(settings)
-    analyzer = get_analyzer(settings)
     try:
-        planned = await plan_job(JobInput.model_validate(fields), instance, store=store,
-                                 blobs=get_blob_store(settings), source=get_git_source(settings), analyzer=analyzer)
-    finally:
-        analyzer.close()
+        clients = await clients_for(parsed.tenant_id, parsed.repository, settings)
+        analyzer = get_analyzer(parsed.tenant_id, settings)
+        try:
+            planned = await plan_job(parsed, instance, store=store, blobs=clients.blobs, source=clients.source,
+                                     analyzer=analyzer)
+        finally:
+            analyzer.close()
+    except StateUnavailableError:
+        raise
+    except CoreError as exc:
+        logger.warning("job %s of %s cannot be planned: %s", instance, parsed.repository, exc)
+        return {"status": "failed", "detail": f"cannot plan {parsed.target[:12]} of {parsed.repository}: "
+                                              f"{failure_text(exc)}"}
     return {"plan_id": planned.plan_id, "waves": [[{"step_id": step_id, "depends_on": depends_on}
                                                    for step_id, depends_on in wave] for wave in planned.waves]}

@@ -1,4 +1,12 @@
-"""Clients built lazily once per worker and reused while it is warm: state store, blob store, git, engine.
+"""Clients built lazily and reused while the worker is warm: the state store, the deployment's blob container,
+and, per (tenant, repository), the clients a job of that repository runs with.
+
+A job's git source, blob store, commit-status publisher and engine are built from the `TenantResources`
+that `shared_core.services.tenancy.resolve_resources` resolves from the job's tenant and repository in the
+state store, never from deployment-wide settings (those only stand in for the deployment's own repository
+in development; see that module). Resolution runs on every use (one tenant-bound read); the clients built
+from it are kept per (tenant, repository) and rebuilt when the resolved resources change (new settings, a
+rotated token). The blob store a job gets is its tenant's prefix of the container (`PrefixedBlobStore`).
 
 asyncpg pools belong to one event loop, so the store is kept per running loop (the Functions worker has
 one; tests start a new one per test).
@@ -7,13 +15,19 @@ one; tests start a new one per test).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared_core.settings import Settings, get_settings
 
+if TYPE_CHECKING:
+    from shared_core.ports import BlobStore, Executor, GitSource, StatusPublisher
+    from shared_core.services.tenancy import Deployment, TenantResources
+
 _stores: dict[int, Any] = {}
 _blob: Any = None
+_clients: dict[tuple[str, str], TenantClients] = {}
 
 
 async def get_store(settings: Settings | None = None) -> Any:
@@ -38,7 +52,10 @@ async def get_store(settings: Settings | None = None) -> Any:
 
 
 def get_blob_store(settings: Settings | None = None) -> Any:
-    """Azure Blob Storage when configured (connection string or account URL), else a local folder."""
+    """The deployment's whole blob container (Azure Blob Storage when configured, else a local folder).
+
+    Only the health check uses it whole; jobs and readers get their tenant's prefix (`TenantClients.blobs`).
+    """
     global _blob
     if _blob is None:
         settings = settings or get_settings()
@@ -54,83 +71,140 @@ def get_blob_store(settings: Settings | None = None) -> Any:
     return _blob
 
 
-def get_git_source(settings: Settings | None = None) -> Any:
-    """The repository's git source: a local repository in development, else the GitHub REST API."""
-    settings = settings or get_settings()
-    if settings.local_repo:
+def deployment(settings: Settings) -> Deployment:
+    """What resource resolution needs of the settings; the development default exists only in development."""
+    from shared_core.services.tenancy import Deployment, DevelopmentDefaults
+
+    defaults = None if settings.production else DevelopmentDefaults(
+        tenant_id=settings.tenant_id, repository=settings.repository or settings.local_repo,
+        local_repo=settings.local_repo, github_token=settings.github_token, engine=settings.engine,
+        warehouse=settings.warehouse, databricks_host=settings.databricks_host, branches=settings.branches,
+    )
+    return Deployment(production=settings.production, warehouse_root=settings.warehouse_dir,
+                      credential_keys=settings.credential_keys, defaults=defaults)
+
+
+@dataclass
+class TenantClients:
+    """The clients of one repository of one tenant, built from its resolved resources and nothing else."""
+
+    resources: TenantResources
+    source: GitSource
+    blobs: BlobStore
+    publisher: StatusPublisher
+    github_api_url: str
+
+    def open_executor(self) -> Executor:
+        """A new executor on the repository's warehouse (the caller closes it).
+
+        Raises:
+            ExecutionError: the engine cannot run here (Databricks, until its executor lands).
+        """
+        from shared_core.adapters.engines.duckdb import DuckDBExecutor
+        from shared_core.core.errors import ExecutionError
+
+        resources = self.resources
+        if resources.engine == "databricks" or resources.warehouse is None:
+            where = ("IRONLAYER_ENGINE=databricks" if resources.origin == "development defaults" else
+                     f"repository {resources.repository} of tenant {resources.tenant_id} has engine databricks")
+            raise ExecutionError(
+                f"{where} (host {resources.databricks_host or 'unset'}): the Databricks executor is not part of "
+                "this build; use engine duckdb"
+            )
+        resources.warehouse.parent.mkdir(parents=True, exist_ok=True)
+        return DuckDBExecutor(resources.warehouse, wait_seconds=60)
+
+    def close(self) -> None:
+        """Close the HTTP connections of the source and the publisher (when they hold any)."""
+        for client in (self.source, self.publisher):
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+
+
+def _build_clients(resources: TenantResources, settings: Settings) -> TenantClients:
+    from shared_core.adapters.blobs import PrefixedBlobStore
+    from shared_core.adapters.github.status import GitHubStatusPublisher, LoggedStatusPublisher
+
+    blobs = PrefixedBlobStore(get_blob_store(settings), resources.blob_prefix)
+    token = resources.github_token.value if resources.github_token is not None else None
+    source: Any
+    if resources.source_kind == "local":
         from shared_core.adapters.local_git import LocalGitSource
 
-        return LocalGitSource(settings.local_repo)
-    from shared_core.adapters.github.source import GitHubSource
+        source = LocalGitSource(resources.source)
+    else:
+        from shared_core.adapters.github.source import GitHubSource
 
-    return GitHubSource(settings.repository, token=settings.github_token, base_url=settings.github_api_url,
-                        cache=get_blob_store(settings))
-
-
-_status: Any = None
-
-
-def get_status_publisher(settings: Settings | None = None) -> Any:
-    """Commit statuses on GitHub, or to the log when no token is configured (local development)."""
-    global _status
-    if _status is None:
-        settings = settings or get_settings()
-        if settings.github_token and settings.repository:
-            from shared_core.adapters.github.status import GitHubStatusPublisher
-
-            _status = GitHubStatusPublisher(settings.repository, token=settings.github_token,
-                                            base_url=settings.github_api_url)
-        else:
-            from shared_core.adapters.github.status import LoggedStatusPublisher
-
-            _status = LoggedStatusPublisher()
-    return _status
+        source = GitHubSource(resources.source, token=token, base_url=settings.github_api_url, cache=blobs)
+    publisher: Any = LoggedStatusPublisher()
+    if resources.status_repository and token:
+        publisher = GitHubStatusPublisher(resources.status_repository, token=token, base_url=settings.github_api_url)
+    return TenantClients(resources, source, blobs, publisher, settings.github_api_url)
 
 
-def get_executor(settings: Settings | None = None) -> Any:
-    """The engine adapter named by IRONLAYER_ENGINE (the same executor `ironlayer apply` uses)."""
+async def resolve(tenant_id: str, repository: str, settings: Settings | None = None) -> TenantResources:
+    """The resources of `repository` for `tenant_id` (see `shared_core.services.tenancy.resolve_resources`).
+
+    Raises:
+        NotOnboardedError: the repository has no settings for this tenant (and no development default).
+        RepositorySettingsError, CredentialError: its settings or credentials cannot be used.
+    """
+    from shared_core.services.tenancy import resolve_resources
+
     settings = settings or get_settings()
-    from shared_core.adapters.engines.duckdb import DuckDBExecutor
-    from shared_core.core.errors import ExecutionError
-
-    if settings.engine == "databricks":
-        raise ExecutionError(
-            f"IRONLAYER_ENGINE=databricks (host {settings.databricks_host or 'unset'}): the Databricks executor "
-            "is not part of this build; set IRONLAYER_ENGINE=duckdb"
-        )
-    return DuckDBExecutor(settings.warehouse, wait_seconds=60)
+    return await resolve_resources(await get_store(settings), tenant_id, repository, deployment(settings))
 
 
-def plan_key(plan_id: str) -> str:
-    """The blob key of a plan's exact bytes."""
-    from shared_core.services.plans import plan_key as key_of
-
-    return key_of(plan_id)
-
-
-async def read_stored_plan(plan_id: str, settings: Settings | None = None) -> dict[str, Any] | None:
-    """The plan stored under `plan_id`, integrity-checked (`load_plan`), or None when it is not stored."""
-    from shared_core.services.plans import read_stored_plan as read
-
-    return await read(get_blob_store(settings), plan_id)
-
-
-def analysis_cache_dir(settings: Settings | None = None) -> Path:
-    """The folder of the analysis cache: `cache/` under IRONLAYER_HOME."""
+async def clients_for(tenant_id: str, repository: str, settings: Settings | None = None) -> TenantClients:
+    """The clients of a job of `repository` for `tenant_id`: resolved now, built once per resolved resources."""
     settings = settings or get_settings()
-    return settings.home / "cache"
+    resources = await resolve(tenant_id, repository, settings)
+    key = (resources.tenant_id, resources.repository)
+    clients = _clients.get(key)
+    if clients is None or clients.resources != resources or clients.github_api_url != settings.github_api_url:
+        if clients is not None:
+            clients.close()
+        clients = _clients[key] = await asyncio.to_thread(_build_clients, resources, settings)
+    return clients
 
 
-def get_analyzer(settings: Settings | None = None) -> Any:
-    """A query analyzer over the analysis cache (the caller closes it: it may start worker processes)."""
+async def clients_for_plan(tenant_id: str, plan_id: str, settings: Settings | None = None) -> TenantClients:
+    """The clients of the repository whose job built plan `plan_id` of `tenant_id` (readers of a stored plan).
+
+    Raises:
+        NotOnboardedError: no job of the tenant built that plan, or its repository is not onboarded.
+    """
+    from shared_core.core.errors import NotOnboardedError
+
+    settings = settings or get_settings()
+    job = await (await get_store(settings)).job_for_plan(tenant_id, plan_id)
+    if job is None or not job["repository"]:
+        raise NotOnboardedError(f"plan {plan_id[:12]} was built by no job of this tenant; its blobs are not here")
+    return await clients_for(tenant_id, job["repository"], settings)
+
+
+def analysis_cache_dir(tenant_id: str, settings: Settings | None = None) -> Path:
+    """The tenant's folder of the analysis cache: `cache/tenants/<tenant_id>/` under IRONLAYER_HOME."""
+    from shared_core.core.repository_settings import check_tenant
+
+    settings = settings or get_settings()
+    return settings.home / "cache" / "tenants" / check_tenant(tenant_id)
+
+
+def get_analyzer(tenant_id: str, settings: Settings | None = None) -> Any:
+    """A query analyzer over the tenant's analysis cache (the caller closes it: it may start worker processes)."""
     from shared_core.adapters.caches.analysis import CachedAnalyzer
 
-    return CachedAnalyzer(analysis_cache_dir(settings))
+    return CachedAnalyzer(analysis_cache_dir(tenant_id, settings))
 
 
 def reset() -> None:
     """Forget every cached client (tests, and after settings change)."""
-    global _blob, _status
+    global _blob
+    for clients in _clients.values():
+        clients.close()
+    _clients.clear()
     _stores.clear()
-    _blob = _status = None
+    _blob = None
     get_settings.cache_clear()

@@ -1,7 +1,10 @@
-"""`github_webhook`: verify, dedupe and start the plan orchestration for a push (answers within 10 s).
+"""`github_webhook`: verify, route to the repository's tenant, dedupe and start the plan orchestration for a
+push (answers within 10 s).
 
-The job service (and pydantic with it) is imported only for a push that is to be planned: a ping or an
-ignored delivery answers without it.
+The push's repository names its tenant (the repository map) and its settings (the planned branches, and
+everything the job will run with); a repository that is not onboarded is refused with 404 and the command
+that onboards it. The job and tenancy services (and pydantic with them) are imported only for a push: a ping
+or an ignored delivery answers without them.
 """
 
 from __future__ import annotations
@@ -25,9 +28,8 @@ logger = logging.getLogger(__name__)
 async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     try:
         settings = get_settings()
-        delivery = parse_delivery(
-            req.get_body(), dict(req.headers), secret=settings.github_webhook_secret, branches=settings.branches,
-            max_bytes=settings.max_body_bytes,
+        delivery = parse_delivery(  # branches are the repository's: checked once its tenant is known
+            req.get_body(), dict(req.headers), secret=settings.github_webhook_secret, max_bytes=settings.max_body_bytes,
         )
     except CoreError as exc:
         return error_response(exc)
@@ -35,19 +37,20 @@ async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationC
         status = 200 if delivery.kind == "ping" else 202
         return json_response({"status": delivery.kind, "reason": delivery.reason}, status)
     payload = delivery.payload
+    repository, branch = payload.repository.full_name, delivery.branch or ""
     try:
-        from functions.resources import get_store
-        from shared_core.services.jobs import JobPolicy, push_job, start_job, tenant_for_push
+        from functions.resources import deployment, get_store, resolve
+        from shared_core.services.jobs import JobPolicy, push_job, start_job
+        from shared_core.services.tenancy import tenant_of_repository
 
         store = await get_store(settings)
-        tenant = await tenant_for_push(store, payload.repository.full_name, deployment_repository=settings.repository,
-                                       deployment_tenant=settings.tenant_id)
-        if tenant is None:
-            return json_response({"status": "ignored", "reason": f"repository {payload.repository.full_name} is "
-                                  "not connected to this deployment"}, 202)
+        tenant = await tenant_of_repository(store, repository, deployment(settings))
+        refusal = (await resolve(tenant, repository, settings)).branch_refusal(branch)
+        if refusal is not None:
+            return json_response({"status": "ignored", "reason": refusal}, 202)
         job = push_job(
-            tenant_id=tenant, repository=payload.repository.full_name, base=payload.before, target=payload.after,
-            branch=delivery.branch or "", author=payload.pusher.name or "",
+            tenant_id=tenant, repository=repository, base=payload.before, target=payload.after,
+            branch=branch, author=payload.pusher.name or "",
             policy=JobPolicy(settings.auto_approve, settings.approval_ttl_hours, settings.step_retries),
         )
         started = await start_job(store, client, job, delivery_id=delivery.envelope.delivery_id)

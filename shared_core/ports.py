@@ -4,10 +4,10 @@ durable orchestrations, the state store.
 Services and the core talk to these; `shared_core.adapters` implements them (`LocalGitSource`,
 `GitHubSource`, `LocalBlobStore`, `AzureBlobStore`, `CachedAnalyzer`, `DuckDBExecutor`,
 `GitHubStatusPublisher`, `PostgresStateStore`; the Durable client is the `Orchestrations`). The state
-store is split by concern (`LedgerStore`, `PlanStore`, `RunStore`, `JobStore`, `SecurityStore`) so that a
-use case can ask for exactly what it touches; `StateStore` is all of them. The rows they return are the
-`TypedDict`s of `shared_core.core.state`, re-exported here, as are the planner's `QueryAnalyzer` and
-`InlineAnalyzer` (defined in the pure `shared_core.core.sql.analysis`).
+store is split by concern (`LedgerStore`, `PlanStore`, `RunStore`, `JobStore`, `SecurityStore`,
+`RepositoryStore`) so that a use case can ask for exactly what it touches; `StateStore` is all of them.
+The rows they return are the `TypedDict`s of `shared_core.core.state`, re-exported here, as are the
+planner's `QueryAnalyzer` and `InlineAnalyzer` (defined in the pure `shared_core.core.sql.analysis`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from shared_core.core.state import (
     QualityResult,
     RateDecision,
     RateState,
+    RepositorySettingsFields,
+    RepositorySettingsRow,
     RunRow,
     RunStatus,
 )
@@ -65,6 +67,9 @@ __all__ = [
     "RaiseEvent",
     "RateDecision",
     "RateState",
+    "RepositorySettingsFields",
+    "RepositorySettingsRow",
+    "RepositoryStore",
     "RunRow",
     "RunStatus",
     "RunStore",
@@ -421,6 +426,10 @@ class SecurityStore(Protocol):
         """Store (or replace) a credential's ciphertext."""
         ...
 
+    async def get_credential(self, tenant_id: str, name: str) -> str | None:
+        """The ciphertext of credential `name`, or None when it is not stored."""
+        ...
+
     async def list_credentials(self, tenant_id: str) -> list[tuple[str, str]]:
         """`(name, ciphertext)` of every credential, by name."""
         ...
@@ -448,7 +457,27 @@ class SecurityStore(Protocol):
         ...
 
 
-class StateStore(LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, Protocol):
+class RepositoryStore(Protocol):
+    """The execution resources of each mapped repository, and the repository -> tenant map as a list."""
+
+    async def set_repository_settings(self, tenant_id: str, settings: RepositorySettingsFields) -> None:
+        """Store (or replace) the settings of a repository mapped to the tenant; StateError when it is not."""
+        ...
+
+    async def repository_settings(self, tenant_id: str, repository: str) -> RepositorySettingsRow | None:
+        """The settings of one repository of the tenant, or None (none stored, or another tenant's)."""
+        ...
+
+    async def list_repository_settings(self, tenant_id: str) -> list[RepositorySettingsRow]:
+        """The settings of every repository of the tenant, by repository."""
+        ...
+
+    async def repository_mappings(self) -> list[tuple[str, str]]:
+        """`(repository, tenant_id)` of every mapped repository (routing data, readable without a tenant)."""
+        ...
+
+
+class StateStore(LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, RepositoryStore, Protocol):
     """The whole state store (`PostgresStateStore`), with its lifecycle."""
 
     async def health(self) -> None:

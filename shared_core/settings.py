@@ -49,7 +49,8 @@ class Settings:
     auto_approve: bool  # IRONLAYER_AUTO_APPROVE: development only
     schedule_auto_approve: bool  # IRONLAYER_SCHEDULE_AUTO_APPROVE
     engine: str  # IRONLAYER_ENGINE: duckdb | databricks
-    warehouse: Path  # IRONLAYER_WAREHOUSE: the DuckDB file
+    warehouse: Path  # IRONLAYER_WAREHOUSE: the DuckDB file of the development default (see services/tenancy)
+    warehouse_dir: Path  # IRONLAYER_WAREHOUSE_DIR: onboarded repositories' DuckDB files, in <dir>/<tenant_id>/
     databricks_host: str  # IRONLAYER_DATABRICKS_HOST
     max_body_bytes: int  # IRONLAYER_MAX_BODY_BYTES
     step_retries: int  # IRONLAYER_STEP_RETRIES
@@ -133,6 +134,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         schedule_auto_approve=_flag(values, "IRONLAYER_SCHEDULE_AUTO_APPROVE"),
         engine=engine,
         warehouse=Path(env("IRONLAYER_WAREHOUSE", str(home / "warehouse.duckdb"))),
+        warehouse_dir=Path(env("IRONLAYER_WAREHOUSE_DIR", str(home / "warehouses"))),
         databricks_host=env("IRONLAYER_DATABRICKS_HOST", ""),
         max_body_bytes=_int(values, "IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
         step_retries=_int(values, "IRONLAYER_STEP_RETRIES", 3, 1, 10),

@@ -1,10 +1,12 @@
-"""Blob stores: `LocalBlobStore` (a folder) and `AzureBlobStore` (Azure Blob Storage, or Azurite).
+"""Blob stores: `LocalBlobStore` (a folder), `AzureBlobStore` (Azure Blob Storage, or Azurite) and
+`PrefixedBlobStore` (one tenant's folder of either).
 
-Both implement the `BlobStore` port of `shared_core.ports`: bytes under relative, slash-separated keys
-such as `plans/<plan_id>.json` or `git-blobs/<sha>`. Both refuse the same malformed keys, so code that
-works against the local folder works against Azure. The Azure SDK is imported only when an
-`AzureBlobStore` is created, so that processes using the local store (the CLI, a cold Functions
-worker serving a webhook) never pay for importing it.
+All implement the `BlobStore` port of `shared_core.ports`: bytes under relative, slash-separated keys
+such as `plans/<plan_id>.json` or `git-blobs/<sha>`. All refuse the same malformed keys, so code that
+works against the local folder works against Azure. A job only ever gets a `PrefixedBlobStore` over its
+tenant's prefix (`tenants/<tenant_id>/`): every key it can form lies under that prefix. The Azure SDK
+is imported only when an `AzureBlobStore` is created, so that processes using the local store (the CLI,
+a cold Functions worker serving a webhook) never pay for importing it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from shared_core.core.errors import StateError, StateUnavailableError
 if TYPE_CHECKING:
     from azure.core.exceptions import AzureError
     from azure.storage.blob import ContainerClient
+
+    from shared_core.ports import BlobStore
 
 MAX_KEY_LENGTH = 1024  # Azure's limit for a blob name
 
@@ -249,3 +253,40 @@ class AzureBlobStore:
             f"blob store {self.account}/{self.container}: {action} failed ({detail}); "
             "check the storage account, its credentials and network access; safe to retry"
         )
+
+
+class PrefixedBlobStore:
+    """A `BlobStore` that is the folder `prefix` of another: `get("plans/x.json")` reads `<prefix>plans/x.json`.
+
+    Keys are checked (`check_key`: no `..`, no empty or `.` part, no leading `/`, no backslash) before the
+    prefix is put in front, so no key reaches outside the prefix: tenant A's store cannot address B's blobs.
+
+    Args:
+        inner: the deployment's store (a container, or a local folder).
+        prefix: a valid key prefix ending in `/`, e.g. `tenants/acme/`.
+    """
+
+    def __init__(self, inner: BlobStore, prefix: str) -> None:
+        if not prefix.endswith("/") or prefix.startswith("/"):
+            raise StateError(f"blob prefix {prefix[:80]!r} must be a relative folder ending in '/'")
+        check_key(prefix[:-1])
+        self.inner = inner
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"PrefixedBlobStore({self.inner!r}, {self.prefix!r})"
+
+    def _key(self, key: str) -> str:
+        return check_key(self.prefix + check_key(key))
+
+    def get(self, key: str) -> bytes | None:
+        return self.inner.get(self._key(key))
+
+    def put(self, key: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+        self.inner.put(self._key(key), data, content_type=content_type)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(self._key(key))
+
+    def health(self) -> None:
+        self.inner.health()

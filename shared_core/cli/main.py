@@ -1,4 +1,4 @@
-"""`ironlayer` commands: plan, show, check, models, lineage.
+"""`ironlayer` commands: plan, show, check, models, lineage (others in execution, security and tenants).
 
 Exit codes: 0 success, 1 `check` found problems, 2 bad input or usage (one line on stderr naming the
 file, field or value and what to do). Nothing is written unless the command succeeds.
@@ -69,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--title", help="the project's name on the pages (default: the repository's folder name)")
     from shared_core.cli.execution import add_commands
     from shared_core.cli.security import add_commands as add_security_commands
+    from shared_core.cli.tenants import add_commands as add_tenant_commands
 
     add_commands(commands)
     add_security_commands(commands)
+    add_tenant_commands(commands)
 
     demo = commands.add_parser("demo", help="build the example repository, plan and apply both of its commits")
     demo.add_argument("--dir", default=".ironlayer/demo", help="where to build the demo (default .ironlayer/demo)")
@@ -94,10 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _COMMANDS[args.command](args)
         from shared_core.cli.execution import COMMANDS
         from shared_core.cli.security import COMMANDS as SECURITY_COMMANDS
+        from shared_core.cli.tenants import COMMANDS as TENANT_COMMANDS
 
-        return {**COMMANDS, **SECURITY_COMMANDS}[args.command](args)
+        return {**COMMANDS, **SECURITY_COMMANDS, **TENANT_COMMANDS}[args.command](args)
     except CoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from shared_core.services.failures import failure_text
+
+        print(f"error: {failure_text(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)

@@ -10,8 +10,10 @@ CoreError                      root of every error raised by shared_core
 │   ├── PayloadTooLargeError   a request body exceeds its size limit [413]
 │   ├── WebhookError           a webhook delivery is malformed: JSON, a header, the push payload [400]
 │   │   └── WebhookSignatureError  X-Hub-Signature-256 is missing or does not match the secret [401]
-│   └── SecurityCommandError   `ironlayer audit|credentials|rotate-keys` cannot run as asked [400]
+│   ├── SecurityCommandError   `ironlayer audit|credentials|rotate-keys` cannot run as asked [400]
+│   └── RepositorySettingsError  a repository's execution settings are invalid: the setting, its value, the fix [400]
 ├── NotFoundError              the plan or job named does not exist for the caller's tenant [404]
+│   └── NotOnboardedError      a repository has no tenant, or no execution settings, on this deployment [404]
 ├── ConflictError              it exists, but its state forbids the request: a finished job, a decided plan [409]
 ├── ModelError                 a model file cannot be loaded, parsed or validated (carries file:line:col) [400]
 │   ├── UnsafeSqlError         a model is not a single read-only query
@@ -76,8 +78,16 @@ class SecurityCommandError(InputError):
     """A security command (`audit`, `credentials`, `rotate-keys`) cannot run as asked."""
 
 
+class RepositorySettingsError(InputError):
+    """A repository's execution settings are invalid: the message names the setting, its value and the fix."""
+
+
 class NotFoundError(CoreError):
     """The plan or job named in a request does not exist for the caller's tenant."""
+
+
+class NotOnboardedError(NotFoundError):
+    """A repository has no tenant, or no execution settings, here: nothing of it may be read or run."""
 
 
 class ConflictError(CoreError):

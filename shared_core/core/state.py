@@ -2,7 +2,7 @@
 
 Pure (types only): `shared_core.ports` declares the store's Protocols over these names, the PostgreSQL
 adapter returns them, and the services read them. Rows are `TypedDict`s, so callers keep `row["status"]`.
-Statuses are the `Literal`s the database's CHECK constraints allow (migrations 0001-0003); `JSONValue`
+Statuses are the `Literal`s the database's CHECK constraints allow (migrations 0001-0004); `JSONValue`
 is the only loose type, used where a column holds JSON (tenant settings, telemetry attributes).
 """
 
@@ -21,6 +21,8 @@ PlanStatus = Literal[
 RunStatus = Literal["pending", "running", "success", "failed", "skipped", "cancelled"]
 JobStatus = Literal["queued", "running", "awaiting_approval", "succeeded", "failed", "cancelled"]
 JobKind = Literal["push", "schedule"]
+SourceKind = Literal["github", "local"]
+EngineName = Literal["duckdb", "databricks"]
 
 QualityResult: TypeAlias = tuple[str, str, bool, int]
 """One quality test of a batch: `(test, severity, passed, failing_rows)`; severity is BLOCK or WARN."""
@@ -103,3 +105,31 @@ class AuditRow(TypedDict):
     details: str
     prev_hash: str
     hash: str
+
+
+class RepositorySettingsFields(TypedDict):
+    """The execution resources of one mapped repository, as written (`set_repository_settings`).
+
+    Tokens are named, never held: `*_credential` is the name of an encrypted credential of the same tenant.
+    """
+
+    repository: str  # owner/name as mapped (stored lower-case)
+    source_kind: SourceKind
+    source: str  # github: owner/name; local: a repository path (development only)
+    github_token_credential: str | None
+    engine: EngineName
+    warehouse: str | None  # duckdb: a file path relative to the tenant's warehouse folder
+    databricks_host: str | None
+    databricks_http_path: str | None
+    databricks_catalog: str | None
+    databricks_token_credential: str | None
+    blob_prefix: str  # tenants/<tenant_id>/ or a folder beneath it
+    branches: list[str]
+    status_repository: str | None  # owner/name that gets commit statuses; None: statuses are only logged
+
+
+class RepositorySettingsRow(RepositorySettingsFields):
+    """The stored settings of one repository (`repository_settings`, migration 0004), with their tenant."""
+
+    tenant_id: str
+    updated_at: datetime

@@ -11,7 +11,9 @@ which step runs, which is skipped and how a plan ends (`first_broken_upstream`, 
   lets independent branches finish; re-applying the plan resumes (successful batches are not re-run);
 - overlapping ranges of one model never run at the same time: the second apply waits for the lock up to
   a timeout and then fails naming the holder; locks of a dead process on this host are broken at once,
-  others expire with their TTL.
+  others expire with their TTL;
+- a failure's text is `failure_text` (scrubbed) everywhere it goes: the run table, the step's outcome
+  (the CLI's apply summary) and the job step's report (the Functions' activity output).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from shared_core.core.project.loading import load_commit
 from shared_core.core.project.models import Model, Project
 from shared_core.core.sql.canonical import resolve_canonical
 from shared_core.ports import BlobStore, Executor, GitSource, QueryAnalyzer
+from shared_core.services.failures import failure_text
 
 __all__ = [
     "NOT_SUCCEEDED",
@@ -233,8 +236,8 @@ async def run_step(
         lock_id = await acquire_lock(store, options, model.name, start_all, end_all, (plan_id, step["step_id"]))
     except LockTimeoutError as exc:
         run_id = await store.start_run(options.tenant, plan_id, step["step_id"], model.name, start_all, end_all)
-        await store.finish_run(options.tenant, run_id, "failed", error=str(exc))
-        outcome.status, outcome.error = "failed", str(exc)
+        outcome.status, outcome.error = "failed", failure_text(exc)
+        await store.finish_run(options.tenant, run_id, "failed", error=outcome.error)
         return outcome
     try:
         for index, (start, end) in enumerate(batches):
@@ -281,8 +284,9 @@ async def _run_batch(
         except CoreError as exc:
             tests = [(t.test, t.severity, t.passed, t.failing_rows) for t in getattr(exc, "outcomes", ())]
             outcome.tests.extend(tests)
-            await store.finish_run(tenant, run_id, "failed", error=str(exc), tests=tests)
-            return str(exc)
+            error = failure_text(exc)
+            await store.finish_run(tenant, run_id, "failed", error=error, tests=tests)
+            return error
         finally:
             outcome.engine_seconds += time.perf_counter() - began
         rows = int(result.rows_written)
@@ -419,7 +423,7 @@ async def start_execution(store: Any, blobs: BlobStore, *, tenant_id: str, plan_
     try:
         await check_not_stale(store, tenant_id, plan)
     except StalePlanError as exc:
-        return ExecutionStart("failed", str(exc))
+        return ExecutionStart("failed", failure_text(exc))
     await store.set_plan_status(tenant_id, plan_id, "running")
     await store.upsert_job(tenant_id, instance, status="running", detail="running steps")
     return ExecutionStart("ok")
@@ -462,8 +466,9 @@ async def run_job_step(store: Any, blobs: BlobStore, source: GitSource, open_exe
         executor = open_executor()
     except CoreError as exc:  # a configured engine that cannot run: the step fails, clearly
         run_id = await store.start_run(tenant_id, plan_id, step_id, model.name, None, None)
-        await store.finish_run(tenant_id, run_id, "failed", error=str(exc))
-        return StepReport("failed", str(exc))
+        error = failure_text(exc)
+        await store.finish_run(tenant_id, run_id, "failed", error=error)
+        return StepReport("failed", error)
     try:
         analysis = InlineAnalyzer().analyze_many([(model.key, model.path, model.text)])[model.key]
         outcome = await run_step(plan_id, step, model, store, executor, RunOptions(tenant=tenant_id, parallelism=1),

@@ -94,15 +94,6 @@ def schedule_job(*, tenant_id: str, repository: str, sha: str, models: Sequence[
                     approval_ttl_hours=policy.approval_ttl_hours, step_retries=policy.step_retries)
 
 
-async def tenant_for_push(store: Any, repository: str, *, deployment_repository: str,
-                          deployment_tenant: str) -> str | None:
-    """The tenant a push belongs to: the repository mapping, else this deployment's own repository; else None."""
-    tenant: str | None = await store.tenant_for_repository(repository)
-    if tenant is None and repository.lower() == deployment_repository.lower():
-        tenant = deployment_tenant
-    return tenant
-
-
 async def due_schedule_jobs(source: GitSource, store: Any, *, tenant_id: str, repository: str, branch: str,
                             now: datetime, policy: JobPolicy) -> list[JobInput]:
     """The catch-up jobs due at `now`: incremental models of the branch head whose cron fired, by fire time.
@@ -162,20 +153,26 @@ async def start_job(store: Any, orchestrations: Orchestrations, job: JobInput, *
     return JobStart("accepted", instance)
 
 
-async def finish_job(store: Any, publisher: StatusPublisher, *, tenant_id: str, plan_id: str, instance: str,
+async def finish_job(store: Any, publisher: StatusPublisher, *, tenant_id: str, plan_id: str | None, instance: str,
                      target: str, outcome: JobOutcome, detail: str) -> None:
-    """Record how the job ended: the plan's status, the job's status and the final commit status.
+    """Record how the job ended: the plan's status (when it got a plan), the job's status, the final commit status.
 
-    A rejected or expired plan is a failure on the commit, never neutral. A commit status that cannot be
-    set is logged, not raised: the job's outcome is recorded either way.
+    A job without a plan failed before one could be made (its commits cannot be planned). A rejected or
+    expired plan is a failure on the commit, never neutral. A commit status that cannot be set is logged,
+    not raised: the job's outcome is recorded either way. The detail is scrubbed once (`failure_text`) for
+    the job row and the commit status alike.
     """
-    await store.set_plan_status(tenant_id, plan_id, outcome)
+    from shared_core.services.failures import failure_text
+
+    detail = failure_text(detail)
+    if plan_id is not None:
+        await store.set_plan_status(tenant_id, plan_id, outcome)
     job_status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(outcome, "failed")
     await store.upsert_job(tenant_id, instance, status=job_status, detail=detail)
     state = "success" if outcome == "succeeded" else "failure"
-    description = f"IronLayer plan {plan_id[:12]} {outcome}: {detail}"
+    subject = f"IronLayer plan {plan_id[:12]}" if plan_id is not None else "IronLayer planning"
     try:
-        await asyncio.to_thread(publisher.publish, target, state, description)
+        await asyncio.to_thread(publisher.publish, target, state, f"{subject} {outcome}: {detail}")
     except CoreError as exc:
         logger.warning("could not set the commit status of %s: %s", target[:12], exc)
 

@@ -37,6 +37,11 @@ def repo(app_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     return {**app_env, "repo": path, "v1": v1, "v2": v2}
 
 
+def plans_dir(repo: dict[str, Any]) -> Path:
+    """Where the tenant's plans are: its prefix (`tenants/<tenant>/`) of the blob folder."""
+    return Path(repo["tmp"] / "blobs" / "tenants" / repo["tenant"] / "plans")
+
+
 def run(name: str, *args: Any, **kwargs: Any) -> Any:
     return asyncio.run(handler(name)(*args, **kwargs))
 
@@ -51,7 +56,7 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     # build_plan_activity: the stored plan is byte-identical to `ironlayer plan` for the same commits
     ref = run("build_plan_activity", job(repo, ZERO, repo["v1"]))
     plan_id = ref["plan_id"]
-    stored = (repo["tmp"] / "blobs" / "plans" / f"{plan_id}.json").read_bytes()
+    stored = (plans_dir(repo) / f"{plan_id}.json").read_bytes()
     out = repo["tmp"] / "cli-plan.json"
     assert main(["plan", str(repo["repo"]), ZERO, repo["v1"], "--out", str(out), "--no-cache"]) == 0
     assert stored == out.read_bytes()
@@ -62,7 +67,7 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     ids = {"tenant_id": repo["tenant"], "instance_id": "push-" + "1" * 32, "repository": "binkkatal/sample_app",
            "target": repo["v1"], "plan_id": plan_id}
     run("request_approval_activity", {**ids, "author": "octocat", "ttl_hours": 24})
-    publisher = resources.get_status_publisher()
+    publisher = asyncio.run(resources.clients_for(repo["tenant"], "binkkatal/sample_app")).publisher
     sha, state, description, link = publisher.published[-1]
     assert (sha, state) == (repo["v1"], "pending") and plan_id[:12] in description
     assert link.startswith(f"https://ironlayer.example.com/api/plans/{plan_id}/approval?token=")
@@ -139,7 +144,7 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     asyncio.run(tick(Mock(past_due=False), client=client))  # the next tick in the same period starts nothing
     assert [i for i in client.started if i.startswith("schedule-")] == [instance]
     ref = run("build_plan_activity", {**payload, "instance_id": instance})
-    scheduled_plan = json.loads((repo["tmp"] / "blobs" / "plans" / f"{ref['plan_id']}.json").read_bytes())
+    scheduled_plan = json.loads((plans_dir(repo) / f"{ref['plan_id']}.json").read_bytes())
     first = scheduled_plan["steps"][0]
     assert first["model"] == "silver.orders" and first["run_type"] == "incremental"
     assert first["start"] == "2024-01-07T00:00:00Z"  # lookback 1 before the ledger's end (2024-01-08)
@@ -172,7 +177,7 @@ def test_cancel_terminates_and_marks_runs_cancelled(repo: dict[str, Any], client
 
     async def running_run() -> None:
         store = await resources.get_store()
-        step = json.loads((repo["tmp"] / "blobs" / "plans" / f"{ref['plan_id']}.json").read_bytes())["steps"][0]
+        step = json.loads((plans_dir(repo) / f"{ref['plan_id']}.json").read_bytes())["steps"][0]
         await store.start_run(repo["tenant"], ref["plan_id"], step["step_id"], step["model"], None, None)
         await store.upsert_job(repo["tenant"], instance, status="running")
 
@@ -192,8 +197,8 @@ def test_configured_but_unavailable_engine_fails_the_step_clearly(repo: dict[str
     monkeypatch.setenv("IRONLAYER_ENGINE", "databricks")
     monkeypatch.setenv("IRONLAYER_DATABRICKS_HOST", "adb-123.azuredatabricks.net")
     resources.reset()
-    ids = {"tenant_id": repo["tenant"], "instance_id": "push-" + "1" * 32, "repository": "r", "target": repo["v1"],
-           "plan_id": ref["plan_id"]}
+    ids = {"tenant_id": repo["tenant"], "instance_id": "push-" + "1" * 32, "repository": "binkkatal/sample_app",
+           "target": repo["v1"], "plan_id": ref["plan_id"]}
     result = run("run_step_activity", {**ids, "step_id": ref["waves"][0][0]["step_id"], "skip_reason": None})
     assert result["status"] == "failed"
     assert "IRONLAYER_ENGINE=databricks (host adb-123.azuredatabricks.net)" in result["error"]
@@ -218,6 +223,6 @@ def test_plans_go_to_azure_blob_storage_when_configured(repo: dict[str, Any], az
     assert main(["plan", str(repo["repo"]), ZERO, repo["v1"], "--out", str(out), "--no-cache"]) == 0
     response = run("get_plan", request("GET", f"/api/plans/{ref['plan_id']}", route_params={"plan_id": ref["plan_id"]}))
     assert response.status_code == 200 and response.get_body() == out.read_bytes()
-    assert not (repo["tmp"] / "blobs" / "plans").exists()  # nothing went to the local folder
+    assert not (repo["tmp"] / "blobs").exists()  # nothing went to the local folder
     health = run("health", request("GET", "/api/health"))
     assert json_body(health)["checks"]["blob"] == "ok"

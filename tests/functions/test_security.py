@@ -264,21 +264,42 @@ def test_fuzzed_requests_never_get_a_5xx(app_env: dict[str, Any], endpoint: str,
 
 
 def test_webhooks_are_routed_to_the_tenant_mapped_to_the_repository(app_env: dict[str, Any], client: Mock) -> None:
+    from shared_core.core.repository_settings import repository_settings
+    from shared_core.services.tenancy import onboard_tenant
     from tests.functions.conftest import fixture_bytes, sign
 
     mapped = f"m{uuid.uuid4().hex[:10]}"
+    body = fixture_bytes("push.new-branch.json")  # a push to master of Codertocat/Hello-World
 
-    async def map_it() -> None:
+    def deliver() -> Any:
+        req = request("POST", "/api/github/webhook", body=body, headers={
+            "X-GitHub-Event": "push", "X-GitHub-Delivery": uuid.uuid4().hex, "X-Hub-Signature-256": sign(body)})
+        return asyncio.run(handler("github_webhook")(req, client=client))
+
+    refused = deliver()  # not mapped to any tenant, and not this deployment's own repository
+    assert refused.status_code == 404
+    assert json_body(refused)["error"]["message"] == (
+        "repository codertocat/hello-world is not onboarded; run `ironlayer tenants add TENANT --repository "
+        "Codertocat/Hello-World` (or `ironlayer repositories map Codertocat/Hello-World --tenant TENANT`)")
+
+    async def map_only() -> None:
         store = await resources.get_store()
         await store.ensure_tenant(mapped, mapped)
         await store.map_repository(mapped, "Codertocat/Hello-World", 123)
 
-    asyncio.run(map_it())
+    asyncio.run(map_only())
     resources.reset()
-    body = fixture_bytes("push.new-branch.json")
-    req = request("POST", "/api/github/webhook", body=body, headers={
-        "X-GitHub-Event": "push", "X-GitHub-Delivery": uuid.uuid4().hex, "X-Hub-Signature-256": sign(body)})
-    response = asyncio.run(handler("github_webhook")(req, client=client))
+    no_settings = deliver()  # mapped, but without settings: nothing to run it with
+    assert no_settings.status_code == 404 and f"ironlayer tenants add {mapped}" in json_body(no_settings)["error"][
+        "message"]
+
+    async def onboard() -> None:
+        settings = repository_settings(mapped, "Codertocat/Hello-World", production=False, branches=["master"])
+        await onboard_tenant(await resources.get_store(), settings, name="Mapped", actor="ops", role="admin")
+
+    asyncio.run(onboard())
+    resources.reset()
+    response = deliver()
     assert response.status_code == 202
     assert client.start_new.await_args.args[2]["tenant_id"] == mapped
 

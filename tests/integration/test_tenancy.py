@@ -46,6 +46,9 @@ def rows(tenant: str, plan_id: str, run_id: Callable[[str], int]) -> dict[str, d
         "revoked_tokens": {"tenant_id": tenant, "jti": "j", "expires_at": NOW},
         "rate_limits": {"tenant_id": tenant, "key": "k", "window_start": NOW, "count": 1, "previous_count": 0},
         "repository_tenants": {"tenant_id": tenant, "repository": f"org/{tenant}", "installation_id": 1},
+        "repository_settings": {"tenant_id": tenant, "repository": f"org/{tenant}", "source_kind": "github",
+                                "source": f"org/{tenant}", "engine": "duckdb", "warehouse": "w.duckdb",
+                                "blob_prefix": f"tenants/{tenant}/", "branches": ["main"]},
     }
 
 

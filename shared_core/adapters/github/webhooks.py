@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -148,9 +148,15 @@ def verify_signature(body: bytes, signature: str | None, secret: str) -> None:
 
 
 def parse_delivery(
-    body: bytes, headers: Mapping[str, str], *, secret: str, branches: frozenset[str], max_bytes: int
+    body: bytes, headers: Mapping[str, str], *, secret: str, max_bytes: int, branches: Collection[str] | None = None,
 ) -> PushEvent | Ignored:
     """Verify and classify one delivery.
+
+    Args:
+        body, headers: the request.
+        secret: the webhook secret the body must be signed with.
+        max_bytes: the largest body accepted.
+        branches: the planned branches, when known before the repository is (else the caller checks them).
 
     Returns:
         A `PushEvent` to plan, or `Ignored` (ping, tag push, branch deletion, unconfigured branch, other event).
@@ -185,7 +191,7 @@ def parse_delivery(
         return Ignored(kind="ignored", reason=f"tag push {payload.ref} is not planned", delivery_id=delivery)
     if payload.deleted or payload.after == ZERO_SHA:
         return Ignored(kind="ignored", reason=f"branch {push.branch} was deleted", delivery_id=delivery)
-    if push.branch not in branches:
+    if branches is not None and push.branch not in branches:
         return Ignored(
             kind="ignored", reason=f"branch {push.branch} is not configured (IRONLAYER_BRANCHES)",
             delivery_id=delivery,

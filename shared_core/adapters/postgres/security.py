@@ -45,13 +45,22 @@ class PostgresSecurityStore(PostgresConnection):
             ) from None
 
     async def map_repository(self, tenant_id: str, repository: str, installation_id: int | None = None) -> None:
-        """Route the webhooks of `repository` (owner/name, any case) to the tenant."""
-        await self._execute(
-            tenant_id,
-            "INSERT INTO repository_tenants (tenant_id, repository, installation_id) VALUES ($1, $2, $3) "
-            "ON CONFLICT (repository) DO UPDATE SET installation_id = EXCLUDED.installation_id",
-            tenant_id, repository.lower(), installation_id,
-        )
+        """Route the webhooks of `repository` (owner/name, any case) to the tenant.
+
+        Raises:
+            StateError: the repository is mapped to another tenant (row-level security refuses to move it).
+        """
+        try:
+            await self._execute(
+                tenant_id,
+                "INSERT INTO repository_tenants (tenant_id, repository, installation_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT (repository) DO UPDATE SET installation_id = EXCLUDED.installation_id",
+                tenant_id, repository.lower(), installation_id,
+            )
+        except asyncpg.InsufficientPrivilegeError:
+            raise StateError(
+                f"repository {repository.lower()} is mapped to another tenant; it cannot be mapped to {tenant_id}"
+            ) from None
 
     async def tenant_for_repository(self, repository: str) -> str | None:
         """The tenant a repository's webhooks belong to (readable before any tenant is bound)."""
@@ -119,6 +128,13 @@ class PostgresSecurityStore(PostgresConnection):
             "DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = now()",
             tenant_id, name, ciphertext,
         )
+
+    async def get_credential(self, tenant_id: str, name: str) -> str | None:
+        """The ciphertext of the tenant's credential `name`, or None when it is not stored."""
+        value = await self._fetchval(
+            tenant_id, "SELECT ciphertext FROM credentials WHERE tenant_id = $1 AND name = $2", tenant_id, name
+        )
+        return str(value) if value is not None else None
 
     async def list_credentials(self, tenant_id: str) -> list[tuple[str, str]]:
         """`(name, ciphertext)` of every credential of the tenant, by name."""

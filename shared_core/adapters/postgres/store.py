@@ -2,7 +2,8 @@
 
 The store is composed of one class per concern, each over the same pool (`_connection.PostgresConnection`):
 the ledger (`ledger.py`), plans (`plans.py`), runs (`runs.py`) and range locks (`locks.py`), jobs and
-webhook deliveries (`jobs.py`), security state (`security.py`) and migrations (`migrate.py`). Every query
+webhook deliveries (`jobs.py`), security state (`security.py`), per-repository settings (`repositories.py`)
+and migrations (`migrate.py`). Every query
 names its tenant and runs in a transaction bound to it (row-level security); see `shared_core.ports` for
 the Protocols these classes implement.
 """
@@ -18,6 +19,7 @@ from shared_core.adapters.postgres.ledger import PostgresLedgerStore
 from shared_core.adapters.postgres.locks import PostgresLockStore
 from shared_core.adapters.postgres.migrate import PostgresMigrations, migrations
 from shared_core.adapters.postgres.plans import PostgresPlanStore
+from shared_core.adapters.postgres.repositories import PostgresRepositoryStore
 from shared_core.adapters.postgres.runs import PostgresRunStore
 from shared_core.adapters.postgres.security import PostgresSecurityStore
 from shared_core.core.errors import StateError
@@ -34,6 +36,7 @@ class PostgresStateStore(
     PostgresLockStore,
     PostgresJobStore,
     PostgresSecurityStore,
+    PostgresRepositoryStore,
     PostgresMigrations,
 ):
     """The state store over one asyncpg pool (created lazily, reused): every concern, one object.

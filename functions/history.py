@@ -1,0 +1,51 @@
+"""What reaches Durable history from an activity: its output and its failure, scrubbed of secrets and PII.
+
+Durable Functions records every activity's return value and every exception it raises (message and stack)
+in the task hub's history, which outlives the job and is readable by whoever reads the hub. `scrubbed`
+wraps an activity so that its output passes through `scrub_mapping` and any failure leaves as an
+`ActivityFailure` whose message is `failure_text` of the original (its class named, its message scrubbed),
+raised without the original attached, so no unscrubbed text reaches the recorded stack either. The
+original is logged (the log record is scrubbed by the app's record factory) for the operators.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+Activity = Callable[..., Awaitable[dict[str, Any]]]
+
+
+class ActivityFailure(Exception):
+    """An activity's failure as Durable history records it: the original class and its scrubbed message."""
+
+
+def scrubbed(activity: Activity) -> Activity:
+    """Wrap an activity so its output and failures reach Durable history scrubbed (see the module docstring).
+
+    The wrapper keeps the activity's name and signature (the host binds the input by parameter name) and
+    hides no `__wrapped__`, so whoever calls the registered function runs the scrubbing too.
+    """
+
+    async def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        from shared_core.security.scrub import scrub_mapping
+        from shared_core.services.failures import failure_text
+
+        try:
+            output = await activity(*args, **kwargs)
+        except Exception as exc:
+            logger.warning("activity %s failed", activity.__name__, exc_info=True)
+            text = failure_text(exc)
+            raise ActivityFailure(text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}") from None
+        clean: dict[str, Any] = scrub_mapping(output)
+        return clean
+
+    run.__name__, run.__qualname__ = activity.__name__, activity.__qualname__
+    run.__doc__, run.__module__ = activity.__doc__, activity.__module__
+    run.__annotations__ = dict(activity.__annotations__)
+    run.__signature__ = inspect.signature(activity)  # type: ignore[attr-defined]  # the host reads the bindings here
+    return run
