@@ -11,6 +11,7 @@ import logging
 
 import azure.durable_functions as df
 
+from functions.admin import bp as admin_bp
 from functions.api import bp as api_bp
 from functions.approval import bp as approval_bp
 from functions.execution import bp as execution_bp
@@ -41,5 +42,5 @@ def _scrub_every_log_record() -> None:
 _scrub_every_log_record()
 check_app_settings(get_settings())
 app = df.DFApp()
-for blueprint in (webhook_bp, planning_bp, approval_bp, execution_bp, schedules_bp, api_bp):
+for blueprint in (webhook_bp, planning_bp, approval_bp, execution_bp, schedules_bp, api_bp, admin_bp):
     app.register_functions(blueprint)

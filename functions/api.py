@@ -9,13 +9,13 @@ request, reads the store or calls a service (`shared_core.services`), and return
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import azure.durable_functions as df
 import azure.functions as func
 
+from functions.http.bodies import json_object as _json_body
 from functions.http.guard import Body, Reply, guarded
 from shared_core.core.errors import (
     BlobMissingError,
@@ -23,7 +23,6 @@ from shared_core.core.errors import (
     CoreError,
     InputError,
     NotFoundError,
-    PayloadTooLargeError,
 )
 from shared_core.settings import get_settings
 
@@ -35,7 +34,6 @@ bp = df.Blueprint()
 _PLAN_ID = re.compile(r"^[0-9a-f]{64}$")
 _INSTANCE = re.compile(r"^(push|schedule)-[0-9a-f]{32}$")
 _CREDENTIAL = re.compile(r"^[a-z0-9_.-]{1,100}$")
-MAX_BODY_BYTES = 64 * 1024
 MAX_COMMENT_CHARS = 2000
 MAX_CREDENTIAL_CHARS = 10_000
 
@@ -195,22 +193,3 @@ def _plan_id(value: str, *, label: str = "plan id") -> str:
     if not _PLAN_ID.match(value):
         raise InputError(f"{label} {value[:80]!r} is not 64 hex digits")
     return value
-
-
-def _json_body(req: func.HttpRequest) -> dict[str, Any]:
-    """The request's JSON object (an empty body is `{}`).
-
-    Raises:
-        PayloadTooLargeError: the body is larger than 64 KiB.
-        InputError: the body is not a JSON object.
-    """
-    raw = req.get_body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLargeError("body too large (at most 64 KiB)")
-    try:
-        body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError("body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InputError("body must be a JSON object")
-    return body

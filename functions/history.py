@@ -3,7 +3,7 @@
 Durable Functions records every activity's return value and every exception it raises (message and stack)
 in the task hub's history, which outlives the job and is readable by whoever reads the hub. `scrubbed`
 wraps an activity so that its output passes through `scrub_mapping` and any failure leaves as an
-`ActivityFailure` whose message is `failure_text` of the original (its class named, its message scrubbed),
+`ActivityError` whose message is `failure_text` of the original (its class named, its message scrubbed),
 raised without the original attached, so no unscrubbed text reaches the recorded stack either. The
 original is logged (the log record is scrubbed by the app's record factory) for the operators.
 """
@@ -20,10 +20,6 @@ logger = logging.getLogger(__name__)
 Activity = Callable[..., Awaitable[dict[str, Any]]]
 
 
-class ActivityFailure(Exception):
-    """An activity's failure as Durable history records it: the original class and its scrubbed message."""
-
-
 def scrubbed(activity: Activity) -> Activity:
     """Wrap an activity so its output and failures reach Durable history scrubbed (see the module docstring).
 
@@ -32,6 +28,7 @@ def scrubbed(activity: Activity) -> Activity:
     """
 
     async def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        from shared_core.core.errors import ActivityError
         from shared_core.security.scrub import scrub_mapping
         from shared_core.services.failures import failure_text
 
@@ -40,7 +37,7 @@ def scrubbed(activity: Activity) -> Activity:
         except Exception as exc:
             logger.warning("activity %s failed", activity.__name__, exc_info=True)
             text = failure_text(exc)
-            raise ActivityFailure(text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}") from None
+            raise ActivityError(text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}") from None
         clean: dict[str, Any] = scrub_mapping(output)
         return clean
 

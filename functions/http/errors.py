@@ -52,6 +52,7 @@ STATUSES: Mapping[type[errors.CoreError], int] = MappingProxyType({
     errors.AuthenticationError: 401,
     errors.JwksUnavailableError: 503,
     errors.AuthorizationError: 403,
+    errors.ActivityError: 500,
     errors.AuditError: 500,
     errors.CredentialError: 500,
     errors.RateLimitedError: 429,

@@ -42,6 +42,7 @@ CoreError                      root of every error raised by shared_core
 ├── AuthenticationError        an API request has no valid access token: missing, forged, expired, revoked [401]
 │   └── JwksUnavailableError   the identity provider's signing keys cannot be fetched; safe to retry [503]
 ├── AuthorizationError         the caller's role may not use the endpoint, or may not approve its own plan [403]
+├── ActivityError              an activity failed: what Durable history records, its class and scrubbed message [500]
 ├── AuditError                 an audit entry cannot be built or read: wrong tenant, time going back, bad row [500]
 ├── CredentialError            a credential cannot be decrypted (wrong or retired key, altered or moved
 │                              token), or the key list is invalid [500]
@@ -231,6 +232,10 @@ class JwksUnavailableError(AuthenticationError):
 
 class AuthorizationError(CoreError):
     """The caller is authenticated but its role may not use the endpoint, or it may not approve its own plan."""
+
+
+class ActivityError(CoreError):
+    """An activity failed; Durable history records this instead: the original's class and scrubbed message."""
 
 
 class AuditError(CoreError):

@@ -1,7 +1,9 @@
 """Roles and the endpoint policy: which role may call which API endpoint, and separation of duties.
 
 Human roles are ordered, each including the ones below it: `viewer < operator < engineer < admin`.
-Viewers read; operators also approve, reject and cancel; admins also manage credentials and settings.
+Viewers read; operators also approve, reject and cancel; admins also manage credentials, settings and
+their tenant's repositories (onboarding other tenants is for admins of the deployment's operator tenant:
+the onboarding endpoint checks that beside the role).
 Engineers plan and apply through pushes and the CLI, so no API endpoint needs them yet; they hold every
 operator right. The `service` role (internal calls between IronLayer's own components) stands outside
 that order: it is allowed exactly where an endpoint lists it, and nowhere else, whatever the endpoint's
@@ -68,6 +70,8 @@ POLICY: Mapping[str, Permission] = _table(
     Permission("cancel_job", OPERATOR),
     Permission("manage_credentials", ADMIN),
     Permission("manage_settings", ADMIN),
+    Permission("manage_tenants", ADMIN),
+    Permission("configure_repository", ADMIN),
 )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from shared_core.core.errors import CredentialError, NotOnboardedError, RepositorySettingsError
+from shared_core.core.errors import ConflictError, NotOnboardedError, RepositorySettingsError
 from shared_core.core.repository_settings import (
     RepositorySettings,
     check_tenant,
@@ -144,6 +144,7 @@ async def resolve_resources(store: TenancyStore, tenant_id: str, repository: str
             none for this one), and the development default does not apply.
         RepositorySettingsError: a stored setting breaks the rules (e.g. a local source in production), or a
             named credential is not stored.
+        SettingsError: a credential is needed and IRONLAYER_CREDENTIAL_KEYS is not set.
         CredentialError: a token cannot be decrypted with the configured keys.
     """
     row = await store.repository_settings(tenant_id, repository)
@@ -183,7 +184,8 @@ def _development_resources(defaults: DevelopmentDefaults) -> TenantResources:
 
 
 async def _secret(store: TenancyStore, deployment: Deployment, tenant_id: str, name: str, repository: str) -> Secret:
-    from shared_core.security.cipher import CredentialCipher, credential_name, parse_key_list
+    from shared_core.security.cipher import credential_name
+    from shared_core.services.credentials import credential_cipher
 
     ciphertext = await store.get_credential(tenant_id, name)
     if ciphertext is None:
@@ -191,11 +193,8 @@ async def _secret(store: TenancyStore, deployment: Deployment, tenant_id: str, n
             f"repository {repository} uses credential {name}, which tenant {tenant_id} has not stored; run "
             f"`IRONLAYER_TENANT={tenant_id} ironlayer credentials set {name}`"
         )
-    keys = parse_key_list(deployment.credential_keys)
-    if not keys:
-        raise CredentialError(f"IRONLAYER_CREDENTIAL_KEYS is not set: credential {name} of repository {repository} "
-                              "cannot be decrypted; configure the key list")
-    return Secret(CredentialCipher(keys).decrypt(credential_name(tenant_id, name), ciphertext))
+    cipher = credential_cipher(deployment.credential_keys)  # SettingsError when no key is configured
+    return Secret(cipher.decrypt(credential_name(tenant_id, name), ciphertext))
 
 
 async def repositories_to_schedule(store: TenancyStore, deployment: Deployment) -> list[tuple[str, str]]:
@@ -232,7 +231,7 @@ async def onboard_tenant(store: TenancyStore, settings: RepositorySettings, *, n
         actor, role: who onboards, for the audit entry (`tenant.onboarded`, in the new tenant's log).
 
     Raises:
-        RepositorySettingsError: the repository is mapped to another tenant.
+        ConflictError: the repository is mapped to another tenant.
     """
     check_tenant(settings.tenant_id)
     await store.ensure_tenant(settings.tenant_id, name or settings.tenant_id)
@@ -252,7 +251,7 @@ async def configure_repository(store: TenancyStore, settings: RepositorySettings
             deployment's operators may; a tenant's own admin may only change a repository it already has).
 
     Raises:
-        RepositorySettingsError: the repository is mapped to another tenant.
+        ConflictError: the repository is mapped to another tenant.
         NotOnboardedError: the repository is not mapped yet and `allow_new_mapping` is false.
     """
     return await _store_settings(store, settings, actor=actor, role=role, action="repository.configured",
@@ -264,8 +263,7 @@ async def _store_settings(store: TenancyStore, settings: RepositorySettings, *, 
     tenant, repository = settings.tenant_id, settings.repository
     owner = await store.tenant_for_repository(repository)
     if owner is not None and owner != tenant:
-        raise RepositorySettingsError(f"repository {repository} belongs to another tenant; it cannot be mapped to "
-                                      f"{tenant}")
+        raise ConflictError(f"repository {repository} belongs to another tenant; it cannot be mapped to {tenant}")
     if owner is None:
         if not allow_new_mapping:
             raise NotOnboardedError(f"repository {repository} is not mapped to tenant {tenant}; ask the deployment's "

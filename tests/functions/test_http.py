@@ -33,14 +33,15 @@ from tests.functions.test_security import call, jwt_env, token  # noqa: F401  (`
 
 EXPECTED = {
     "CoreError": 500, "InputError": 400, "PayloadTooLargeError": 413, "WebhookError": 400,
-    "WebhookSignatureError": 401, "SecurityCommandError": 400, "NotFoundError": 404, "ConflictError": 409,
+    "WebhookSignatureError": 401, "SecurityCommandError": 400, "RepositorySettingsError": 400, "NotFoundError": 404,
+    "NotOnboardedError": 404, "ConflictError": 409,
     "ModelError": 400, "UnsafeSqlError": 400, "RefError": 400, "CycleError": 400, "ProjectError": 400,
     "WatermarkError": 400, "PlanError": 500, "SourceError": 400, "ExecutionError": 400, "BlockedBatchError": 400,
     "StateError": 500, "StateUnavailableError": 503, "BlobMissingError": 500, "StalePlanError": 409,
     "LockTimeoutError": 409, "SettingsError": 500, "AuthSettingsError": 500, "ApprovalError": 400,
     "InvalidTokenError": 401, "ExpiredTokenError": 410, "ReusedTokenError": 410, "WrongPlanError": 403,
     "WrongActionError": 403, "AuthenticationError": 401, "JwksUnavailableError": 503, "AuthorizationError": 403,
-    "AuditError": 500, "CredentialError": 500, "RateLimitedError": 429,
+    "ActivityError": 500, "AuditError": 500, "CredentialError": 500, "RateLimitedError": 429,
 }
 
 

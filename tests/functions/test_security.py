@@ -69,6 +69,8 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, str], bytes]] = {
     "reject_plan": ("decide_plan", "POST", {"plan_id": "e" * 64}, b'{"decision": "reject"}'),
     "manage_credentials": ("put_credential", "PUT", {"name": "databricks_token"}, b'{"value": "dapi-secret-1234"}'),
     "manage_settings": ("put_settings", "PUT", {}, b'{"allow_self_approval": false}'),
+    "manage_tenants": ("onboard_tenant", "POST", {}, b'{}'),
+    "configure_repository": ("put_repository", "PUT", {"owner": "matrix", "name": "probe"}, b'{"branches": ["main"]}'),
 }
 READ = {"list_plans", "get_plan", "list_runs", "list_jobs", "health", "audit_verify"}
 OPERATE = READ | {"cancel_job", "approve_plan", "reject_plan"}
@@ -76,7 +78,7 @@ ALLOWED = {  # written out, not derived from shared_core.security.roles
     "viewer": READ,
     "operator": OPERATE,
     "engineer": OPERATE,
-    "admin": OPERATE | {"manage_credentials", "manage_settings"},
+    "admin": OPERATE | {"manage_credentials", "manage_settings", "manage_tenants", "configure_repository"},
     "service": {"health"},
 }
 

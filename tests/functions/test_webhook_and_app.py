@@ -51,6 +51,9 @@ def test_the_host_loads_exactly_these_functions_and_bindings() -> None:
         "put_credential": [("http", None, (), None, None),
                            ("httpTrigger", "credentials/{name}", ("PUT",), None, None)],
         "put_settings": [("http", None, (), None, None), ("httpTrigger", "settings", ("PUT",), None, None)],
+        "onboard_tenant": [("http", None, (), None, None), ("httpTrigger", "admin/tenants", ("POST",), None, None)],
+        "put_repository": [("http", None, (), None, None),
+                           ("httpTrigger", "repositories/{owner}/{name}", ("PUT",), None, None)],
     }
 
 

@@ -22,6 +22,8 @@ approve_plan        . Y Y Y .
 reject_plan         . Y Y Y .
 manage_credentials  . . . Y .
 manage_settings     . . . Y .
+manage_tenants      . . . Y .
+configure_repository . . . Y .
 """
 COLUMNS = ("viewer", "operator", "engineer", "admin", "service")
 MATRIX = {
@@ -35,7 +37,7 @@ ENDPOINTS = sorted({endpoint for endpoint, _ in MATRIX})
 def test_the_expected_table_names_every_declared_endpoint_and_role() -> None:
     assert sorted(POLICY) == ENDPOINTS
     assert set(ROLES) == set(COLUMNS)
-    assert len(MATRIX) == 11 * 5
+    assert len(MATRIX) == 13 * 5
 
 
 @pytest.mark.parametrize(("endpoint", "role"), sorted(MATRIX))
