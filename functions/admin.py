@@ -97,7 +97,7 @@ def _settings(tenant_id: str, repository: str, values: Any) -> Any:
         raise InputError(f"unknown setting {unknown[0][:80]!r}; use {', '.join(SETTING_FIELDS)}")
     for field, value in values.items():
         valid = (isinstance(value, list) and all(isinstance(item, str) for item in value) and len(value) <= 50
-                 if field == "branches" else value is None or isinstance(value, str) and len(value) <= 1000)
+                 if field == "branches" else value is None or (isinstance(value, str) and len(value) <= 1000))
         if not valid:
             kind = "a list of branch names" if field == "branches" else "a string"
             raise InputError(f"setting {field} must be {kind}")

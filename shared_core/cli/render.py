@@ -153,5 +153,5 @@ def render_apply_summary(console: Console, outcomes: Sequence[Any], warehouse: P
                 console.print(f"{label} {outcome.model}: {test} failed ({failing} failing)")
     for outcome in outcomes:
         if outcome.error and outcome.status == "failed":
-            console.print(f"[red]error[/red] {outcome.model}: {outcome.error}")
+            console.print(f"[red]error[/red] {escape(outcome.model)}: {escape(outcome.error)}")  # text, not markup
     console.print(f"\nWarehouse: {warehouse}")

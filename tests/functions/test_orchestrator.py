@@ -192,3 +192,14 @@ def test_a_decision_in_a_later_slice_cancels_the_running_timer() -> None:
     task = gen.send(event)
     assert [t.cancelled for t in ctx.timers] == [False, True]
     assert task.name == "start_execution_activity"
+
+
+def test_commits_that_cannot_be_planned_fail_the_job_without_a_plan() -> None:
+    _, gen = start()
+    next(gen)
+    task = gen.send({"status": "failed", "detail": "cannot plan bbbbbbbbbbbb of o/r: unknown git ref"})
+    assert (task.name, task.payload) == ("finalize_activity", {**IDS, "plan_id": None, "outcome": "failed",
+                                                               "detail": "cannot plan bbbbbbbbbbbb of o/r: unknown git ref"})
+    with pytest.raises(StopIteration) as stop:
+        gen.send({"status": "failed"})
+    assert stop.value.value == {"plan_id": None, "status": "failed"}
