@@ -102,7 +102,7 @@ def _settings(tenant_id: str, repository: str, values: Any) -> Any:
             kind = "a list of branch names" if field == "branches" else "a string"
             raise InputError(f"setting {field} must be {kind}")
     given = {field: value for field, value in values.items() if value is not None}
-    return repository_settings(tenant_id, repository, production=get_settings().production, **given)
+    return repository_settings(tenant_id, repository, production=not get_settings().local, **given)
 
 
 def _answer(done: Any) -> dict[str, Any]:

@@ -72,15 +72,16 @@ def get_blob_store(settings: Settings | None = None) -> Any:
 
 
 def deployment(settings: Settings) -> Deployment:
-    """What resource resolution needs of the settings; the development default exists only in development."""
+    """What resource resolution needs of the settings: the development default exists, and local state is
+    allowed, only in an explicit development or test environment (an unset one is production to the app)."""
     from shared_core.services.tenancy import Deployment, DevelopmentDefaults
 
-    defaults = None if settings.production else DevelopmentDefaults(
+    defaults = None if not settings.local else DevelopmentDefaults(
         tenant_id=settings.tenant_id, repository=settings.repository or settings.local_repo,
         local_repo=settings.local_repo, github_token=settings.github_token, engine=settings.engine,
         warehouse=settings.warehouse, databricks_host=settings.databricks_host, branches=settings.branches,
     )
-    return Deployment(production=settings.production, warehouse_root=settings.warehouse_dir,
+    return Deployment(production=not settings.local, warehouse_root=settings.warehouse_dir,
                       credential_keys=settings.credential_keys, defaults=defaults)
 
 

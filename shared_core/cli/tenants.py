@@ -6,6 +6,8 @@ These commands are the deployment operator's: they reach the state store directl
 to any tenant, and are audited in that tenant's log. Settings given to `repositories map` replace the
 stored ones whole (an option left out takes its default). Tokens are never given here: name the
 credential that holds one, and store it with `IRONLAYER_TENANT=<tenant> ironlayer credentials set NAME`.
+With IRONLAYER_ENVIRONMENT=production the commands refuse what keeps state on a worker's disk (a local
+source, a DuckDB file); the app checks stored settings again by its own, stricter rule when it uses them.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ rules that keep tenants apart are checked here, before anything is stored:
 - a GitHub source is the mapped repository itself (the tenant's token decides what it may read);
 - a DuckDB warehouse is a relative path, resolved under `<warehouse folder>/<tenant_id>/`, so no value can
   name another tenant's file; a blob prefix lies under `tenants/<tenant_id>/`;
-- a local source is for development only and is refused in production.
+- outside development and test (`production`), nothing may keep state on the worker's disk, as for the app
+  itself (`shared_core.settings.app_settings_problems`): a local source and a DuckDB file are refused.
 
 Pure: values in, values out; `resolve_warehouse` joins paths without touching the file system.
 """
@@ -153,7 +154,8 @@ def repository_settings(
     Args:
         tenant_id: the tenant the repository is mapped to.
         repository: its GitHub `owner/name` (the webhook's `repository.full_name`).
-        production: whether this deployment runs in production (a local source is refused there).
+        production: whether local state is refused: true for the app anywhere but an explicit development or
+            test environment (a local source and a DuckDB warehouse file live on the worker's disk).
         local_path: read the repository from this local git path instead of GitHub (development only).
         github_token_credential: the name of the tenant's credential holding the GitHub token.
         engine: `duckdb` or `databricks`.
@@ -184,6 +186,11 @@ def repository_settings(
     if engine not in ENGINES:
         raise RepositorySettingsError(f"repository {name}: engine {engine[:40]!r} is unknown; use duckdb or databricks")
     engine_name: EngineName = "duckdb" if engine == "duckdb" else "databricks"
+    if engine_name == "duckdb" and production:
+        raise RepositorySettingsError(
+            f"repository {name}: engine duckdb keeps the warehouse in a file on the worker's disk, which is for "
+            "development and test only; use engine databricks"
+        )
     if engine_name == "duckdb":
         if any((databricks_host, databricks_http_path, databricks_catalog, databricks_token_credential)):
             raise RepositorySettingsError(f"repository {name}: Databricks settings given for engine duckdb; "

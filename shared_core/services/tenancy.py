@@ -4,10 +4,12 @@ Every execution resource of a job (git source and token, engine and warehouse an
 commit-status target, planned branches) comes from `resolve_resources(store, tenant_id, repository, ...)`:
 the repository's settings stored for the job's tenant (`repository_settings`, private to that tenant), with
 tokens decrypted from the tenant's own credentials. Deployment-wide settings are used for exactly one case,
-the **development default**: in development, the deployment's own tenant and repository (IRONLAYER_TENANT,
+the **development default**: in development or test (said explicitly, as `Settings.local`), the
+deployment's own tenant and repository (IRONLAYER_TENANT,
 IRONLAYER_REPOSITORY or IRONLAYER_LOCAL_REPO) without stored settings run with IRONLAYER_LOCAL_REPO,
 IRONLAYER_GITHUB_TOKEN, IRONLAYER_ENGINE, IRONLAYER_WAREHOUSE and IRONLAYER_BRANCHES, as before. Anything
-else without settings is refused (`NotOnboardedError`), and in production nothing falls back.
+else without settings is refused (`NotOnboardedError`), and anywhere else (production, or the environment
+unset) nothing falls back, and stored settings that keep state on the worker's disk are refused too.
 
 Onboarding (`onboard_tenant`, `configure_repository`) is one service for the CLI and the API: it validates
 the settings (`shared_core.core.repository_settings`), maps the repository, stores the settings and audits it.
@@ -69,10 +71,10 @@ class DevelopmentDefaults:
 
 @dataclass(frozen=True)
 class Deployment:
-    """What resolution needs of the deployment: production or not, the warehouse folder, the credential keys,
-    and the development default (None in production: nothing falls back there)."""
+    """What resolution needs of the deployment: whether local state is refused, the warehouse folder, the
+    credential keys, and the development default (None outside development and test: nothing falls back)."""
 
-    production: bool
+    production: bool  # not an explicit development or test environment: no local source, no DuckDB file
     warehouse_root: Path  # IRONLAYER_WAREHOUSE_DIR: each tenant's DuckDB files live in <root>/<tenant_id>/
     credential_keys: str = field(repr=False)  # IRONLAYER_CREDENTIAL_KEYS
     defaults: DevelopmentDefaults | None = None

@@ -19,13 +19,13 @@ from shared_core.services.tenancy import DevelopmentDefaults, Secret, TenantReso
 
 
 def test_defaults() -> None:
-    settings = repository_settings("acme", "Acme-Org/Models", production=True)
+    settings = repository_settings("acme", "Acme-Org/Models", production=False)
     assert settings.fields() == {
         "repository": "acme-org/models", "source_kind": "github", "source": "Acme-Org/Models",
         "github_token_credential": None, "engine": "duckdb", "warehouse": "warehouse.duckdb", "databricks_host": None,
         "databricks_http_path": None, "databricks_catalog": None, "databricks_token_credential": None,
         "blob_prefix": "tenants/acme/", "branches": ["main"], "status_repository": None}
-    with_token = repository_settings("acme", "Acme-Org/Models", production=True, github_token_credential="gh")
+    with_token = repository_settings("acme", "Acme-Org/Models", production=False, github_token_credential="gh")
     assert with_token.status_repository == "Acme-Org/Models" and with_token.credentials() == ("gh",)
     local = repository_settings("acme", "acme/models", production=False, local_path="/srv/repo",
                                 github_token_credential="gh")
@@ -48,6 +48,7 @@ def test_databricks_settings_are_stored_whole() -> None:
         ({"repository": "acme/.."}, "is not a GitHub repository"),
         ({"tenant_id": "Acme"}, "tenant id 'Acme' is invalid"),
         ({"local_path": "/srv/repo", "production": True}, "for development only"),
+        ({"production": True}, "engine duckdb keeps the warehouse in a file on the worker's disk"),
         ({"warehouse": "/var/lib/other/w.duckdb"}, "must be a relative path inside the tenant's folder"),
         ({"warehouse": "../b/w.duckdb"}, "must be a relative path"),
         ({"warehouse": "sub/../../b/w.duckdb"}, "must be a relative path"),
@@ -78,15 +79,17 @@ def test_invalid_settings_are_refused_with_the_setting_named(kwargs: dict[str, A
 
 def test_stored_rows_are_checked_again_as_they_are_read() -> None:
     row = repository_settings("acme", "acme/models", production=False, github_token_credential="gh").fields()
-    assert settings_from_row("acme", row, production=True).fields() == row
+    assert settings_from_row("acme", row, production=False).fields() == row
     with pytest.raises(RepositorySettingsError, match="another repository"):
-        settings_from_row("acme", {**row, "source": "victim/models"}, production=True)
+        settings_from_row("acme", {**row, "source": "victim/models"}, production=False)
     with pytest.raises(RepositorySettingsError, match="must be tenants/acme/"):
-        settings_from_row("acme", {**row, "blob_prefix": "tenants/beta/"}, production=True)
+        settings_from_row("acme", {**row, "blob_prefix": "tenants/beta/"}, production=False)
     with pytest.raises(RepositorySettingsError, match="for development only"):
         settings_from_row("acme", {**row, "source_kind": "local", "source": "/srv/x"}, production=True)
+    with pytest.raises(RepositorySettingsError, match="engine duckdb keeps the warehouse"):
+        settings_from_row("acme", row, production=True)  # stored in development, read by a production app
     silent = {**row, "status_repository": None}  # statuses switched off by hand: kept off
-    assert settings_from_row("acme", silent, production=True).status_repository is None
+    assert settings_from_row("acme", silent, production=False).status_repository is None
 
 
 def test_warehouses_resolve_inside_the_tenant_folder() -> None:
