@@ -163,11 +163,15 @@ async def clients_for(tenant_id: str, repository: str, settings: Settings | None
     resources = await resolve(tenant_id, repository, settings)
     key = (resources.tenant_id, resources.repository)
     clients = _clients.get(key)
-    if clients is None or clients.resources != resources or clients.github_api_url != settings.github_api_url:
-        if clients is not None:
-            clients.close()
-        clients = _clients[key] = await asyncio.to_thread(_build_clients, resources, settings)
-    return clients
+    if clients is not None and clients.resources == resources and clients.github_api_url == settings.github_api_url:
+        return clients
+    built = await asyncio.to_thread(_build_clients, resources, settings)
+    current = _clients.get(key)  # another activity of this worker may have built them meanwhile
+    if current is not None and current.resources == resources and current.github_api_url == settings.github_api_url:
+        built.close()
+        return current
+    _clients[key] = built  # clients of older resources are left to finish what they are doing, not closed under it
+    return built
 
 
 async def clients_for_plan(tenant_id: str, plan_id: str, settings: Settings | None = None) -> TenantClients:
