@@ -15,6 +15,7 @@ one; tests start a new one per test).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from shared_core.services.tenancy import Deployment, TenantResources
 
 _stores: dict[int, Any] = {}
+# one store per loop, even when its first requests arrive together (weak: a finished loop takes its lock along)
+_opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 _blob: Any = None
 _clients: dict[tuple[str, str], TenantClients] = {}
 
@@ -39,15 +42,21 @@ async def get_store(settings: Settings | None = None) -> Any:
     from shared_core.adapters.postgres.store import open_store
     from shared_core.adapters.state import store_urls
 
-    loop = id(asyncio.get_running_loop())
+    running = asyncio.get_running_loop()
+    loop = id(running)
     store = _stores.get(loop)
-    if store is None:
-        settings = settings or get_settings()
-        urls = await asyncio.to_thread(store_urls, settings)
-        assert urls is not None  # store_urls starts the embedded server when no URL is configured
-        store = await open_store(urls[0], urls[1], settings.tenant_id)
-        _stores.clear()  # a new loop: pools of earlier loops cannot be used from it
-        _stores[loop] = store
+    if store is not None:
+        return store
+    lock = _opening.setdefault(running, asyncio.Lock())
+    async with lock:
+        store = _stores.get(loop)
+        if store is None:
+            settings = settings or get_settings()
+            urls = await asyncio.to_thread(store_urls, settings)
+            assert urls is not None  # store_urls starts the embedded server when no URL is configured
+            store = await open_store(urls[0], urls[1], settings.tenant_id)
+            _stores.clear()  # a new loop: pools of earlier loops cannot be used from it
+            _stores[loop] = store
     return store
 
 
@@ -211,5 +220,6 @@ def reset() -> None:
         clients.close()
     _clients.clear()
     _stores.clear()
+    _opening.clear()
     _blob = None
     get_settings.cache_clear()

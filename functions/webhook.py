@@ -5,6 +5,10 @@ The push's repository names its tenant (the repository map) and its settings (th
 everything the job will run with); a repository that is not onboarded is refused with 404 and the command
 that onboards it. The job and tenancy services (and pydantic with them) are imported only for a push: a ping
 or an ignored delivery answers without them.
+
+Every refusal is a JSON error with a 4xx status (a dependency that is down: 503), never a 500: hostile
+bodies (deep nesting, NUL bytes, lone surrogates, huge numbers) are refused by the parser, and a failed
+start releases its claims for GitHub's redelivery.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationC
     except CoreError as exc:
         return error_response(exc, correlation=delivery.envelope.delivery_id)
     if started.status == "duplicate":
-        return json_response({"status": "duplicate", "instance_id": started.instance_id, "reason": started.reason},
-                             202)
+        known = {"instance_id": started.instance_id} if started.instance_id else {}
+        return json_response({"status": "duplicate", "reason": started.reason, **known}, 202)
     logger.info("delivery %s started %s", delivery.envelope.delivery_id, started.instance_id)
     return json_response({"status": "accepted", "instance_id": started.instance_id}, 202)

@@ -368,6 +368,19 @@ class JobStore(Protocol):
         """Forget a delivery whose orchestration could not be started."""
         ...
 
+    async def push_sequence(self, tenant_id: str, repository: str, branch: str, before: str, after: str) -> int:
+        """The number of a branch's push: the newest push's when it is the same push, else the next one."""
+        ...
+
+    async def claim_job(self, tenant_id: str, instance: str, *, kind: JobKind, repository: str, target: str,
+                        author: str = "", detail: str | None = None, delivery_id: str | None = None) -> bool:
+        """Insert the queued job of an instance; False when it already exists (another caller claimed it)."""
+        ...
+
+    async def release_job(self, tenant_id: str, instance: str) -> None:
+        """Drop the claim of an instance whose orchestration could not be started."""
+        ...
+
     async def upsert_job(
         self, tenant_id: str, instance: str, *, kind: JobKind | None = None, repository: str | None = None,
         target: str | None = None, plan_id: str | None = None, status: JobStatus | None = None,
@@ -394,6 +407,10 @@ class SecurityStore(Protocol):
 
     async def ensure_tenant(self, tenant_id: str, name: str) -> None:
         """Create the tenant unless it exists; StateError for an invalid tenant ID."""
+        ...
+
+    async def tenant_exists(self, tenant_id: str) -> bool:
+        """Whether the tenant has its row."""
         ...
 
     async def map_repository(self, tenant_id: str, repository: str, installation_id: int | None = None) -> None:

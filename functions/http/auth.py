@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from shared_core.core.errors import AuthenticationError
+from shared_core.core.errors import AuthenticationError, AuthorizationError
 from shared_core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 _jwks: dict[str, JwksCache] = {}
 _seen_logins: set[tuple[str, str]] = set()
+_known_tenants: set[str] = set()  # tenants whose row this worker has seen (a tenant row is never deleted)
 RATE_WINDOW = timedelta(minutes=1)
 
 
@@ -76,7 +77,7 @@ async def admit(req: func.HttpRequest, endpoint: str) -> tuple[Principal, StateS
     Raises:
         AuthSettingsError: the authentication settings are unsafe (the server's fault).
         AuthenticationError: no valid access token, or a revoked one.
-        AuthorizationError: the caller's role may not call `endpoint`.
+        AuthorizationError: the caller's role may not call `endpoint`, or its tenant is not provisioned here.
         RateLimitedError: the caller or its tenant sent too many requests.
     """
     from functions.resources import get_store
@@ -93,6 +94,11 @@ async def admit(req: func.HttpRequest, endpoint: str) -> tuple[Principal, StateS
         jwks=jwks,
     )
     store: StateStore = await get_store(settings)
+    if principal.tenant_id not in _known_tenants:
+        if not await store.tenant_exists(principal.tenant_id):
+            raise AuthorizationError("the access token's tenant is not provisioned on this deployment; ask its "
+                                     "administrator to onboard the tenant")
+        _known_tenants.add(principal.tenant_id)
     if principal.token_id and await store.is_revoked(principal.tenant_id, principal.token_id):
         raise AuthenticationError("this access token was revoked; sign in again for a new token")
     authorize(principal.role, endpoint)

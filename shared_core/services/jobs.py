@@ -1,8 +1,11 @@
 """Job use cases: the typed input of a plan job (a push or a schedule), starting it once, ending it, cancelling it.
 
-The webhook and the schedule tick build a `JobInput` here and start it through `start_job`, which
-deduplicates (by delivery, then by the job's deterministic instance ID) before starting the
-orchestration; the orchestrator reads the same model back with `JobInput.model_validate`. The
+The webhook and the schedule tick build a `JobInput` here and start it through `start_job`, which starts
+each piece of work exactly once: a redelivered webhook delivery starts nothing; a push is numbered on its
+branch (the same push delivered again, or by a second webhook, keeps its number; the same commits pushed
+again after another push, a force-push back and forth, get a new one), which makes its deterministic
+instance ID; and the job row, inserted once per instance in PostgreSQL, is the claim that lets exactly one
+caller start it. The orchestrator reads the same model back with `JobInput.model_validate`. The
 orchestration client, state store and status publisher are arguments: nothing here builds an adapter.
 """
 
@@ -53,6 +56,7 @@ class JobInput(BaseModel):
     models: tuple[str, ...] | None = None  # schedule: the due models
     as_of: str | None = None  # schedule: the cron's fire time the models catch up to
     author: str = ""
+    sequence: int | None = None  # push: its number among the pushes of its branch (see `start_job`)
     auto_approve: bool
     approval_ttl_hours: int
     step_retries: int
@@ -63,9 +67,11 @@ class JobInput(BaseModel):
 
     @property
     def instance_id(self) -> str:
-        """The orchestration instance ID: a push by repository and commits, a schedule by fire time and models."""
+        """The orchestration instance ID: a push by repository, branch, commits and its number on the branch; a
+        schedule by commit, fire time and models."""
         if self.kind == "push":
-            return instance_id("push", self.repository.lower(), self.base, self.target)
+            return instance_id("push", self.repository.lower(), self.branch or "", self.base, self.target,
+                               str(self.sequence or 0))
         return instance_id("schedule", self.repository.lower(), self.target, self.as_of or "", *(self.models or ()))
 
 
@@ -126,30 +132,42 @@ class JobStart:
 
 async def start_job(store: Any, orchestrations: Orchestrations, job: JobInput, *,
                     delivery_id: str | None = None) -> JobStart:
-    """Start the job's orchestration unless this delivery or this work was started before.
+    """Start the job's orchestration unless this delivery, or this push or schedule, was started before.
 
-    A webhook delivery is claimed first (a redelivery starts nothing), then the instance is looked up:
-    `start_new` with an existing instance ID would silently replace that instance. When the start fails,
-    the delivery is released so that GitHub's redelivery can try again.
+    "The same push" is the same webhook delivery (GitHub's redelivery keeps its ID), or the same move of the
+    branch head (`before` -> `after`) while it is the branch's newest push: concurrent deliveries of one
+    push (a second webhook, a retry) share one run. The same commits pushed again after another push of the
+    branch (A->B, B->A, A->B) are a new push and run again. A schedule is the same when its repository,
+    commit, fire time and models are. Claims are atomic in PostgreSQL (no check-then-start): the delivery
+    row, the branch's push number, then the job row; only the caller that inserted the job row starts the
+    orchestration. When the start fails, both claims are released so that GitHub's redelivery can try again.
+
+    Raises:
+        StateUnavailableError: the state store or the Durable task hub cannot be reached (safe to retry).
     """
-    instance = job.instance_id
-    if delivery_id is not None and not await store.claim_delivery(job.tenant_id, delivery_id, job.kind, instance):
-        return JobStart("duplicate", instance, "this delivery was already received")
-    existing = await orchestrations.get_status(instance)
-    if existing is not None and getattr(existing, "runtime_status", None) is not None:
-        return JobStart("duplicate", instance, "a run for these commits already exists")
+    from shared_core.core.errors import StateUnavailableError
+
+    if delivery_id is not None and not await store.claim_delivery(job.tenant_id, delivery_id, job.kind, None):
+        return JobStart("duplicate", "", "this delivery was already received")
     if job.kind == "push":
-        await store.upsert_job(job.tenant_id, instance, kind=job.kind, repository=job.repository, target=job.target,
-                               status="queued", author=job.author)
-    else:
-        await store.upsert_job(job.tenant_id, instance, kind=job.kind, repository=job.repository, target=job.target,
-                               status="queued", detail=f"schedule for {', '.join(job.models or ())}")
+        sequence = await store.push_sequence(job.tenant_id, job.repository, job.branch or "", job.base, job.target)
+        job = job.model_copy(update={"sequence": sequence})
+    instance = job.instance_id
+    detail = None if job.kind == "push" else f"schedule for {', '.join(job.models or ())}"
+    claimed = await store.claim_job(job.tenant_id, instance, kind=job.kind, repository=job.repository,
+                                    target=job.target, author=job.author, detail=detail, delivery_id=delivery_id)
+    if not claimed:
+        what = "this push" if job.kind == "push" else "this schedule"
+        return JobStart("duplicate", instance, f"a run for {what} already exists")
     try:
         await orchestrations.start_new(ORCHESTRATOR, instance, job.to_input())
-    except Exception:
+    except Exception as exc:
+        await store.release_job(job.tenant_id, instance)
         if delivery_id is not None:
             await store.release_delivery(job.tenant_id, delivery_id)  # let GitHub redeliver
-        raise
+        logger.warning("orchestration %s could not be started: %s", instance, type(exc).__name__)
+        raise StateUnavailableError(f"the orchestration {instance} could not be started "
+                                    f"({type(exc).__name__}); safe to retry") from exc
     return JobStart("accepted", instance)
 
 

@@ -78,7 +78,7 @@ def test_push_starts_one_orchestration_with_a_deterministic_id(app_env: dict[str
     assert started_input == {
         "kind": "push", "tenant_id": app_env["tenant"], "repository": "binkkatal/sample_app",
         "base": payload["before"], "target": payload["after"], "branch": "master", "author": payload["pusher"]["name"],
-        "auto_approve": False, "approval_ttl_hours": 24, "step_retries": 3,
+        "auto_approve": False, "approval_ttl_hours": 24, "step_retries": 3, "sequence": 1,
     }
     assert "system" not in response.get_body().decode() and "code=" not in response.get_body().decode()
 
@@ -162,12 +162,16 @@ def test_bad_deliveries_get_4xx_json(app_env: dict[str, Any], client: Mock, sign
 def test_a_failed_start_lets_github_redeliver(app_env: dict[str, Any], client: Mock) -> None:
     client.start_new.side_effect = RuntimeError("durable extension unavailable")
     body = fixture_bytes("push.branch-modified.json")
-    with pytest.raises(RuntimeError):
-        deliver(client, body, delivery="d-retry")
+    failed = deliver(client, body, delivery="d-retry")
+    assert failed.status_code == 503  # a JSON error GitHub shows; its redelivery retries
+    assert "could not be started (RuntimeError); safe to retry" in json_body(failed)["error"]["message"]
+    assert "durable extension unavailable" not in failed.get_body().decode()
     client.start_new.side_effect = None
     client.start_new.return_value = "ok"
-    assert deliver(client, body, delivery="d-retry").status_code == 202  # not treated as a duplicate
+    again = deliver(client, body, delivery="d-retry")
+    assert again.status_code == 202 and json_body(again)["status"] == "accepted"  # not treated as a duplicate
     assert client.start_new.await_count == 2
+    assert client.start_new.await_args_list[0].args[1] == json_body(again)["instance_id"]  # the same push
 
 
 def test_loading_the_app_and_serving_the_webhook_imports_no_engine(tmp_path: Path) -> None:

@@ -241,6 +241,41 @@ def test_deliveries_are_claimed_once_and_jobs_keep_what_an_update_leaves_out(dat
     assert [j["instance_id"] for j in seen["all"]] == ["job-2", "job-1"] and len(seen["one"]) == 1
 
 
+def test_pushes_are_numbered_per_branch_atomically_and_a_job_is_claimed_once(database_url: str,
+                                                                            admin_database_url: str) -> None:
+    tenant, a, b = new_tenant(), "a" * 40, "b" * 40
+
+    async def scenario(store: PostgresStateStore) -> dict[str, Any]:
+        await store.ensure_tenant(tenant, tenant)
+        await store.claim_delivery(tenant, "d-1", "push", None)
+        together = await asyncio.gather(*(store.push_sequence(tenant, "Octo/Repo", "main", a, b) for _ in range(20)))
+        later = [await store.push_sequence(tenant, "octo/repo", "main", a, b),  # the same push again: same number
+                 await store.push_sequence(tenant, "octo/repo", "main", b, a),  # another push
+                 await store.push_sequence(tenant, "octo/repo", "main", a, b),  # the first commits again: a new push
+                 await store.push_sequence(tenant, "octo/repo", "release", a, b)]  # another branch counts apart
+        claims = await asyncio.gather(*(store.claim_job(tenant, "job-1", kind="push", repository="octo/repo",
+                                                        target=b, author="octocat", delivery_id="d-1")
+                                        for _ in range(20)))
+        first = await store.get_job(tenant, "job-1")
+        await store.release_job(tenant, "job-1")
+        released = await store.get_job(tenant, "job-1")
+        reclaimed = await store.claim_job(tenant, "job-1", kind="push", repository="octo/repo", target=b)
+        await store.upsert_job(tenant, "job-1", plan_id="6" * 64)
+        await store.release_job(tenant, "job-1")  # a job with a plan was started: it is never released
+        return {"together": together, "later": later, "claims": claims, "first": first, "released": released,
+                "reclaimed": reclaimed, "kept": await store.get_job(tenant, "job-1")}
+
+    seen = with_store(database_url, scenario)
+    assert seen["together"] == [1] * 20
+    assert seen["later"] == [1, 2, 3, 1]
+    assert sorted(seen["claims"]) == [False] * 19 + [True]
+    assert (seen["first"]["status"], seen["first"]["author"]) == ("queued", "octocat")
+    assert seen["released"] is None and seen["reclaimed"] is True and seen["kept"] is not None
+    rows = asyncio.run(owner_fetch(admin_database_url, "SELECT instance_id FROM webhook_deliveries WHERE tenant_id = $1",
+                                   tenant))
+    assert [r["instance_id"] for r in rows] == ["job-1"]
+
+
 # -- security state -------------------------------------------------------------------------------------------
 
 

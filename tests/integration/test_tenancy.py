@@ -49,6 +49,8 @@ def rows(tenant: str, plan_id: str, run_id: Callable[[str], int]) -> dict[str, d
         "repository_settings": {"tenant_id": tenant, "repository": f"org/{tenant}", "source_kind": "github",
                                 "source": f"org/{tenant}", "engine": "duckdb", "warehouse": "w.duckdb",
                                 "blob_prefix": f"tenants/{tenant}/", "branches": ["main"]},
+        "branch_pushes": {"tenant_id": tenant, "repository": "o/r", "branch": "main", "sequence": 1,
+                          "before_sha": "a" * 40, "after_sha": "b" * 40},
     }
 
 

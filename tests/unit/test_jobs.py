@@ -34,7 +34,9 @@ def test_a_push_job_is_the_orchestration_input_the_webhook_always_started() -> N
         "kind": "push", "tenant_id": "t1", "repository": "Octo/Models", "base": BEFORE, "target": AFTER,
         "branch": "main", "author": "octocat", "auto_approve": False, "approval_ttl_hours": 24, "step_retries": 3,
     }
-    assert push().instance_id == legacy_id("push", "octo/models", BEFORE, AFTER)
+    numbered = push().model_copy(update={"sequence": 3})  # the push's number on its branch, set by start_job
+    assert numbered.to_input() == {**push().to_input(), "sequence": 3}
+    assert numbered.instance_id == legacy_id("push", "octo/models", "main", BEFORE, AFTER, "3")
 
 
 def test_a_schedule_job_is_the_orchestration_input_the_tick_always_started() -> None:
@@ -53,6 +55,10 @@ def test_instance_ids_name_the_work_and_nothing_else() -> None:
     assert schedule(as_of="2024-01-11T06:00:00Z").instance_id != schedule().instance_id
     assert schedule(("gold.daily",)).instance_id != schedule().instance_id
     assert push().instance_id.startswith("push-") and len(push().instance_id) == 37
+    again = [push().model_copy(update={"sequence": n}).instance_id for n in (1, 1, 2, 3)]
+    assert again[0] == again[1] and len(set(again)) == 3  # the same commits pushed again: another instance
+    other_branch = push().model_copy(update={"sequence": 1, "branch": "release"}).instance_id
+    assert other_branch not in again  # the same commits pushed to two branches: two pushes
     assert instance_id("push", "o/r", BEFORE, AFTER) != instance_id("schedule", "o/r", BEFORE, AFTER)
 
 

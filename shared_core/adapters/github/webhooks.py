@@ -20,8 +20,10 @@ from shared_core.core.errors import PayloadTooLargeError, SettingsError, Webhook
 
 ZERO_SHA = "0" * 40
 
-_SHA = re.compile(r"^[0-9a-f]{40}$")
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_SHA = re.compile(r"[0-9a-f]{40}")
+_REPO = re.compile(r"[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}")
+_DELIVERY = re.compile(r"[\x21-\x7e]{1,200}")  # GitHub sends a GUID; any short printable ASCII token is kept
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -54,14 +56,14 @@ class PushPayload:
         Raises:
             WebhookError: naming the first invalid field.
         """
-        ref = _field(document, "ref", str)
+        ref = _text(_field(document, "ref", str), "ref", 1000)
         before, after = _field(document, "before", str), _field(document, "after", str)
         for name, value in (("before", before), ("after", after)):
-            if not _SHA.match(value):
+            if not _SHA.fullmatch(value):
                 raise WebhookError(f"invalid push payload: {name}: expected a 40-hex-digit commit SHA")
         repo = _field(document, "repository", dict)
         full_name = _field(repo, "full_name", str, "repository.")
-        if not _REPO.match(full_name):
+        if not _REPO.fullmatch(full_name):
             raise WebhookError("invalid push payload: repository.full_name: expected owner/name")
         pusher: Mapping[str, Any] = document["pusher"] if isinstance(document.get("pusher"), dict) else {}
         head: Mapping[str, Any] = document["head_commit"] if isinstance(document.get("head_commit"), dict) else {}
@@ -85,7 +87,40 @@ def _field(document: Mapping[str, Any], name: str, kind: type, prefix: str = "")
 
 def _optional_str(document: Mapping[str, Any], name: str) -> str | None:
     value = document.get(name)
-    return value if isinstance(value, str) else None
+    return _text(value, name, 320) if isinstance(value, str) else None
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    """`value` when PostgreSQL, JSON and logs can carry it as it is: no control character (NUL included), no
+    lone surrogate (JSON can spell one, UTF-8 cannot), at most `limit` characters.
+
+    Raises:
+        WebhookError: naming the field.
+    """
+    if len(value) > limit:
+        raise WebhookError(f"invalid push payload: {name}: longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise WebhookError(f"invalid push payload: {name}: contains a control character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WebhookError(f"invalid push payload: {name}: contains a lone UTF-16 surrogate") from None
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _load_json(body: bytes) -> Any:
+    """The JSON document of a body, or a WebhookError saying why it is not one (never another exception)."""
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise WebhookError("body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity, an integer of > 4300 digits
+        reason = "a number has too many digits" if "digits" in str(exc) else str(exc).splitlines()[0][:200]
+        raise WebhookError(f"body is not valid JSON: {reason}") from None
 
 
 @dataclass(frozen=True)
@@ -173,18 +208,15 @@ def parse_delivery(
     delivery = header(headers, "X-GitHub-Delivery") or ""
     if not delivery:
         raise WebhookError("missing X-GitHub-Delivery header")
-    try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WebhookError(f"body is not valid JSON: {exc}") from None
+    if not _DELIVERY.fullmatch(delivery):
+        raise WebhookError("X-GitHub-Delivery must be 1-200 printable ASCII characters without spaces")
+    document = _load_json(body)
     if not isinstance(document, dict):
         raise WebhookError("body must be a JSON object")
     if event == "ping":
         return Ignored(kind="ping", reason="pong: the webhook is configured", delivery_id=delivery)
     if event != "push":
-        return Ignored(kind="ignored", reason=f"event '{event}' is not handled; only push", delivery_id=delivery)
-    if len(delivery) > 200:
-        raise WebhookError("X-GitHub-Delivery is longer than 200 characters")
+        return Ignored(kind="ignored", reason=f"event {event[:100]!r} is not handled; only push", delivery_id=delivery)
     payload = PushPayload.parse(document)
     push = PushEvent(envelope=Envelope(event=event, delivery_id=delivery), payload=payload)
     if push.branch is None:

@@ -1,8 +1,10 @@
-"""Jobs and webhook deliveries in PostgreSQL: what the Functions app started, and what it has seen.
+"""Jobs, webhook deliveries and branch pushes in PostgreSQL: what the Functions app started, and what it has seen.
 
-A delivery row dedupes GitHub's redeliveries (a Durable instance ID cannot: `start_new` with a fixed ID
-replaces a running instance). A job row follows one orchestration from `queued` to its end; its free-text
-detail is scrubbed of secrets and PII.
+A delivery row dedupes GitHub's redeliveries; a branch-push row numbers a branch's pushes, so that the
+deliveries of one push share an orchestration instance and a later push of the same commits gets its own
+(`push_sequence`). A job row follows one orchestration from `queued` to its end, and inserting it is the
+claim that starts the orchestration exactly once (`claim_job`: a Durable instance ID cannot dedupe, since
+`start_new` with a fixed ID replaces a running instance). Free-text details are scrubbed of secrets and PII.
 """
 
 from __future__ import annotations
@@ -36,6 +38,54 @@ class PostgresJobStore(PostgresConnection):
         await self._execute(
             tenant_id, "DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND delivery_id = $2",
             tenant_id, delivery_id,
+        )
+
+    async def push_sequence(self, tenant_id: str, repository: str, branch: str, before: str, after: str) -> int:
+        """The number of the push `before` -> `after` of `branch`: the branch's newest push when it is that push,
+        else the next number (the push becomes the branch's newest). Atomic: concurrent deliveries of one
+        push all get the same number."""
+        sequence = await self._fetchval(
+            tenant_id,
+            "INSERT INTO branch_pushes AS p (tenant_id, repository, branch, sequence, before_sha, after_sha) "
+            "VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (tenant_id, repository, branch) DO UPDATE SET "
+            "sequence = CASE WHEN (p.before_sha, p.after_sha) = (EXCLUDED.before_sha, EXCLUDED.after_sha) "
+            "THEN p.sequence ELSE p.sequence + 1 END, before_sha = EXCLUDED.before_sha, "
+            "after_sha = EXCLUDED.after_sha, "
+            "pushed_at = CASE WHEN (p.before_sha, p.after_sha) = (EXCLUDED.before_sha, EXCLUDED.after_sha) "
+            "THEN p.pushed_at ELSE now() END "
+            "RETURNING sequence",
+            tenant_id, repository.lower(), branch, before, after,
+        )
+        return int(sequence)
+
+    async def claim_job(self, tenant_id: str, instance: str, *, kind: JobKind, repository: str, target: str,
+                        author: str = "", detail: str | None = None, delivery_id: str | None = None) -> bool:
+        """Insert the `queued` job of an orchestration instance; False when it exists (the instance was claimed).
+
+        Only the caller that gets True starts the orchestration. `delivery_id` names the webhook delivery
+        that claimed it (recorded on the delivery's row in the same transaction).
+        """
+        detail = scrub(detail) if detail else detail
+        async with self._transaction(tenant_id) as conn:
+            inserted = await conn.fetchval(
+                "INSERT INTO jobs (tenant_id, instance_id, kind, repository, target, status, detail, author) "
+                "VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7) ON CONFLICT (tenant_id, instance_id) DO NOTHING "
+                "RETURNING true",
+                tenant_id, instance, kind, repository, target, detail, author,
+            )
+            if inserted and delivery_id is not None:
+                await conn.execute(
+                    "UPDATE webhook_deliveries SET instance_id = $3 WHERE tenant_id = $1 AND delivery_id = $2",
+                    tenant_id, delivery_id, instance,
+                )
+        return bool(inserted)
+
+    async def release_job(self, tenant_id: str, instance: str) -> None:
+        """Drop the claim of an instance whose orchestration could not be started (still `queued`, no plan)."""
+        await self._execute(
+            tenant_id,
+            "DELETE FROM jobs WHERE tenant_id = $1 AND instance_id = $2 AND status = 'queued' AND plan_id IS NULL",
+            tenant_id, instance,
         )
 
     async def upsert_job(

@@ -44,6 +44,10 @@ class PostgresSecurityStore(PostgresConnection):
                 f"invalid tenant id '{tenant_id}'; use lower-case letters, digits, '-' and '_'"
             ) from None
 
+    async def tenant_exists(self, tenant_id: str) -> bool:
+        """Whether the tenant has its row (a token may name a tenant this deployment never provisioned)."""
+        return bool(await self._fetchval(tenant_id, "SELECT true FROM tenants WHERE tenant_id = $1", tenant_id))
+
     async def map_repository(self, tenant_id: str, repository: str, installation_id: int | None = None) -> None:
         """Route the webhooks of `repository` (owner/name, any case) to the tenant.
 
