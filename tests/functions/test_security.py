@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest.mock import Mock
@@ -265,6 +266,22 @@ def test_fuzzed_requests_never_get_a_5xx(app_env: dict[str, Any], endpoint: str,
     assert response.status_code < 500, (endpoint, body[:60], response.get_body()[:200])
 
 
+@pytest.fixture()
+def unmapped_afterwards(admin_database_url: str) -> Iterator[None]:
+    """Drop the repository routes a test made (the routing table is shared by every tenant of the session)."""
+    yield
+
+    async def unmap() -> None:
+        conn = await asyncpg.connect(admin_database_url)
+        try:
+            await conn.execute("DELETE FROM repository_tenants WHERE repository = 'codertocat/hello-world'")
+        finally:
+            await conn.close()
+
+    asyncio.run(unmap())
+
+
+@pytest.mark.usefixtures("unmapped_afterwards")
 def test_webhooks_are_routed_to_the_tenant_mapped_to_the_repository(app_env: dict[str, Any], client: Mock) -> None:
     from shared_core.core.repository_settings import repository_settings
     from shared_core.services.tenancy import onboard_tenant
