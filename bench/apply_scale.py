@@ -55,7 +55,8 @@ from shared_core.adapters.engines.duckdb import DuckDBExecutor
 from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.adapters.local_git import LocalGitSource
 from shared_core.adapters.postgres.store import PostgresStateStore, app_url_for
-from shared_core.core.planning.plan import plan_to_json
+from shared_core.core.planning.plan import Plan
+from shared_core.core.planning.plan_codec import plan_to_json
 from shared_core.core.project.headers import parse_instant
 from shared_core.core.project.models import Project
 from shared_core.services.apply import RunOptions, StepOutcome, apply_plan, verify_plan
@@ -314,7 +315,7 @@ class TimedDuckDBExecutor(DuckDBExecutor):
 class Prepared:
     """A plan and everything `apply_plan` needs besides the store and the executor (as `ironlayer apply`)."""
 
-    plan: dict[str, Any]
+    plan: Plan
     plan_text: str
     project: Project
     canonical: dict[str, str]
@@ -483,9 +484,9 @@ def report(
     ranked = sorted(serials, key=lambda r: r.wall - r.engine_seconds)
     serial = ranked[len(ranked) // 2]
     plan = prepared.plan
-    steps = len(plan["steps"])
+    steps = len(plan.steps)
     batches = serial.batches
-    waves = len({step["parallel_group"] for step in plan["steps"]})
+    waves = len({step.parallel_group for step in plan.steps})
     shapes = Counter(spec.shape if spec.shape in ("root", "incremental") else spec.materialization.lower()
                      for spec in specs)
     tested = sum(1 for spec in specs if spec.tests)
@@ -529,7 +530,7 @@ def report(
     lines = [
         f"IronLayer apply benchmark: {len(specs)} models ({shapes['root']} root tables, {shapes['table']} tables, "
         f"{shapes['view']} views, {shapes['incremental']} incremental), {tested} with quality tests",
-        f"plan {plan['plan_id'][:12]}: {steps} steps, {batches} batches, {waves} waves, {tests_run} test runs",
+        f"plan {plan.plan_id[:12]}: {steps} steps, {batches} batches, {waves} waves, {tests_run} test runs",
         f"state store: PostgreSQL, {state}; DuckDB {duckdb.__version__}; {os.cpu_count()} CPUs",
         f"PostgreSQL latency (median of {PROBES}): round trip {1000 * probe[0]:.2f} ms, durable single-row "
         f"commit {1000 * probe[1]:.2f} ms",

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared_core.adapters.git_writer import commit_files, init_repo
+from shared_core.core.planning.plan import Plan
+from shared_core.core.planning.plan_codec import load_plan
 
 SEED = 20240601
 SPREAD = 0.12  # standard deviation of a ref's position, as a share of the layer it reads
@@ -279,7 +281,7 @@ class Run:
     seconds: float
     cpu_seconds: float  # user + system time of the CLI and the processes it waited for
     rss_mb: float
-    plan: dict[str, object]
+    plan: Plan
     digest: str
 
 
@@ -357,7 +359,7 @@ def run_plan(cli: str, repo: Path, base: str, target: str, out: Path, cache: Pat
     if figures["code"] != 0:
         raise SystemExit(f"ironlayer plan failed ({figures['code']}): {result.stderr.decode(errors='replace').strip()}")
     data = out.read_bytes()
-    return Run(figures["seconds"], figures["cpu"], figures["maxrss_kb"] / 1024.0, json.loads(data),
+    return Run(figures["seconds"], figures["cpu"], figures["maxrss_kb"] / 1024.0, load_plan(data.decode(), str(out)),
                hashlib.sha256(data).hexdigest())
 
 
@@ -401,12 +403,11 @@ def bench_size(cli: str, work: Path, size: int, repeat: int, env: dict[str, str]
     if any(len(found) != 1 for found in digests.values()) or digests["cold"] != digests["warm"]:
         raise SystemExit(f"{size} models: plans differ between runs or between cold and warm cache: {digests}")
     cold = runs["cold"][0]
-    summary = cold.plan["summary"]
-    assert isinstance(summary, dict)
+    summary = cold.plan.summary
     print(
         f"{size:>6} models: {project.layers} layers, repo built in {built:.1f} s; changed {project.changed_name} "
-        f"({project.downstream} downstream) -> {summary['models_to_run']} models to run in {summary['steps']} steps, "
-        f"{summary['waves']} waves",
+        f"({project.downstream} downstream) -> {summary.models_to_run} models to run in {summary.steps} steps, "
+        f"{summary.waves} waves",
         flush=True,
     )
     print(f"        plan sha256: first {runs['first'][0].digest[:16]}, one change {cold.digest[:16]}", flush=True)

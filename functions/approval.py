@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import parse_qs
 
 import azure.durable_functions as df
@@ -22,6 +22,7 @@ import azure.functions as func
 from functions.history import scrubbed
 from functions.http.responses import html_response
 from shared_core.core.errors import ApprovalError, ConflictError, CoreError, NotFoundError, PayloadTooLargeError
+from shared_core.services.messages import ApprovalRequest, ApprovalRequested
 from shared_core.settings import get_settings
 
 bp = df.Blueprint()
@@ -39,7 +40,7 @@ _TITLES: tuple[tuple[type[CoreError], str], ...] = (
 
 @bp.activity_trigger(input_name="request")
 @scrubbed
-async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
+async def request_approval_activity(request: ApprovalRequest) -> ApprovalRequested:
     """Sign a `decide` link for the plan and set the pending commit status that carries it (on the status
     target of the job's repository)."""
     from functions.resources import clients_for, get_store
@@ -55,7 +56,7 @@ async def request_approval_activity(request: dict[str, Any]) -> dict[str, Any]:
         plan_id=plan_id, instance_id=request["instance_id"], target=request["target"],
         ttl_hours=request["ttl_hours"],
     )
-    return {"link_expires_in_hours": request["ttl_hours"]}
+    return ApprovalRequested(link_expires_in_hours=request["ttl_hours"])
 
 
 @bp.route(route="plans/{plan_id}/approval", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)

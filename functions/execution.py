@@ -11,11 +11,18 @@ scrubbed before Durable history records it (`functions.history.scrubbed`).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import azure.durable_functions as df
 
 from functions.history import scrubbed
+from shared_core.services.messages import (
+    ExecutionStarted,
+    FinalizeRequest,
+    FinalizeResult,
+    JobIds,
+    StepRequest,
+    StepResult,
+)
 from shared_core.settings import get_settings
 
 bp = df.Blueprint()
@@ -24,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 @bp.activity_trigger(input_name="ids")
 @scrubbed
-async def start_execution_activity(ids: dict[str, Any]) -> dict[str, Any]:
+async def start_execution_activity(ids: JobIds) -> ExecutionStarted:
     """Refuse a missing or stale plan (its consulted watermarks moved since planning); mark it running."""
     from functions.resources import clients_for, get_store
     from shared_core.services.apply import start_execution
@@ -33,12 +40,12 @@ async def start_execution_activity(ids: dict[str, Any]) -> dict[str, Any]:
     clients = await clients_for(ids["tenant_id"], ids["repository"], settings)
     started = await start_execution(await get_store(settings), clients.blobs, tenant_id=ids["tenant_id"],
                                     plan_id=ids["plan_id"], instance=ids["instance_id"])
-    return {"status": started.status, "detail": started.detail}
+    return ExecutionStarted(status=started.status, detail=started.detail)
 
 
 @bp.activity_trigger(input_name="request")
 @scrubbed
-async def run_step_activity(request: dict[str, Any]) -> dict[str, Any]:
+async def run_step_activity(request: StepRequest) -> StepResult:
     """Run (or, with `skip_reason`, record as skipped) one step of the plan, on the repository's own warehouse."""
     from functions.resources import clients_for, get_store
     from shared_core.services.apply import run_job_step
@@ -50,24 +57,24 @@ async def run_step_activity(request: dict[str, Any]) -> dict[str, Any]:
         tenant_id=request["tenant_id"], plan_id=request["plan_id"], step_id=request["step_id"],
         skip_reason=request.get("skip_reason"),
     )
-    result: dict[str, Any] = {"status": report.status, "error": report.error}
-    if report.rows_written is not None:
-        result.update(rows_written=report.rows_written, batches=report.batches)
+    result = StepResult(status=report.status, error=report.error)
+    if report.rows_written is not None and report.batches is not None:
+        result["rows_written"], result["batches"] = report.rows_written, report.batches
     return result
 
 
 @bp.activity_trigger(input_name="request")
 @scrubbed
-async def finalize_activity(request: dict[str, Any]) -> dict[str, Any]:
+async def finalize_activity(request: FinalizeRequest) -> FinalizeResult:
     """Record the plan's outcome (when there is a plan), set the job status and the final commit status on the
     repository's status target (success or failure)."""
     from functions.resources import clients_for, get_store
     from shared_core.services.jobs import finish_job
 
     settings = get_settings()
-    outcome = request["outcome"]  # succeeded | failed | rejected | expired | cancelled
+    outcome = request["outcome"]
     clients = await clients_for(request["tenant_id"], request["repository"], settings)
     await finish_job(await get_store(settings), clients.publisher, tenant_id=request["tenant_id"],
                      plan_id=request["plan_id"], instance=request["instance_id"], target=request["target"],
                      outcome=outcome, detail=request["detail"])
-    return {"status": outcome}
+    return FinalizeResult(status=outcome)

@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import ParamSpec, TypeVar, cast
 
 logger = logging.getLogger(__name__)
 
-Activity = Callable[..., Awaitable[dict[str, Any]]]
+P = ParamSpec("P")
+Message = TypeVar("Message", bound=Mapping[str, object])  # an activity's output: a TypedDict of messages.py
 
 
-def scrubbed(activity: Activity) -> Activity:
+def scrubbed(activity: Callable[P, Awaitable[Message]]) -> Callable[P, Awaitable[Message]]:
     """Wrap an activity so its output and failures reach Durable history scrubbed (see the module docstring).
 
     The wrapper keeps the activity's name and signature (the host binds the input by parameter name) and
     hides no `__wrapped__`, so whoever calls the registered function runs the scrubbing too.
     """
 
-    async def run(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def run(*args: P.args, **kwargs: P.kwargs) -> Message:
         from shared_core.core.errors import ActivityError
         from shared_core.security.scrub import scrub_mapping
         from shared_core.services.failures import failure_text
@@ -38,11 +40,13 @@ def scrubbed(activity: Activity) -> Activity:
             logger.warning("activity %s failed", activity.__name__, exc_info=True)
             text = failure_text(exc)
             raise ActivityError(text if text == type(exc).__name__ else f"{type(exc).__name__}: {text}") from None
-        clean: dict[str, Any] = scrub_mapping(output)
-        return clean
+        # Scrubbing keeps the message's keys and types (it rewrites text, and masks only secret-named keys, which
+        # no message has), so the output is still the activity's message type.
+        return cast(Message, scrub_mapping(output))
 
     run.__name__, run.__qualname__ = activity.__name__, activity.__qualname__
     run.__doc__, run.__module__ = activity.__doc__, activity.__module__
-    run.__annotations__ = dict(activity.__annotations__)
+    # the annotations resolved in the activity's own module: the host evaluates them from this wrapper
+    run.__annotations__ = typing.get_type_hints(activity)
     run.__signature__ = inspect.signature(activity)  # type: ignore[attr-defined]  # the host reads the bindings here
     return run

@@ -17,47 +17,69 @@ from typing import Any
 import azure.durable_functions as df
 
 from functions.history import scrubbed
+from shared_core.services.messages import (
+    ApprovalEvent,
+    ApprovalRequest,
+    ExecutionStarted,
+    FinalizeRequest,
+    JobIds,
+    JobOutcome,
+    JobRef,
+    JobResult,
+    PlanFailure,
+    PlanJobRequest,
+    PlanRef,
+    StepRequest,
+    StepResult,
+)
 from shared_core.settings import get_settings
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
 
 
+# Any: the orchestrator yields Durable tasks (the SDK ships no types) and is sent back what they produced,
+# activity results and event payloads as parsed JSON, read through the types of `shared_core.services.messages`.
+Orchestration = Generator[Any, Any, JobResult]
+
+
 @bp.orchestration_trigger(context_name="context")
-def plan_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+def plan_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     from shared_core.services.apply import failed_steps, first_broken_upstream, plan_outcome
     from shared_core.services.jobs import JobInput
 
     job = JobInput.model_validate(context.get_input())
-    ids = {"tenant_id": job.tenant_id, "instance_id": context.instance_id, "repository": job.repository,
-           "target": job.target}
-    ref = yield context.call_activity("build_plan_activity", {**job.to_input(), "instance_id": context.instance_id})
-    if ref.get("status") == "failed":  # the commits cannot be planned (unknown commit, invalid model): no plan
-        yield context.call_activity("finalize_activity", {**ids, "plan_id": None, "outcome": "failed",
-                                                          "detail": ref["detail"]})
+    job_ref = JobRef(tenant_id=job.tenant_id, instance_id=context.instance_id, repository=job.repository,
+                     target=job.target)
+    request: PlanJobRequest = {**job.to_input(), "instance_id": context.instance_id}
+    planned: PlanRef | PlanFailure = yield context.call_activity("build_plan_activity", request)
+    if "status" in planned:  # the commits cannot be planned (unknown commit, invalid model): no plan
+        yield context.call_activity("finalize_activity", FinalizeRequest(**job_ref, plan_id=None, outcome="failed",
+                                                                         detail=planned["detail"]))
         return {"plan_id": None, "status": "failed"}
+    ref = planned
     plan_id = ref["plan_id"]
-    ids["plan_id"] = plan_id
+    ids = JobIds(**job_ref, plan_id=plan_id)
 
-    def finalize(outcome: str, detail: str) -> Any:
-        return context.call_activity("finalize_activity", {**ids, "outcome": outcome, "detail": detail})
+    def finalize(outcome: JobOutcome, detail: str) -> Any:  # Any: a Durable task (untyped SDK)
+        return context.call_activity("finalize_activity", FinalizeRequest(**ids, outcome=outcome, detail=detail))
 
     if not ref["waves"]:
         yield finalize("succeeded", "nothing to run: no model's data changed")
         return {"plan_id": plan_id, "status": "succeeded"}
     if not job.auto_approve:
-        yield context.call_activity("request_approval_activity", {**ids, "author": job.author,
-                                                                  "ttl_hours": job.approval_ttl_hours})
+        yield context.call_activity("request_approval_activity",
+                                    ApprovalRequest(**ids, author=job.author, ttl_hours=job.approval_ttl_hours))
         context.set_custom_status({"status": "awaiting_approval", "plan_id": plan_id})
         answer = yield from await_approval(context, job.approval_ttl_hours)
         if answer is None:
             yield finalize("expired", f"not approved within {job.approval_ttl_hours} h")
             return {"plan_id": plan_id, "status": "expired"}
         decision = _decision(answer)
-        if decision.get("decision") != "approve":
-            yield finalize("rejected", f"rejected by {decision.get('by', 'a reviewer')}")
+        if decision["decision"] != "approve":
+            yield finalize("rejected", f"rejected by {decision['by']}")
             return {"plan_id": plan_id, "status": "rejected"}
-    started = yield context.call_activity("start_execution_activity", ids)
+    started: ExecutionStarted = yield context.call_activity("start_execution_activity", ids)
     if started["status"] != "ok":
         yield finalize("failed", started["detail"])
         return {"plan_id": plan_id, "status": "failed"}
@@ -70,9 +92,9 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
             broken = first_broken_upstream(step["depends_on"], outcomes)
             skip = "skipped: an upstream step did not succeed" if broken is not None else None
             tasks.append(context.call_activity_with_retry(
-                "run_step_activity", retry, {**ids, "step_id": step["step_id"], "skip_reason": skip}))
+                "run_step_activity", retry, StepRequest(**ids, step_id=step["step_id"], skip_reason=skip)))
         try:
-            results = yield context.task_all(tasks)
+            results: list[StepResult] = yield context.task_all(tasks)
         except Exception as exc:  # retries exhausted: the step's infrastructure kept failing
             yield finalize("failed", f"a step kept failing after {job.step_retries} attempts: {exc}")
             return {"plan_id": plan_id, "status": "failed"}
@@ -90,7 +112,7 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any,
 TIMER_SLICE = timedelta(hours=72)
 
 
-def await_approval(context: df.DurableOrchestrationContext, hours: int) -> Generator[Any, Any, Any]:
+def await_approval(context: df.DurableOrchestrationContext, hours: int) -> Generator[Any, Any, object]:  # Any: as above
     """Wait for the `approval` event up to `hours` after now; its payload, or None when the time ran out.
 
     The wait is a race of the event with timers of at most `TIMER_SLICE`, one after the other up to the
@@ -109,23 +131,27 @@ def await_approval(context: df.DurableOrchestrationContext, hours: int) -> Gener
     return None
 
 
-def _decision(value: Any) -> dict[str, Any]:
+def _decision(value: object) -> ApprovalEvent:
+    """The `approval` event's payload (a JSON object, or its text); anything but an approval rejects."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            return {}
-    return value if isinstance(value, dict) else {}
+            value = None
+    if not isinstance(value, dict):
+        return ApprovalEvent(decision="reject", by="a reviewer", comment="")
+    return ApprovalEvent(decision="approve" if value.get("decision") == "approve" else "reject",
+                         by=str(value.get("by", "a reviewer")), comment=str(value.get("comment", "")))
 
 
 @bp.activity_trigger(input_name="job")
 @scrubbed
-async def build_plan_activity(job: dict[str, Any]) -> dict[str, Any]:
+async def build_plan_activity(job: PlanJobRequest) -> PlanRef | PlanFailure:
     """Plan the job's commits (or its scheduled catch-up) with its repository's resources, store the plan in the
     tenant's blobs and PostgreSQL.
 
     Returns:
-        `{"plan_id", "waves": [[{"step_id", "depends_on"}, ...], ...]}`: IDs only, never the plan body; or
+        The plan ID and its steps by wave, `[[{"step_id", "depends_on"}, ...], ...]`: IDs only, never the body; or
         `{"status": "failed", "detail"}` when the commits cannot be planned (a commit that is not in the
         repository, an invalid model): a terminal failure of the job, not a retry. A state store or blob
         store that cannot be reached raises (safe to retry).
@@ -136,9 +162,8 @@ async def build_plan_activity(job: dict[str, Any]) -> dict[str, Any]:
     from shared_core.services.jobs import JobInput
     from shared_core.services.plans import plan_job
 
-    fields = dict(job)
-    instance = fields.pop("instance_id")
-    parsed = JobInput.model_validate(fields)
+    instance = job["instance_id"]
+    parsed = JobInput.model_validate({key: value for key, value in job.items() if key != "instance_id"})
     settings = get_settings()
     store = await get_store(settings)
     try:
@@ -153,7 +178,6 @@ async def build_plan_activity(job: dict[str, Any]) -> dict[str, Any]:
         raise
     except CoreError as exc:
         logger.warning("job %s of %s cannot be planned: %s", instance, parsed.repository, exc)
-        return {"status": "failed", "detail": f"cannot plan {parsed.target[:12]} of {parsed.repository}: "
-                                              f"{failure_text(exc)}"}
-    return {"plan_id": planned.plan_id, "waves": [[{"step_id": step_id, "depends_on": depends_on}
-                                                   for step_id, depends_on in wave] for wave in planned.waves]}
+        return PlanFailure(status="failed",
+                           detail=f"cannot plan {parsed.target[:12]} of {parsed.repository}: {failure_text(exc)}")
+    return planned

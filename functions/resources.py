@@ -18,22 +18,23 @@ import asyncio
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared_core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from shared_core.ports import BlobStore, Executor, GitSource, StatusPublisher
+    from shared_core.adapters.caches.analysis import CachedAnalyzer
+    from shared_core.ports import BlobStore, Executor, GitSource, StateStore, StatusPublisher
     from shared_core.services.tenancy import Deployment, TenantResources
 
-_stores: dict[int, Any] = {}
+_stores: dict[int, StateStore] = {}
 # one store per loop, even when its first requests arrive together (weak: a finished loop takes its lock along)
 _opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
-_blob: Any = None
+_blob: BlobStore | None = None
 _clients: dict[tuple[str, str], TenantClients] = {}
 
 
-async def get_store(settings: Settings | None = None) -> Any:
+async def get_store(settings: Settings | None = None) -> StateStore:
     """The PostgreSQL state store of this worker, connected as the application role.
 
     Without IRONLAYER_DATABASE_URL it is the embedded server (its superuser migrates, `ironlayer_app`
@@ -60,7 +61,7 @@ async def get_store(settings: Settings | None = None) -> Any:
     return store
 
 
-def get_blob_store(settings: Settings | None = None) -> Any:
+def get_blob_store(settings: Settings | None = None) -> BlobStore:
     """The deployment's whole blob container (Azure Blob Storage when configured, else a local folder).
 
     Only the health check uses it whole; jobs and readers get their tenant's prefix (`TenantClients.blobs`).
@@ -138,7 +139,7 @@ def _build_clients(resources: TenantResources, settings: Settings) -> TenantClie
 
     blobs = PrefixedBlobStore(get_blob_store(settings), resources.blob_prefix)
     token = resources.github_token.value if resources.github_token is not None else None
-    source: Any
+    source: GitSource
     if resources.source_kind == "local":
         from shared_core.adapters.local_git import LocalGitSource
 
@@ -147,7 +148,7 @@ def _build_clients(resources: TenantResources, settings: Settings) -> TenantClie
         from shared_core.adapters.github.source import GitHubSource
 
         source = GitHubSource(resources.source, token=token, base_url=settings.github_api_url, cache=blobs)
-    publisher: Any = LoggedStatusPublisher()
+    publisher: StatusPublisher = LoggedStatusPublisher()
     if resources.status_repository and token:
         publisher = GitHubStatusPublisher(resources.status_repository, token=token, base_url=settings.github_api_url)
     return TenantClients(resources, source, blobs, publisher, settings.github_api_url)
@@ -206,7 +207,7 @@ def analysis_cache_dir(tenant_id: str, settings: Settings | None = None) -> Path
     return settings.home / "cache" / "tenants" / check_tenant(tenant_id)
 
 
-def get_analyzer(tenant_id: str, settings: Settings | None = None) -> Any:
+def get_analyzer(tenant_id: str, settings: Settings | None = None) -> CachedAnalyzer:
     """A query analyzer over the tenant's analysis cache (the caller closes it: it may start worker processes)."""
     from shared_core.adapters.caches.analysis import CachedAnalyzer
 

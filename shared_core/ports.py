@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from shared_core.core.sql.analysis import InlineAnalyzer, QueryAnalyzer
 from shared_core.core.state import (
@@ -38,7 +38,9 @@ from shared_core.core.state import (
 
 if TYPE_CHECKING:
     from shared_core.core.planning.intervals import Range
+    from shared_core.core.planning.plan import Plan
     from shared_core.core.project.models import Model
+    from shared_core.services.messages import JobMessage
 
 __all__ = [
     "ApprovalStore",
@@ -57,6 +59,7 @@ __all__ = [
     "JobStore",
     "LedgerStore",
     "ModelVersion",
+    "OrchestrationStatus",
     "Orchestrations",
     "PlanStatus",
     "PlanStore",
@@ -246,15 +249,24 @@ class StatusPublisher(Protocol):
 # -- orchestrations -----------------------------------------------------------------------------------
 
 
+class OrchestrationStatus(Protocol):
+    """What the orchestration client says of an instance."""
+
+    @property
+    def runtime_status(self) -> object | None:
+        """Its runtime status (running, completed, ...), None when no such instance exists."""
+        ...
+
+
 class Orchestrations(Protocol):
     """Starts, inspects and stops durable job orchestrations (the Durable Functions client)."""
 
     async def start_new(self, orchestration_function_name: str, instance_id: str | None = None,
-                        client_input: Any | None = None) -> str:
+                        client_input: JobMessage | None = None) -> str:
         """Start the orchestration under `instance_id` with `client_input`; returns the instance ID."""
         ...
 
-    async def get_status(self, instance_id: str) -> Any:
+    async def get_status(self, instance_id: str) -> OrchestrationStatus | None:
         """The instance's status; its `runtime_status` is None when no such instance exists."""
         ...
 
@@ -281,8 +293,8 @@ class LedgerStore(Protocol):
 class PlanStore(Protocol):
     """Plans: exact bytes by plan ID, and their status."""
 
-    async def save_plan(self, tenant_id: str, plan: Mapping[str, JSONValue], plan_json: str) -> bool:
-        """Store a plan's exact bytes; returns False when that plan was already stored."""
+    async def save_plan(self, tenant_id: str, plan: Plan, plan_json: str) -> bool:
+        """Store a plan's exact bytes (`plan_json`, the plan's file form); False when it was already stored."""
         ...
 
     async def get_plan(self, tenant_id: str, plan_id: str) -> str | None:

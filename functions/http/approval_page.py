@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
-from typing import Any
 
 from shared_core.core.errors import (
     ApprovalError,
@@ -24,6 +23,7 @@ from shared_core.core.errors import (
     WrongActionError,
     WrongPlanError,
 )
+from shared_core.core.planning.plan import ModelChange, Plan, Step
 
 SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": (
@@ -94,19 +94,19 @@ button.approve{background:#1f883d;color:#fff}button.reject{background:#fff;color
 
 
 def render_approval_page(
-    plan: Mapping[str, Any],
+    plan: Plan,
     *,
     token: str,
     action_url: str,
     sql_diffs: Mapping[str, tuple[str, str]],
-    advice: Mapping[str, Any] | None = None,
+    advice: Mapping[str, object] | None = None,
     decisions: Sequence[str] = ("approve", "reject"),
     expires_at: datetime | None = None,
 ) -> str:
     """The page a reviewer reads before deciding: summary, model changes, steps, SQL diffs and the form.
 
     Args:
-        plan: a version-1 plan document (as `load_plan` returns it).
+        plan: the plan (as `load_plan` returns it).
         token: the approval token, posted back in a hidden field with the chosen decision.
         action_url: where the form posts (same origin; the CSP's `form-action 'self'` enforces it).
         sql_diffs: model name -> (old SQL, new SQL) for the models whose SQL to show, normally the
@@ -124,7 +124,7 @@ def render_approval_page(
     """
     if not (action_url.startswith("/") and not action_url.startswith("//")) and not action_url.startswith("https://"):
         raise ValueError(f"action_url {action_url[:80]!r} must be a path on this site or an https:// URL")
-    plan_id = str(plan.get("plan_id", ""))
+    plan_id = plan.plan_id
     short = plan_id[:12]
     parts = [
         '<header><p class="brand">IronLayer</p>',
@@ -132,8 +132,8 @@ def render_approval_page(
         f'<p class="muted mono small">{_e(plan_id)}</p></header>',
         _render_facts(plan),
         _render_intro(plan, expires_at),
-        _render_models(plan.get("models", [])),
-        _render_steps(plan.get("steps", [])),
+        _render_models(plan.models),
+        _render_steps(plan.steps),
         _render_sql(plan, sql_diffs),
     ]
     if advice:
@@ -219,30 +219,31 @@ def format_sql_for_review(sql: str, *, dialect: str = "databricks") -> str:
     return trees[0].sql(dialect=dialect, pretty=True, comments=False)
 
 
-def _render_facts(plan: Mapping[str, Any]) -> str:
-    summary: Mapping[str, Any] = plan.get("summary", {})
-    base, target = str(plan.get("base", "")), str(plan.get("target", ""))
+def _render_facts(plan: Plan) -> str:
+    summary = plan.summary
+    counts = summary.to_dict()
+    base, target = plan.base, plan.target
     changes = ", ".join(
-        f"{summary.get(kind, 0)} {kind}" for kind in ("modified", "added", "removed", "cosmetic", "metadata")
+        f"{counts[kind]} {kind}" for kind in ("modified", "added", "removed", "cosmetic", "metadata")
     )
     work = (
-        f"{summary.get('models_to_run', 0)} models to run in {summary.get('steps', 0)} steps, "
-        f"{summary.get('waves', 0)} waves, {summary.get('batches', 0)} batches"
+        f"{summary.models_to_run} models to run in {summary.steps} steps, "
+        f"{summary.waves} waves, {summary.batches} batches"
     )
     rows = [
         (
             "Base → target",
             f'<code title="{_e(base)}">{_e(base[:12])}</code> → <code title="{_e(target)}">{_e(target[:12])}</code>',
         ),
-        ("As of", f"<code>{_e(plan.get('as_of', ''))}</code>"),
+        ("As of", f"<code>{_e(plan.as_of)}</code>"),
         ("Models", _e(changes)),
         ("Work", _e(work)),
     ]
     return '<dl class="facts">' + "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows) + "</dl>"
 
 
-def _render_intro(plan: Mapping[str, Any], expires_at: datetime | None) -> str:
-    steps = plan.get("steps", [])
+def _render_intro(plan: Plan, expires_at: datetime | None) -> str:
+    steps = plan.steps
     what = (
         f"Approving runs the {len(steps)} steps below against the warehouse."
         if steps
@@ -256,39 +257,39 @@ def _render_intro(plan: Mapping[str, Any], expires_at: datetime | None) -> str:
     )
 
 
-def _render_models(models: Sequence[Mapping[str, Any]]) -> str:
+def _render_models(models: Sequence[ModelChange]) -> str:
     if not models:
         return '<h2>Model changes</h2><p class="muted">No model changed.</p>'
     rows = []
     for model in models:
-        change = str(model.get("change", ""))
+        change = model.change
         rows.append(
             f'<tr><td class="sym sym-{_e(change)}" title="{_e(change)}">{_e(_SYMBOLS.get(change, "?"))}</td>'
-            f'<td class="mono">{_e(model.get("name", ""))}</td><td>{_e(change)}</td>'
-            f"<td>{_e(model.get('reason', ''))}</td></tr>"
+            f'<td class="mono">{_e(model.name)}</td><td>{_e(change)}</td>'
+            f"<td>{_e(model.reason)}</td></tr>"
         )
     head = "<tr><th></th><th>Model</th><th>Change</th><th>Reason</th></tr>"
     return f"<h2>Model changes ({len(models)})</h2><table>{head}{''.join(rows)}</table>"
 
 
-def _render_steps(steps: Sequence[Mapping[str, Any]]) -> str:
+def _render_steps(steps: Sequence[Step]) -> str:
     if not steps:
         return '<h2>Steps</h2><p class="muted">Nothing to run.</p>'
     rows = []
-    previous: object = None
+    previous: int | None = None
     for step in steps:
-        wave = step.get("parallel_group", 0)
+        wave = step.parallel_group
         first = wave != previous
         previous = wave
-        wave_cell = f"{_e(int(wave) + 1)}" if first else ""
-        run = _RUN_TYPES.get(str(step.get("run_type")), str(step.get("run_type", "")))
-        if step.get("reset"):
+        wave_cell = f"{_e(wave + 1)}" if first else ""
+        run = _RUN_TYPES.get(step.run_type, step.run_type)
+        if step.reset:
             run += " (from empty)"
         rows.append(
             f'<tr class="{"wave-start" if first else ""}"><td>{wave_cell}</td>'
-            f'<td><span class="mono">{_e(step.get("model", ""))}</span><br>'
-            f'<span class="small muted">{_e(step.get("kind", ""))} · {_e(step.get("materialization", ""))}</span></td>'
-            f"<td>{_e(run)}</td><td>{_render_range(step)}</td><td>{_e(step.get('reason', ''))}</td></tr>"
+            f'<td><span class="mono">{_e(step.model)}</span><br>'
+            f'<span class="small muted">{_e(step.kind)} · {_e(step.materialization)}</span></td>'
+            f"<td>{_e(run)}</td><td>{_render_range(step)}</td><td>{_e(step.reason)}</td></tr>"
         )
     head = "<tr><th>Wave</th><th>Model</th><th>Run</th><th>Range</th><th>Reason</th></tr>"
     note = (
@@ -297,15 +298,15 @@ def _render_steps(steps: Sequence[Mapping[str, Any]]) -> str:
     return f"<h2>Steps ({len(steps)})</h2>{note}<table>{head}{''.join(rows)}</table>"
 
 
-def _render_range(step: Mapping[str, Any]) -> str:
-    start, end = step.get("start"), step.get("end")
+def _render_range(step: Step) -> str:
+    start, end = step.start, step.end
     if start is None or end is None:
         return '<span class="muted">whole table</span>'
-    batch = str(step.get("batch") or "")
-    batches = step.get("batches", 0)
+    batch = step.batch or ""
+    batches = step.batches
     unit = f"{batch}{'' if batches == 1 else 's'}" if batch else "batches"
     return (
-        f'<span class="mono">[{_e(_instant(str(start), batch))}, {_e(_instant(str(end), batch))})</span><br>'
+        f'<span class="mono">[{_e(_instant(start, batch))}, {_e(_instant(end, batch))})</span><br>'
         f'<span class="small muted">{_e(batches)} {_e(unit)}</span>'
     )
 
@@ -315,14 +316,14 @@ def _instant(text: str, batch: str) -> str:
     return text[:10] if batch != "hour" and text.endswith("T00:00:00Z") else text
 
 
-def _render_sql(plan: Mapping[str, Any], sql_diffs: Mapping[str, tuple[str, str]]) -> str:
-    models = plan.get("models", [])
-    order = [str(m.get("name")) for m in models if m.get("name") in sql_diffs]
+def _render_sql(plan: Plan, sql_diffs: Mapping[str, tuple[str, str]]) -> str:
+    models = plan.models
+    order = [m.name for m in models if m.name in sql_diffs]
     order += sorted(name for name in sql_diffs if name not in order)
-    missing = [str(m.get("name")) for m in models if m.get("change") == "modified" and m.get("name") not in sql_diffs]
+    missing = [m.name for m in models if m.change == "modified" and m.name not in sql_diffs]
     if not order and not missing:
         return ""
-    base, target = str(plan.get("base", "")), str(plan.get("target", ""))
+    base, target = plan.base, plan.target
     parts = [f"<h2>SQL changes ({len(order)})</h2>"]
     for name in order:
         old, new = sql_diffs[name]
@@ -351,7 +352,7 @@ def _diff_line(line: str) -> str:
     return f'<span class="{kind}">{_e(line) or " "}</span>'
 
 
-def _render_advice(advice: Mapping[str, Any]) -> str:
+def _render_advice(advice: Mapping[str, object]) -> str:
     return (
         '<h2>Advice</h2><p class="small muted">Advisory notes stored beside the plan; they are not part of it '
         f"and do not change what runs.</p>{_render_value(advice, 0)}"

@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared_core.cli import _runtime
 from shared_core.core.errors import PlanError
+
+if TYPE_CHECKING:
+    from shared_core.adapters.local_git import LocalGitSource
+    from shared_core.core.planning.plan import Plan
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -48,7 +52,7 @@ def _execution_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.core.planning.plan import load_plan
+    from shared_core.core.planning.plan_codec import load_plan
 
     plan = load_plan(Path(args.plan).read_text("utf-8"), args.plan)
     return _apply(args, plan, LocalGitSource(args.repo))
@@ -71,7 +75,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return _apply(args, plan, source)
 
 
-def _apply(args: argparse.Namespace, plan: dict[str, Any], source: Any) -> int:
+def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource) -> int:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
     from shared_core.adapters.engines.duckdb import DuckDBExecutor
     from shared_core.cli.render import apply_progress, render_apply_summary, render_plan
@@ -82,7 +86,7 @@ def _apply(args: argparse.Namespace, plan: dict[str, Any], source: Any) -> int:
     console = _runtime.console()
     verified = verify_plan(plan, source, CachedAnalyzer(source.git_dir / "ironlayer" / "cache"), where=args.repo)
     render_plan(plan, console)
-    if not plan["steps"]:
+    if not plan.steps:
         console.print("\nNothing to apply.")
         return EXIT_OK
     if not args.auto_approve:
@@ -97,7 +101,7 @@ def _apply(args: argparse.Namespace, plan: dict[str, Any], source: Any) -> int:
     options = RunOptions(tenant=_runtime.tenant(), parallelism=args.parallelism, lock_timeout=args.lock_timeout)
 
     async def run(store: Any) -> Any:
-        with apply_progress(console, len(plan["steps"])) as on_event:
+        with apply_progress(console, len(plan.steps)) as on_event:
             return await run_apply(verified, store, executor, options, actor=_runtime.actor(), on_event=on_event)
 
     try:

@@ -132,7 +132,7 @@ def _plan(args: argparse.Namespace) -> int:
     from shared_core.adapters.caches.scan import ScanCache
     from shared_core.adapters.local_git import LocalGitSource
     from shared_core.core.errors import SourceError
-    from shared_core.core.planning.plan import plan_to_json
+    from shared_core.core.planning.plan_codec import plan_to_json
     from shared_core.core.planning.watermarks import Ledger, parse_watermarks
     from shared_core.core.project.headers import parse_instant
     from shared_core.services.plans import plan_commits
@@ -177,7 +177,7 @@ def _plan(args: argparse.Namespace) -> int:
         render_plan(plan, console)
         console.flush()
         if args.out:
-            print(f"\nSaved plan {plan['plan_id']} to {args.out}")
+            print(f"\nSaved plan {plan.plan_id} to {args.out}")
     return EXIT_OK
 
 
@@ -193,7 +193,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from shared_core.cli.render import render_plan
-    from shared_core.core.planning.plan import load_plan
+    from shared_core.core.planning.plan_codec import load_plan
 
     plan = load_plan(Path(args.plan).read_text("utf-8"), args.plan)
     render_plan(plan, _runtime.console())

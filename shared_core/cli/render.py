@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
+
+from shared_core.core.planning.plan import DATA_CHANGES, Plan, Step
+
+if TYPE_CHECKING:
+    from shared_core.services.apply import Event, StepOutcome
 
 _SYMBOLS = {
     "added": ("+", "green"),
@@ -25,50 +30,50 @@ def _when(value: str | None, batch: str | None) -> str:
     return value[:10] if batch in ("day", "month") else value.replace("T", " ").replace(":00Z", "Z")
 
 
-def render_plan(plan: dict[str, Any], console: Console | BatchedConsole) -> None:
+def render_plan(plan: Plan, console: Console | BatchedConsole) -> None:
     """Print the plan: header, model changes with reasons, steps by wave with ranges, a summary line."""
-    summary = plan["summary"]
-    base = "(nothing deployed)" if set(plan["base"]) == {"0"} else plan["base"][:12]
+    summary = plan.summary
+    base = "(nothing deployed)" if set(plan.base) == {"0"} else plan.base[:12]
     console.print(
-        f"[bold]IronLayer plan[/bold] {plan['plan_id'][:12]}  base {base} -> target {plan['target'][:12]}"
-        f"  as of {plan['as_of']}"
+        f"[bold]IronLayer plan[/bold] {plan.plan_id[:12]}  base {base} -> target {plan.target[:12]}"
+        f"  as of {plan.as_of}"
     )
     console.print()
-    if not plan["models"]:
+    if not plan.models:
         console.print("No model changes.")
-    for change in plan["models"]:
-        symbol, colour = _SYMBOLS[change["change"]]
+    for change in plan.models:
+        symbol, colour = _SYMBOLS[change.change]
         console.print(
-            f"  [{colour}]{symbol} {escape(change['name']):<40}[/{colour}] {change['change']:<9} "
-            f"[dim]{escape(change['reason'])}[/dim]"
+            f"  [{colour}]{symbol} {escape(change.name):<40}[/{colour}] {change.change:<9} "
+            f"[dim]{escape(change.reason)}[/dim]"
         )
-    steps = plan["steps"]
+    steps = plan.steps
     console.print()
     if steps:
-        console.print(f"[bold]Steps[/bold] ({len(steps)} in {summary['waves']} waves, {summary['batches']} batches)")
-    direct = {c["name"]: c["change"] for c in plan["models"] if c["change"] in ("added", "modified")}
+        console.print(f"[bold]Steps[/bold] ({len(steps)} in {summary.waves} waves, {summary.batches} batches)")
+    direct: dict[str, str] = {c.name: c.change for c in plan.models if c.change in DATA_CHANGES}
     wave = -1
-    for step in sorted(steps, key=lambda s: s["parallel_group"]):  # stable: topological within a wave
-        if step["parallel_group"] != wave:
-            wave = step["parallel_group"]
+    for step in sorted(steps, key=lambda s: s.parallel_group):  # stable: topological within a wave
+        if step.parallel_group != wave:
+            wave = step.parallel_group
             console.print(f"  [bold]wave {wave}[/bold]")
-        symbol, colour = _SYMBOLS.get(direct.get(step["model"], ""), ("*", "cyan"))
+        symbol, colour = _SYMBOLS.get(direct.get(step.model, ""), ("*", "cyan"))
         span = ""
-        if step["start"] is not None:
+        if step.start is not None:
             span = (
-                f" {_when(step['start'], step['batch'])} -> {_when(step['end'], step['batch'])}"
-                f" ({step['batches']} {step['batch']} batch{'es' if step['batches'] != 1 else ''}"
-                f"{', from empty' if step['reset'] else ''})"
+                f" {_when(step.start, step.batch)} -> {_when(step.end, step.batch)}"
+                f" ({step.batches} {step.batch} batch{'es' if step.batches != 1 else ''}"
+                f"{', from empty' if step.reset else ''})"
             )
         console.print(
-            f"    [{colour}]{symbol} {escape(step['model']):<38}[/{colour}] {step['run_type']:<12}{span}"
-            f"  [dim]{escape(step['reason'])}[/dim]"
+            f"    [{colour}]{symbol} {escape(step.model):<38}[/{colour}] {step.run_type:<12}{span}"
+            f"  [dim]{escape(step.reason)}[/dim]"
         )
     console.print()
     console.print(
-        f"[bold]Plan:[/bold] {summary['added']} to add, {summary['modified']} to change, "
-        f"{summary['removed']} removed, {summary['cosmetic'] + summary['metadata']} unchanged in data; "
-        f"{summary['models_to_run']} models to run in {summary['steps']} steps."
+        f"[bold]Plan:[/bold] {summary.added} to add, {summary.modified} to change, "
+        f"{summary.removed} removed, {summary.cosmetic + summary.metadata} unchanged in data; "
+        f"{summary.models_to_run} models to run in {summary.steps} steps."
     )
 
 
@@ -76,33 +81,26 @@ class BatchedConsole:
     """Collects `print(text)` calls and hands them to a rich console as one text when flushed.
 
     rich renders each line of a multi-line text exactly as it renders that line printed alone, and
-    one call costs a fraction of thousands (a 10,000-model plan prints 20,000 lines). Anything other
-    than a plain `print(str)` flushes first and goes straight to the console.
+    one call costs a fraction of thousands (a 10,000-model plan prints 20,000 lines).
     """
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Console) -> None:
         self._console = console
         self._lines: list[str] = []
 
-    def print(self, *objects: Any, **options: Any) -> None:
-        if not options and len(objects) <= 1 and all(isinstance(item, str) for item in objects):
-            self._lines.append(objects[0] if objects else "")
-            return
-        self.flush()
-        self._console.print(*objects, **options)
+    def print(self, text: str = "") -> None:
+        """Queue one line (rich markup) for the next `flush`."""
+        self._lines.append(text)
 
     def flush(self) -> None:
+        """Print the queued lines as one text."""
         if self._lines:
             text, self._lines = "\n".join(self._lines), []
             self._console.print(text)
 
-    def __getattr__(self, name: str) -> Any:
-        self.flush()
-        return getattr(self._console, name)
-
 
 @contextmanager
-def apply_progress(console: Console, steps: int) -> Iterator[Callable[[str, dict[str, Any], Any], None]]:
+def apply_progress(console: Console, steps: int) -> Iterator[Event]:
     """A progress bar of an apply of `steps` steps; yields the `on_event` callback that advances it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -114,10 +112,10 @@ def apply_progress(console: Console, steps: int) -> Iterator[Callable[[str, dict
         def describe() -> str:
             return f"done {counts['done']}  failed {counts['failed']}  running {counts['running']}"
 
-        def on_event(kind: str, step: dict[str, Any], outcome: Any) -> None:
+        def on_event(kind: str, step: Step, outcome: StepOutcome | None) -> None:
             if kind == "start":
                 counts["running"] += 1
-            else:
+            elif outcome is not None:
                 if outcome.status not in ("skipped",) and counts["running"]:
                     counts["running"] -= 1
                 counts["failed" if outcome.status in ("failed", "skipped") else "done"] += 1
@@ -127,12 +125,12 @@ def apply_progress(console: Console, steps: int) -> Iterator[Callable[[str, dict
         yield on_event
 
 
-def render_apply_summary(console: Console, outcomes: Sequence[Any], warehouse: Path) -> None:
+def render_apply_summary(console: Console, outcomes: Sequence[StepOutcome], warehouse: Path) -> None:
     """Print the apply summary: a row per model, the failed tests, the step errors and the warehouse."""
     from rich.table import Table
 
     table = Table("model", "status", "batches", "rows", "time", "tests", box=None, title="Apply summary")
-    by_model: dict[str, list[Any]] = {}
+    by_model: dict[str, list[StepOutcome]] = {}
     for outcome in outcomes:
         by_model.setdefault(outcome.model, []).append(outcome)
     for model, items in by_model.items():

@@ -25,17 +25,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from shared_core.core.errors import CoreError, LockTimeoutError, PlanError, StalePlanError
 from shared_core.core.planning.intervals import add_batches
+from shared_core.core.planning.plan import Plan, Step
 from shared_core.core.planning.watermarks import snapshot
 from shared_core.core.project.headers import parse_instant
 from shared_core.core.project.loading import load_commit
 from shared_core.core.project.models import Model, Project
 from shared_core.core.sql.canonical import resolve_canonical
-from shared_core.ports import BlobStore, Executor, GitSource, QueryAnalyzer
+from shared_core.core.state import QualityResult
+from shared_core.ports import BlobStore, Executor, GitSource, LedgerStore, QueryAnalyzer, RunStore, StateStore
 from shared_core.services.failures import failure_text
+from shared_core.services.messages import StepStatus
 
 __all__ = [
     "NOT_SUCCEEDED",
@@ -45,6 +48,7 @@ __all__ = [
     "RunOptions",
     "StepOutcome",
     "StepReport",
+    "StepStatus",
     "VerifiedPlan",
     "acquire_lock",
     "apply_plan",
@@ -71,12 +75,12 @@ class StepOutcome:
 
     step_id: str
     model: str
-    status: str  # success | failed | skipped | done (already succeeded in an earlier apply)
+    status: StepStatus  # done: already succeeded in an earlier apply
     rows_written: int = 0
     seconds: float = 0.0
     engine_seconds: float = 0.0
     batches: int = 0
-    tests: list[tuple[str, str, bool, int]] = field(default_factory=list)  # (test, severity, passed, failing)
+    tests: list[QualityResult] = field(default_factory=list)  # (test, severity, passed, failing rows)
     error: str | None = None
 
 
@@ -89,14 +93,15 @@ class RunOptions:
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
-Event = Callable[[str, dict[str, Any], StepOutcome | None], None]
+Event = Callable[[Literal["start", "end"], Step, StepOutcome | None], None]
+"""Called when a step starts (without an outcome) and when it ends (with its outcome)."""
 
 
-def plan_waves(plan: Mapping[str, Any]) -> list[list[Mapping[str, Any]]]:
+def plan_waves(plan: Plan) -> list[list[Step]]:
     """The plan's steps grouped by `parallel_group`, in wave order (topological order within a wave)."""
-    waves: dict[int, list[Mapping[str, Any]]] = {}
-    for step in plan["steps"]:
-        waves.setdefault(step["parallel_group"], []).append(step)
+    waves: dict[int, list[Step]] = {}
+    for step in plan.steps:
+        waves.setdefault(step.parallel_group, []).append(step)
     return [waves[wave] for wave in sorted(waves)]
 
 
@@ -123,11 +128,11 @@ def plan_outcome(statuses: Mapping[str, str]) -> Literal["succeeded", "failed"]:
     return "failed" if failed_steps(statuses) else "succeeded"
 
 
-def step_batches(step: Mapping[str, Any]) -> list[tuple[datetime | None, datetime | None]]:
+def step_batches(step: Step) -> list[tuple[datetime | None, datetime | None]]:
     """The batches of a step, each one engine transaction: `(None, None)` for non-incremental steps."""
-    if step["start"] is None:
+    if step.start is None or step.end is None or step.batch is None:
         return [(None, None)]
-    cursor, end, unit = parse_instant(step["start"]), parse_instant(step["end"]), step["batch"]
+    cursor, end, unit = parse_instant(step.start), parse_instant(step.end), step.batch
     batches: list[tuple[datetime | None, datetime | None]] = []
     while cursor < end:
         nxt = add_batches(cursor, unit, 1)
@@ -136,32 +141,33 @@ def step_batches(step: Mapping[str, Any]) -> list[tuple[datetime | None, datetim
     return batches
 
 
-def consulted_models(plan: Mapping[str, Any]) -> list[str]:
+def consulted_models(plan: Plan) -> list[str]:
     """The models whose ledger the planner read (incremental steps that are not backfills)."""
-    return sorted({s["model"] for s in plan["steps"] if s["run_type"] == "incremental"})
+    return sorted({s.model for s in plan.steps if s.run_type == "incremental"})
 
 
-async def check_not_stale(store: Any, tenant: str, plan: Mapping[str, Any]) -> None:
+async def check_not_stale(store: LedgerStore, tenant: str, plan: Plan) -> None:
     """Refuse a plan whose consulted watermarks moved (other plans' ranges only; its own are progress).
 
     Raises:
         StalePlanError: naming the first model whose ledger differs.
     """
     models = consulted_models(plan)
-    now = snapshot(await store.ledger_before(tenant, models, plan["plan_id"]), models)
-    then = plan["inputs"]["watermarks"]
+    now = snapshot(await store.ledger_before(tenant, models, plan.plan_id), models)
+    then = plan.inputs.watermarks
     for model in models:
-        if now.get(model, []) != then.get(model, []):
+        if now.get(model, ()) != then.get(model, ()):
+            planned, current = [list(r) for r in then.get(model, ())], [list(r) for r in now.get(model, ())]
             raise StalePlanError(
-                f"stale plan {plan['plan_id'][:12]}: the watermarks of {model} moved since planning "
-                f"(planned on {then.get(model, [])}, now {now.get(model, [])}); re-plan and apply the new plan"
+                f"stale plan {plan.plan_id[:12]}: the watermarks of {model} moved since planning "
+                f"(planned on {planned}, now {current}); re-plan and apply the new plan"
             )
 
 
 async def apply_plan(
-    plan: Mapping[str, Any],
+    plan: Plan,
     project: Project,
-    store: Any,
+    store: StateStore,
     executor: Executor,
     options: RunOptions,
     *,
@@ -169,7 +175,7 @@ async def apply_plan(
     on_event: Event | None = None,
 ) -> list[StepOutcome]:
     """Execute every step of `plan` (resuming an earlier apply of it) and return their outcomes."""
-    plan_id = plan["plan_id"]
+    plan_id = plan.plan_id
     await check_not_stale(store, options.tenant, plan)
     done = await store.successful_batches(options.tenant, plan_id)
     # one warehouse read for the whole plan: a DuckDB file has one writer process, so no batch of this plan
@@ -180,35 +186,35 @@ async def apply_plan(
     statuses: dict[str, str] = {}
     limit = asyncio.Semaphore(max(1, options.parallelism))
 
-    async def one(step: Mapping[str, Any]) -> None:
-        broken = first_broken_upstream(step["depends_on"], statuses)
+    async def one(step: Step) -> None:
+        broken = first_broken_upstream(step.depends_on, statuses)
         if broken is not None:
             reason = f"skipped: upstream step of {outcomes[broken].model} did not succeed"
-            await store.record_skipped(options.tenant, plan_id, step["step_id"], step["model"], reason)
-            outcomes[step["step_id"]] = StepOutcome(step["step_id"], step["model"], "skipped", error=reason)
+            await store.record_skipped(options.tenant, plan_id, step.step_id, step.model, reason)
+            outcomes[step.step_id] = StepOutcome(step.step_id, step.model, "skipped", error=reason)
         else:
             async with limit:
                 if on_event:
-                    on_event("start", dict(step), None)
-                outcomes[step["step_id"]] = await run_step(
-                    plan_id, step, project[step["model"]], store, executor, options, done=done,
-                    canonical=(canonical or {}).get(step["model"]), committed=markers.get(step["step_id"], {}),
+                    on_event("start", step, None)
+                outcomes[step.step_id] = await run_step(
+                    plan_id, step, project[step.model], store, executor, options, done=done,
+                    canonical=(canonical or {}).get(step.model), committed=markers.get(step.step_id, {}),
                 )
-        statuses[step["step_id"]] = outcomes[step["step_id"]].status
+        statuses[step.step_id] = outcomes[step.step_id].status
         if on_event:
-            on_event("end", dict(step), outcomes[step["step_id"]])
+            on_event("end", step, outcomes[step.step_id])
 
     for wave in plan_waves(plan):
         await asyncio.gather(*(one(step) for step in wave))
     await store.set_plan_status(options.tenant, plan_id, plan_outcome(statuses))
-    return [outcomes[s["step_id"]] for s in plan["steps"]]
+    return [outcomes[s.step_id] for s in plan.steps]
 
 
 async def run_step(
     plan_id: str,
-    step: Mapping[str, Any],
+    step: Step,
     model: Model,
-    store: Any,
+    store: RunStore,
     executor: Executor,
     options: RunOptions,
     *,
@@ -221,21 +227,21 @@ async def run_step(
     `done` and `committed` (the step's warehouse markers) are read here when the caller has not read them.
     """
     started = time.perf_counter()
-    outcome = StepOutcome(step["step_id"], model.name, "success")
+    outcome = StepOutcome(step.step_id, model.name, "success")
     batches = step_batches(step)
     recorded = done if done is not None else await store.successful_batches(options.tenant, plan_id)
     if committed is None:
-        committed = await asyncio.to_thread(executor.committed_batches, plan_id, step["step_id"])
-    finished = {start for start, _ in batches if start in committed and (step["step_id"], start) in recorded}
+        committed = await asyncio.to_thread(executor.committed_batches, plan_id, step.step_id)
+    finished = {start for start, _ in batches if start in committed and (step.step_id, start) in recorded}
     if len(finished) == len(batches):
         outcome.status = "done"
         return outcome
-    start_all = parse_instant(step["start"]) if step["start"] else None
-    end_all = parse_instant(step["end"]) if step["end"] else None
+    start_all = parse_instant(step.start) if step.start else None
+    end_all = parse_instant(step.end) if step.end else None
     try:
-        lock_id = await acquire_lock(store, options, model.name, start_all, end_all, (plan_id, step["step_id"]))
+        lock_id = await acquire_lock(store, options, model.name, start_all, end_all, (plan_id, step.step_id))
     except LockTimeoutError as exc:
-        run_id = await store.start_run(options.tenant, plan_id, step["step_id"], model.name, start_all, end_all)
+        run_id = await store.start_run(options.tenant, plan_id, step.step_id, model.name, start_all, end_all)
         outcome.status, outcome.error = "failed", failure_text(exc)
         await store.finish_run(options.tenant, run_id, "failed", error=outcome.error)
         return outcome
@@ -243,7 +249,7 @@ async def run_step(
         for index, (start, end) in enumerate(batches):
             if start in finished:
                 continue
-            reset = bool(step["reset"]) and index == 0
+            reset = step.reset and index == 0
             error = await _run_batch(
                 plan_id, step, model, store, executor, options, start, end, reset, outcome, committed.get(start)
             )
@@ -255,11 +261,11 @@ async def run_step(
         outcome.seconds = time.perf_counter() - started
         header = model.header
         await store.finish_step(  # one transaction: release the lock, telemetry, the deployed model version
-            options.tenant, lock_id, plan_id, step["step_id"],
+            options.tenant, lock_id, plan_id, step.step_id,
             {"step_seconds": outcome.seconds, "engine_seconds": outcome.engine_seconds,
              "rows_written": outcome.rows_written, "batches": outcome.batches},
             {"model": model.name, "status": outcome.status},
-            (model.name, header.kind, header.materialization, step["model_hash"], canonical or "", dict(header.raw))
+            (model.name, header.kind, header.materialization, step.model_hash, canonical or "", dict(header.raw))
             if outcome.status == "success" else None,
         )
     except BaseException:
@@ -269,11 +275,11 @@ async def run_step(
 
 
 async def _run_batch(
-    plan_id: str, step: Mapping[str, Any], model: Model, store: Any, executor: Executor, options: RunOptions,
+    plan_id: str, step: Step, model: Model, store: RunStore, executor: Executor, options: RunOptions,
     start: datetime | None, end: datetime | None, reset: bool, outcome: StepOutcome, committed: int | None,
 ) -> str | None:
     """Run (or, when it already committed in the warehouse, only record) one batch; returns an error or None."""
-    tenant, step_id = options.tenant, step["step_id"]
+    tenant, step_id = options.tenant, step.step_id
     run_id = await store.start_run(tenant, plan_id, step_id, model.name, start, end)
     if committed is None:
         began = time.perf_counter()
@@ -302,7 +308,7 @@ async def _run_batch(
 
 
 async def acquire_lock(
-    store: Any, options: RunOptions, model: str, start: datetime | None, end: datetime | None,
+    store: RunStore, options: RunOptions, model: str, start: datetime | None, end: datetime | None,
     interrupted: tuple[str, str] | None = None,
 ) -> int:
     """Wait for the range lock of `model` up to the timeout; with `interrupted` = (plan_id, step_id), taking it
@@ -348,12 +354,12 @@ def _dead_local_holder(holder: str) -> bool:
 class VerifiedPlan:
     """A plan checked against the repository it is applied from: the target's project and canonical SQL."""
 
-    plan: dict[str, Any]
+    plan: Plan
     project: Project
     canonical: dict[str, str]  # the canonical SQL of each step's model, recorded as the deployed version
 
 
-def verify_plan(plan: dict[str, Any], source: GitSource, analyzer: QueryAnalyzer, *, where: str) -> VerifiedPlan:
+def verify_plan(plan: Plan, source: GitSource, analyzer: QueryAnalyzer, *, where: str) -> VerifiedPlan:
     """Check that every step's model is in the plan's target commit of `source` exactly as it was planned.
 
     Args:
@@ -366,22 +372,22 @@ def verify_plan(plan: dict[str, Any], source: GitSource, analyzer: QueryAnalyzer
         SourceError: the target commit is not in the repository.
         PlanError: a step's model is missing or differs from the planned version.
     """
-    project = load_commit(source, source.resolve(plan["target"])).project
-    step_models = sorted({s["model"] for s in plan["steps"]})
+    project = load_commit(source, source.resolve(plan.target)).project
+    step_models = plan.step_models
     missing = [m for m in step_models if m not in project]
     if missing:
-        raise PlanError(f"plan step model {missing[0]} is not in {where} at {plan['target'][:12]}; "
+        raise PlanError(f"plan step model {missing[0]} is not in {where} at {plan.target[:12]}; "
                         "apply the plan to the repository it was made from")
     analyses = analyzer.analyze_many([(project[m].key, project[m].path, project[m].text) for m in step_models])
     canonical = {m: resolve_canonical(analyses[project[m].key], project[m].ref_targets) for m in step_models}
-    for step in plan["steps"]:
-        model = project[step["model"]]
-        if model.content_hash(analyses[model.key]) != step["model_hash"]:
+    for step in plan.steps:
+        model = project[step.model]
+        if model.content_hash(analyses[model.key]) != step.model_hash:
             raise PlanError(f"{model.path}: {model.name} differs from the version the plan was made from; re-plan")
     return VerifiedPlan(plan, project, canonical)
 
 
-async def run_apply(verified: VerifiedPlan, store: Any, executor: Executor, options: RunOptions, *, actor: str,
+async def run_apply(verified: VerifiedPlan, store: StateStore, executor: Executor, options: RunOptions, *, actor: str,
                     on_event: Event | None = None) -> list[StepOutcome]:
     """Apply a verified plan as an engineer: record the plan, audit the start, apply, audit the end.
 
@@ -389,18 +395,18 @@ async def run_apply(verified: VerifiedPlan, store: Any, executor: Executor, opti
         StalePlanError: the plan's consulted watermarks moved since planning.
         StateError: the state store refuses or cannot be reached.
     """
-    from shared_core.core.planning.plan import plan_to_json
+    from shared_core.core.planning.plan_codec import plan_to_json
     from shared_core.services.audit import record_audit
 
     plan = verified.plan
     await store.save_plan(options.tenant, plan, plan_to_json(plan))
     await record_audit(store, options.tenant, actor=actor, role="engineer", action="apply.started",
-                       target=plan["plan_id"], details={"steps": len(plan["steps"]), "target": plan["target"]})
+                       target=plan.plan_id, details={"steps": len(plan.steps), "target": plan.target})
     outcomes = await apply_plan(plan, verified.project, store, executor, options, canonical=verified.canonical,
                                 on_event=on_event)
     failed = len(failed_steps({o.step_id: o.status for o in outcomes}))
     await record_audit(store, options.tenant, actor=actor, role="engineer", action="apply.finished",
-                       target=plan["plan_id"], details={"failed_or_skipped": failed, "steps": len(outcomes)})
+                       target=plan.plan_id, details={"failed_or_skipped": failed, "steps": len(outcomes)})
     return outcomes
 
 
@@ -412,7 +418,7 @@ class ExecutionStart:
     detail: str = ""
 
 
-async def start_execution(store: Any, blobs: BlobStore, *, tenant_id: str, plan_id: str,
+async def start_execution(store: StateStore, blobs: BlobStore, *, tenant_id: str, plan_id: str,
                           instance: str) -> ExecutionStart:
     """Before a job's first step: refuse a missing or stale plan, else mark the plan and the job running."""
     from shared_core.services.plans import read_stored_plan
@@ -433,13 +439,13 @@ async def start_execution(store: Any, blobs: BlobStore, *, tenant_id: str, plan_
 class StepReport:
     """How one step of a job ended; `rows_written` and `batches` are None when the step did not run."""
 
-    status: str
+    status: StepStatus
     error: str | None
     rows_written: int | None = None
     batches: int | None = None
 
 
-async def run_job_step(store: Any, blobs: BlobStore, source: GitSource, open_executor: Callable[[], Executor], *,
+async def run_job_step(store: RunStore, blobs: BlobStore, source: GitSource, open_executor: Callable[[], Executor], *,
                        tenant_id: str, plan_id: str, step_id: str, skip_reason: str | None) -> StepReport:
     """Run (or, with `skip_reason`, record as skipped) one step of a job's stored plan, as `ironlayer apply` does.
 
@@ -454,14 +460,14 @@ async def run_job_step(store: Any, blobs: BlobStore, source: GitSource, open_exe
     from shared_core.services.plans import require_stored_plan
 
     plan = await require_stored_plan(blobs, plan_id)
-    project = (await asyncio.to_thread(load_commit, source, plan["target"])).project
-    step = next((s for s in plan["steps"] if s["step_id"] == step_id), None)
+    project = (await asyncio.to_thread(load_commit, source, plan.target)).project
+    step = plan.step(step_id)
     if step is None:
         return StepReport("failed", f"step {step_id[:12]} is not in plan {plan_id[:12]}")
     if skip_reason:
-        await store.record_skipped(tenant_id, plan_id, step_id, step["model"], skip_reason)
+        await store.record_skipped(tenant_id, plan_id, step_id, step.model, skip_reason)
         return StepReport("skipped", skip_reason)
-    model = project[step["model"]]
+    model = project[step.model]
     try:
         executor = open_executor()
     except CoreError as exc:  # a configured engine that cannot run: the step fails, clearly

@@ -17,19 +17,43 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from shared_core.core.errors import CoreError
+from shared_core.core.state import JobKind, JobStatus
+from shared_core.services.messages import JobMessage, JobOutcome
 
 if TYPE_CHECKING:
-    from shared_core.ports import GitSource, Orchestrations, StatusPublisher
+    from shared_core.ports import (
+        GitSource,
+        JobStore,
+        LedgerStore,
+        Orchestrations,
+        StateStore,
+        StatusPublisher,
+    )
+
+__all__ = [
+    "ORCHESTRATOR",
+    "JobCancel",
+    "JobInput",
+    "JobKind",
+    "JobOutcome",
+    "JobPolicy",
+    "JobStart",
+    "cancel_job",
+    "due_schedule_jobs",
+    "finish_job",
+    "instance_id",
+    "push_job",
+    "schedule_job",
+    "start_job",
+]
 
 logger = logging.getLogger(__name__)
 ORCHESTRATOR = "plan_orchestrator"
-JobKind = Literal["push", "schedule"]
-JobOutcome = Literal["succeeded", "failed", "rejected", "expired", "cancelled"]
 
 
 def instance_id(kind: str, *parts: str) -> str:
@@ -61,9 +85,25 @@ class JobInput(BaseModel):
     approval_ttl_hours: int
     step_retries: int
 
-    def to_input(self) -> dict[str, Any]:
-        """The JSON object handed to the orchestration (fields that do not apply to the kind are left out)."""
-        return self.model_dump(mode="json", exclude_none=True)
+    def to_input(self) -> JobMessage:
+        """The JSON object handed to the orchestration (fields that do not apply to the kind are left out).
+
+        It is `model_dump(mode="json", exclude_none=True)`, written out so that its type is the message's.
+        """
+        message: JobMessage = {
+            "kind": self.kind, "tenant_id": self.tenant_id, "repository": self.repository, "base": self.base,
+            "target": self.target, "author": self.author, "auto_approve": self.auto_approve,
+            "approval_ttl_hours": self.approval_ttl_hours, "step_retries": self.step_retries,
+        }
+        if self.branch is not None:
+            message["branch"] = self.branch
+        if self.models is not None:
+            message["models"] = list(self.models)
+        if self.as_of is not None:
+            message["as_of"] = self.as_of
+        if self.sequence is not None:
+            message["sequence"] = self.sequence
+        return message
 
     @property
     def instance_id(self) -> str:
@@ -100,7 +140,7 @@ def schedule_job(*, tenant_id: str, repository: str, sha: str, models: Sequence[
                     approval_ttl_hours=policy.approval_ttl_hours, step_retries=policy.step_retries)
 
 
-async def due_schedule_jobs(source: GitSource, store: Any, *, tenant_id: str, repository: str, branch: str,
+async def due_schedule_jobs(source: GitSource, store: LedgerStore, *, tenant_id: str, repository: str, branch: str,
                             now: datetime, policy: JobPolicy) -> list[JobInput]:
     """The catch-up jobs due at `now`: incremental models of the branch head whose cron fired, by fire time.
 
@@ -130,7 +170,7 @@ class JobStart:
     reason: str = ""
 
 
-async def start_job(store: Any, orchestrations: Orchestrations, job: JobInput, *,
+async def start_job(store: JobStore, orchestrations: Orchestrations, job: JobInput, *,
                     delivery_id: str | None = None) -> JobStart:
     """Start the job's orchestration unless this delivery, or this push or schedule, was started before.
 
@@ -171,7 +211,7 @@ async def start_job(store: Any, orchestrations: Orchestrations, job: JobInput, *
     return JobStart("accepted", instance)
 
 
-async def finish_job(store: Any, publisher: StatusPublisher, *, tenant_id: str, plan_id: str | None, instance: str,
+async def finish_job(store: StateStore, publisher: StatusPublisher, *, tenant_id: str, plan_id: str | None, instance: str,
                      target: str, outcome: JobOutcome, detail: str) -> None:
     """Record how the job ended: the plan's status (when it got a plan), the job's status, the final commit status.
 
@@ -185,7 +225,7 @@ async def finish_job(store: Any, publisher: StatusPublisher, *, tenant_id: str, 
     detail = failure_text(detail)
     if plan_id is not None:
         await store.set_plan_status(tenant_id, plan_id, outcome)
-    job_status = {"succeeded": "succeeded", "cancelled": "cancelled"}.get(outcome, "failed")
+    job_status: JobStatus = outcome if outcome in ("succeeded", "cancelled") else "failed"
     await store.upsert_job(tenant_id, instance, status=job_status, detail=detail)
     state = "success" if outcome == "succeeded" else "failure"
     subject = f"IronLayer plan {plan_id[:12]}" if plan_id is not None else "IronLayer planning"
@@ -197,14 +237,17 @@ async def finish_job(store: Any, publisher: StatusPublisher, *, tenant_id: str, 
 
 @dataclass(frozen=True)
 class JobCancel:
-    """What cancelling did: `cancelled`, or why not (`not_found`, or `finished` with the job's final status)."""
+    """What cancelling did: `cancelled`, or why not (`not_found`, or `finished` with the job's final status).
+
+    `status` is the job's status afterwards (None when there is no such job).
+    """
 
     result: Literal["cancelled", "not_found", "finished"]
-    status: str = ""
+    status: JobStatus | None = None
     runs_cancelled: int = 0
 
 
-async def cancel_job(store: Any, orchestrations: Orchestrations, tenant_id: str, instance: str, *, actor: str,
+async def cancel_job(store: StateStore, orchestrations: Orchestrations, tenant_id: str, instance: str, *, actor: str,
                      role: str, via: str) -> JobCancel:
     """Stop a job that has not finished: terminate the orchestration, cancel its runs and plan, audit it.
 
@@ -224,9 +267,10 @@ async def cancel_job(store: Any, orchestrations: Orchestrations, tenant_id: str,
     if job["status"] in ("succeeded", "failed", "cancelled"):
         return JobCancel("finished", status=job["status"])
     await orchestrations.terminate(instance, f"cancelled through {via} by {actor}")
-    cancelled = await store.cancel_runs(tenant_id, job["plan_id"]) if job["plan_id"] else 0
-    if job["plan_id"]:
-        await store.set_plan_status(tenant_id, job["plan_id"], "cancelled")
+    plan_id = job["plan_id"]
+    cancelled = await store.cancel_runs(tenant_id, plan_id) if plan_id else 0
+    if plan_id:
+        await store.set_plan_status(tenant_id, plan_id, "cancelled")
     await store.upsert_job(tenant_id, instance, status="cancelled", detail=f"cancelled by {actor}")
     await record_audit(store, tenant_id, actor=actor, role=role, action="job.cancelled", target=instance,
                        details={"plan_id": job["plan_id"], "runs_cancelled": cancelled})

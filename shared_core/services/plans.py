@@ -12,29 +12,30 @@ import json
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared_core.core.errors import PlanError, SourceError, StateError
-from shared_core.core.planning.plan import load_plan, plan_to_json
+from shared_core.core.planning.plan import Plan
+from shared_core.core.planning.plan_codec import load_plan, plan_to_json
 from shared_core.core.planning.planner import build_backfill_plan, build_catchup_plan, build_plan
 from shared_core.core.planning.watermarks import Ledger
 from shared_core.core.project.loading import CommitProject, load_commit, load_commits, read_config
 from shared_core.core.project.models import Project, ScannedSource
 from shared_core.core.sql.canonical import resolve_canonical
-from shared_core.ports import BatchAnalyzer, BlobStore, GitSource, QueryAnalyzer
+from shared_core.ports import BatchAnalyzer, BlobStore, GitSource, PlanStore, QueryAnalyzer, StateStore
+from shared_core.services.messages import PlanRef, StepRef
 
 if TYPE_CHECKING:
     from shared_core.services.jobs import JobInput
 
 ZERO_SHA = "0" * 40
-PlanDoc = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class CommitsPlan:
     """A plan of two commits and the projects it was made from."""
 
-    plan: PlanDoc
+    plan: Plan
     base: CommitProject
     target: CommitProject
 
@@ -109,9 +110,9 @@ def likely_analyses(base: Project, target: Project) -> list[tuple[str, str, str]
     return [(model.key, model.path, model.text) for model in models]
 
 
-def sql_diffs(plan: PlanDoc, base: Project, target: Project, analyzer: QueryAnalyzer) -> dict[str, list[str]]:
+def sql_diffs(plan: Plan, base: Project, target: Project, analyzer: QueryAnalyzer) -> dict[str, list[str]]:
     """The old and new canonical SQL of every modified model of `plan` (shown on the approval page)."""
-    modified = [m["name"] for m in plan["models"] if m["change"] == "modified"]
+    modified = [m.name for m in plan.changes("modified")]
     pairs = [(base[name], target[name]) for name in modified]
     analyses = analyzer.analyze_many([(m.key, m.path, m.text) for pair in pairs for m in pair])
     return {new.name: [resolve_canonical(analyses[old.key], old.ref_targets),
@@ -121,7 +122,7 @@ def sql_diffs(plan: PlanDoc, base: Project, target: Project, analyzer: QueryAnal
 def plan_catchup(
     source: GitSource, target_ref: str, models: Sequence[str], *, as_of: datetime, ledger: Ledger,
     analyzer: QueryAnalyzer,
-) -> PlanDoc:
+) -> Plan:
     """Plan the missing batches of scheduled incremental `models` at `target_ref`, up to `as_of`.
 
     Raises:
@@ -136,7 +137,7 @@ def plan_catchup(
 
 def plan_backfill(
     source: GitSource, ref: str, model: str, start: datetime, end: datetime, *, analyzer: QueryAnalyzer,
-) -> tuple[PlanDoc, CommitProject]:
+) -> tuple[Plan, CommitProject]:
     """Plan exactly `[start, end)` of one incremental model at `ref`; returns the plan and the commit's project.
 
     Raises:
@@ -151,17 +152,12 @@ def plan_backfill(
     return plan, commit
 
 
-@dataclass(frozen=True)
-class PlannedJob:
-    """A job's stored plan: its ID and its steps by wave, as `(step_id, depends_on)` (IDs, never the body)."""
-
-    plan_id: str
-    waves: list[list[tuple[str, list[str]]]]
-
-
-async def plan_job(job: JobInput, instance: str, *, store: Any, blobs: BlobStore, source: GitSource,
-                   analyzer: BatchAnalyzer) -> PlannedJob:
+async def plan_job(job: JobInput, instance: str, *, store: StateStore, blobs: BlobStore, source: GitSource,
+                   analyzer: BatchAnalyzer) -> PlanRef:
     """Plan a job (a push: its two commits; a schedule: the catch-up of its models), store the plan, link the job.
+
+    Returns:
+        The plan's ID and its steps by wave (IDs only, never the plan body), for the orchestrator.
 
     Raises:
         CoreError: the commits cannot be read or planned, or a store refuses.
@@ -180,10 +176,11 @@ async def plan_job(job: JobInput, instance: str, *, store: Any, blobs: BlobStore
         plan = planned.plan
         diffs = await asyncio.to_thread(sql_diffs, plan, planned.base.project, planned.target.project, analyzer)
     await store_plan(store, blobs, job.tenant_id, plan, diffs=diffs)
-    await store.upsert_job(job.tenant_id, instance, plan_id=plan["plan_id"], kind=job.kind,
+    await store.upsert_job(job.tenant_id, instance, plan_id=plan.plan_id, kind=job.kind,
                            repository=job.repository, target=job.target)
-    waves = [[(step["step_id"], list(step["depends_on"])) for step in wave] for wave in plan_waves(plan)]
-    return PlannedJob(plan["plan_id"], waves)
+    waves = [[StepRef(step_id=step.step_id, depends_on=list(step.depends_on)) for step in wave]
+             for wave in plan_waves(plan)]
+    return PlanRef(plan_id=plan.plan_id, waves=waves)
 
 
 def plan_key(plan_id: str) -> str:
@@ -197,17 +194,17 @@ def sql_diff_key(plan_id: str) -> str:
 
 
 async def store_plan(
-    store: Any, blobs: BlobStore, tenant_id: str, plan: PlanDoc, *, diffs: dict[str, list[str]] | None = None,
+    store: PlanStore, blobs: BlobStore, tenant_id: str, plan: Plan, *, diffs: dict[str, list[str]] | None = None,
 ) -> None:
     """Keep a plan: its bytes (and the SQL diffs) in the blob store by plan ID, then its row in the state store."""
     text = plan_to_json(plan)
-    await asyncio.to_thread(blobs.put, plan_key(plan["plan_id"]), text.encode(), content_type="application/json")
-    await asyncio.to_thread(blobs.put, sql_diff_key(plan["plan_id"]),
+    await asyncio.to_thread(blobs.put, plan_key(plan.plan_id), text.encode(), content_type="application/json")
+    await asyncio.to_thread(blobs.put, sql_diff_key(plan.plan_id),
                             json.dumps(diffs or {}, sort_keys=True).encode(), content_type="application/json")
     await store.save_plan(tenant_id, plan, text)
 
 
-async def read_stored_plan(blobs: BlobStore, plan_id: str) -> PlanDoc | None:
+async def read_stored_plan(blobs: BlobStore, plan_id: str) -> Plan | None:
     """The plan stored under `plan_id`, integrity-checked (`load_plan`), or None when it is not stored.
 
     Raises:
@@ -217,7 +214,7 @@ async def read_stored_plan(blobs: BlobStore, plan_id: str) -> PlanDoc | None:
     return None if data is None else load_plan(data.decode(), plan_key(plan_id))
 
 
-async def require_stored_plan(blobs: BlobStore, plan_id: str) -> PlanDoc:
+async def require_stored_plan(blobs: BlobStore, plan_id: str) -> Plan:
     """`read_stored_plan`, for a plan that must be there.
 
     Raises:
@@ -229,7 +226,7 @@ async def require_stored_plan(blobs: BlobStore, plan_id: str) -> PlanDoc:
     return plan
 
 
-async def find_plan_id(store: Any, tenant_id: str, prefix: str) -> str:
+async def find_plan_id(store: PlanStore, tenant_id: str, prefix: str) -> str:
     """The one plan ID of the tenant that starts with `prefix` (a whole ID is returned as it is).
 
     Raises:
@@ -240,4 +237,4 @@ async def find_plan_id(store: Any, tenant_id: str, prefix: str) -> str:
     matches = [p["plan_id"] for p in await store.list_plans(tenant_id, 1000) if p["plan_id"].startswith(prefix)]
     if len(matches) != 1:
         raise StateError(f"--plan {prefix} matches {len(matches)} plans; give more of the plan ID")
-    return str(matches[0])
+    return matches[0]

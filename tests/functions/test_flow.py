@@ -20,7 +20,9 @@ import pytest
 from functions import resources
 from shared_core.cli.demo import build_demo_repo, default_examples_dir
 from shared_core.cli.main import main
+from shared_core.core.planning.plan_codec import load_plan
 from shared_core.security.approval_tokens import issue_approval_token
+from shared_core.services.messages import JobIds, PlanJobRequest
 from tests.functions.conftest import APPROVAL_SECRET, handler, json_body, request
 from tests.integration.azurite import azurite_blob_fixture  # noqa: F401  (the `azurite_blob` fixture)
 
@@ -46,7 +48,7 @@ def run(name: str, *args: Any, **kwargs: Any) -> Any:
     return asyncio.run(handler(name)(*args, **kwargs))
 
 
-def job(repo: dict[str, Any], base: str, target: str) -> dict[str, Any]:
+def job(repo: dict[str, Any], base: str, target: str) -> PlanJobRequest:
     return {"kind": "push", "tenant_id": repo["tenant"], "repository": "binkkatal/sample_app", "base": base,
             "target": target, "branch": "main", "author": "octocat", "auto_approve": False,
             "approval_ttl_hours": 24, "step_retries": 3, "instance_id": "push-" + "1" * 32}
@@ -60,12 +62,12 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     out = repo["tmp"] / "cli-plan.json"
     assert main(["plan", str(repo["repo"]), ZERO, repo["v1"], "--out", str(out), "--no-cache"]) == 0
     assert stored == out.read_bytes()
-    plan = json.loads(stored)
+    plan = load_plan(stored.decode(), "stored")
     assert [len(w) for w in ref["waves"]] == [3, 3, 3, 1]
-    assert sorted(s["step_id"] for w in ref["waves"] for s in w) == sorted(s["step_id"] for s in plan["steps"])
+    assert sorted(s["step_id"] for w in ref["waves"] for s in w) == sorted(s.step_id for s in plan.steps)
 
-    ids = {"tenant_id": repo["tenant"], "instance_id": "push-" + "1" * 32, "repository": "binkkatal/sample_app",
-           "target": repo["v1"], "plan_id": plan_id}
+    ids = JobIds(tenant_id=repo["tenant"], instance_id="push-" + "1" * 32, repository="binkkatal/sample_app",
+                 target=repo["v1"], plan_id=plan_id)
     run("request_approval_activity", {**ids, "author": "octocat", "ttl_hours": 24})
     publisher = asyncio.run(resources.clients_for(repo["tenant"], "binkkatal/sample_app")).publisher
     sha, state, description, link = publisher.published[-1]
@@ -124,7 +126,7 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     exact = run("get_plan", request("GET", f"/api/plans/{plan_id}", route_params={"plan_id": plan_id}))
     assert exact.status_code == 200 and exact.get_body() == stored
     runs = json_body(run("list_runs", request("GET", "/api/runs", params={"plan_id": plan_id})))["runs"]
-    assert len(runs) == sum(max(1, s["batches"]) for s in plan["steps"]) and {r["status"] for r in runs} == {"success"}
+    assert len(runs) == sum(max(1, s.batches) for s in plan.steps) and {r["status"] for r in runs} == {"success"}
     jobs = json_body(run("list_jobs", request("GET", "/api/jobs")))["jobs"]
     assert [(j["instance_id"], j["status"], j["plan_id"]) for j in jobs] == [(ids["instance_id"], "succeeded", plan_id)]
     health = run("health", request("GET", "/api/health"))
@@ -144,12 +146,11 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     asyncio.run(tick(Mock(past_due=False), client=client))  # the next tick in the same period starts nothing
     assert [i for i in client.started if i.startswith("schedule-")] == [instance]
     ref = run("build_plan_activity", {**payload, "instance_id": instance})
-    scheduled_plan = json.loads((plans_dir(repo) / f"{ref['plan_id']}.json").read_bytes())
-    first = scheduled_plan["steps"][0]
-    assert first["model"] == "silver.orders" and first["run_type"] == "incremental"
-    assert first["start"] == "2024-01-07T00:00:00Z"  # lookback 1 before the ledger's end (2024-01-08)
-    assert scheduled_plan["inputs"]["watermarks"] == {"silver.orders": [["2024-01-01T00:00:00Z",
-                                                                           "2024-01-08T00:00:00Z"]]}
+    scheduled_plan = load_plan((plans_dir(repo) / f"{ref['plan_id']}.json").read_text(), "stored")
+    first = scheduled_plan.steps[0]
+    assert first.model == "silver.orders" and first.run_type == "incremental"
+    assert first.start == "2024-01-07T00:00:00Z"  # lookback 1 before the ledger's end (2024-01-08)
+    assert scheduled_plan.inputs.watermarks == {"silver.orders": (("2024-01-01T00:00:00Z", "2024-01-08T00:00:00Z"),)}
 
 
 @pytest.mark.parametrize(
@@ -177,8 +178,9 @@ def test_cancel_terminates_and_marks_runs_cancelled(repo: dict[str, Any], client
 
     async def running_run() -> None:
         store = await resources.get_store()
-        step = json.loads((plans_dir(repo) / f"{ref['plan_id']}.json").read_bytes())["steps"][0]
-        await store.start_run(repo["tenant"], ref["plan_id"], step["step_id"], step["model"], None, None)
+        stored = (plans_dir(repo) / f"{ref['plan_id']}.json").read_text()
+        step = load_plan(stored, "stored").steps[0]
+        await store.start_run(repo["tenant"], ref["plan_id"], step.step_id, step.model, None, None)
         await store.upsert_job(repo["tenant"], instance, status="running")
 
     asyncio.run(running_run())

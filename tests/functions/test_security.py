@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from functions import resources
 from shared_core.cli.main import main
 from tests.functions.conftest import handler, json_body, request
+from tests.plans import stub_plan
 
 pytestmark = pytest.mark.integration
 
@@ -331,8 +332,7 @@ def test_secrets_and_pii_never_reach_the_state_store_or_the_logs(app_env: dict[s
 
     async def fail_a_run() -> int:
         store = await resources.get_store()
-        await store.save_plan(app_env["tenant"], {"plan_id": "c" * 64, "base": "b", "target": "t",
-                                                   "as_of": "2024-01-01T00:00:00Z", "inputs_hash": "i"}, "{}")
+        await store.save_plan(app_env["tenant"], stub_plan("c" * 64, base="b", target="t", inputs_hash="i"), "{}")
         run_id: int = await store.start_run(app_env["tenant"], "c" * 64, "s", "m.x", None, None)
         await store.finish_run(app_env["tenant"], run_id, "failed",
                                error="connect to postgresql://etl:hunter2@db/x failed for ann@example.com "

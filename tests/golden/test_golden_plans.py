@@ -25,17 +25,16 @@ committing it: a golden file that encodes a bug is worse than none.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shared_core.adapters.git_writer import read_tree
-from shared_core.core.planning.plan import load_plan
+from shared_core.core.planning.plan import CHANGE_KINDS, Plan, RunType
+from shared_core.core.planning.plan_codec import load_plan, plan_to_json
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 SCENARIOS = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
@@ -61,8 +60,8 @@ def _build_plan(
     return run_plan(repo, base, target, *extra)
 
 
-def _golden(scenario: str) -> dict[str, Any]:
-    return json.loads((GOLDEN / scenario / "plan.json").read_text("utf-8"))
+def _golden(scenario: str) -> Plan:
+    return load_plan((GOLDEN / scenario / "plan.json").read_text("utf-8"), scenario)
 
 
 def _when(text: str) -> datetime:
@@ -93,57 +92,57 @@ def test_golden_plan_is_consistent(scenario: str) -> None:
     """Invariants every plan must satisfy, checked on the checked-in files themselves."""
     text = (GOLDEN / scenario / "plan.json").read_text("utf-8")
     plan = load_plan(text, scenario)  # plan_id and every step_id match the content
-    steps = plan["steps"]
-    by_id = {s["step_id"]: s for s in steps}
+    assert plan_to_json(plan) == text, "the typed plan writes the file's exact bytes"
+    steps = plan.steps
+    by_id = {s.step_id: s for s in steps}
     assert len(by_id) == len(steps), "step IDs are unique"
-    position = {s["step_id"]: i for i, s in enumerate(steps)}
+    position = {s.step_id: i for i, s in enumerate(steps)}
     for step in steps:
-        deps = step["depends_on"]
-        assert deps == sorted(deps)
-        assert all(position[d] < position[step["step_id"]] for d in deps), "steps are in dependency order"
-        assert step["parallel_group"] == 1 + max((by_id[d]["parallel_group"] for d in deps), default=-1)
-        if step["start"] is not None:
-            assert _when(step["start"]) < _when(step["end"]) <= _when(plan["as_of"])
-            assert step["batch"] in ("hour", "day", "month")
+        deps = step.depends_on
+        assert list(deps) == sorted(deps)
+        assert all(position[d] < position[step.step_id] for d in deps), "steps are in dependency order"
+        assert step.parallel_group == 1 + max((by_id[d].parallel_group for d in deps), default=-1)
+        if step.start is not None:
+            assert step.end is not None
+            assert _when(step.start) < _when(step.end) <= _when(plan.as_of)
+            assert step.batch in ("hour", "day", "month")
         else:
-            assert step["batches"] == 0 and step["run_type"] in ("full_refresh", "merge")
-    for model in {s["model"] for s in steps}:
-        own = [s for s in steps if s["model"] == model]
-        windows = [(s["start"], s["end"]) for s in own if s["start"] is not None]
+            assert step.batches == 0 and step.run_type in ("full_refresh", "merge")
+    for model in {s.model for s in steps}:
+        own = [s for s in steps if s.model == model]
+        windows = [(s.start, s.end) for s in own if s.start is not None and s.end is not None]
         assert windows == sorted(windows), "a model's steps run in time order"
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(windows)), "a model's ranges never overlap"
-        assert not any(s["reset"] for s in own[1:]), "only the first step of a backfill starts from empty"
+        assert not any(s.reset for s in own[1:]), "only the first step of a backfill starts from empty"
         for earlier, later in itertools.pairwise(own):
-            assert earlier["step_id"] in later["depends_on"], "a model's steps run one after another"
-    changes = {m["name"]: m for m in plan["models"]}
-    assert [m["name"] for m in plan["models"]] == sorted(changes)
-    for change in plan["models"]:
-        if change["change"] in ("cosmetic", "metadata"):
-            assert change["old_hash"] == change["new_hash"] is not None
+            assert earlier.step_id in later.depends_on, "a model's steps run one after another"
+    changes = {m.name: m for m in plan.models}
+    assert [m.name for m in plan.models] == sorted(changes)
+    for change in plan.models:
+        if change.change in ("cosmetic", "metadata"):
+            assert change.old_hash == change.new_hash is not None
             # such a model runs only because something upstream of it changed
-            assert all(s["reason"].startswith("upstream changed: ") for s in steps if s["model"] == change["name"])
-        elif change["change"] == "modified":
-            assert change["old_hash"] != change["new_hash"]
-    summary = plan["summary"]
-    assert summary["steps"] == len(steps)
-    assert summary["batches"] == sum(s["batches"] for s in steps)
-    assert summary["models_to_run"] == len({s["model"] for s in steps})
-    assert summary["waves"] == (1 + max(s["parallel_group"] for s in steps) if steps else 0)
-    for kind in ("added", "modified", "removed", "cosmetic", "metadata"):
-        assert summary[kind] == sum(1 for m in plan["models"] if m["change"] == kind)
-    planned = {s["model"] for s in steps}
-    assert set(plan["inputs"]["watermarks"]) <= planned, "only consulted ledgers enter the plan"
+            assert all(s.reason.startswith("upstream changed: ") for s in steps if s.model == change.name)
+        elif change.change == "modified":
+            assert change.old_hash != change.new_hash
+    summary = plan.summary
+    assert summary.steps == len(steps)
+    assert summary.batches == sum(s.batches for s in steps)
+    assert summary.models_to_run == len({s.model for s in steps})
+    assert summary.waves == (1 + max(s.parallel_group for s in steps) if steps else 0)
+    counts = summary.to_dict()
+    for kind in CHANGE_KINDS:
+        assert counts[kind] == sum(1 for m in plan.models if m.change == kind)
+    planned = {s.model for s in steps}
+    assert set(plan.inputs.watermarks) <= planned, "only consulted ledgers enter the plan"
 
 
-def _steps(plan: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [
-        (s["model"], s["run_type"], s["start"], s["end"], s["batches"], s["reset"], s["parallel_group"])
-        for s in plan["steps"]
-    ]
+def _steps(plan: Plan) -> list[tuple[str, RunType, str | None, str | None, int, bool, int]]:
+    return [(s.model, s.run_type, s.start, s.end, s.batches, s.reset, s.parallel_group) for s in plan.steps]
 
 
-def _changes(plan: dict[str, Any]) -> dict[str, str]:
-    return {m["name"]: m["change"] for m in plan["models"]}
+def _changes(plan: Plan) -> dict[str, str]:
+    return {m.name: m.change for m in plan.models}
 
 
 D = "T00:00:00Z"
@@ -151,8 +150,8 @@ D = "T00:00:00Z"
 
 def test_new_branch_backfills_every_model() -> None:
     plan = _golden("new_branch")
-    assert plan["base"] == ZERO_SHA and plan["as_of"] == "2024-03-15T06:00:00Z"
-    assert set(_changes(plan).values()) == {"added"} and len(plan["models"]) == 7
+    assert plan.base == ZERO_SHA and plan.as_of == "2024-03-15T06:00:00Z"
+    assert set(_changes(plan).values()) == {"added"} and len(plan.models) == 7
     assert _steps(plan) == [
         ("raw.customers", "full_refresh", None, None, 0, False, 0),
         ("raw.orders", "full_refresh", None, None, 0, False, 0),
@@ -177,8 +176,8 @@ def test_logic_change_reruns_downstream() -> None:
         ("mart.order_log", "incremental", "2024-03-10" + D, "2024-03-11" + D, 1, False, 2),
         ("mart.order_log", "incremental", "2024-03-13" + D, "2024-03-15" + D, 2, False, 3),
     ]
-    assert plan["inputs"]["watermarks"] == {  # only the APPEND_ONLY model's ledger decided anything
-        "mart.order_log": [["2024-01-01" + D, "2024-03-10" + D], ["2024-03-11" + D, "2024-03-13" + D]],
+    assert plan.inputs.watermarks == {  # only the APPEND_ONLY model's ledger decided anything
+        "mart.order_log": (("2024-01-01" + D, "2024-03-10" + D), ("2024-03-11" + D, "2024-03-13" + D)),
     }
 
 
@@ -186,7 +185,7 @@ def test_logic_change_reruns_downstream() -> None:
 def test_no_data_change_runs_nothing(scenario: str) -> None:
     plan = _golden(scenario)
     kind = scenario.split("_")[0]
-    assert plan["steps"] == [] and plan["summary"]["waves"] == 0
+    assert plan.steps == () and plan.summary.waves == 0
     expected = {
         "cosmetic_change": {"mart.customer_ltv", "raw.customers", "raw.orders", "stage.customers", "stage.orders"},
         "metadata_change": {"mart.customer_ltv", "mart.daily_revenue", "raw.orders", "stage.orders"},
@@ -195,7 +194,7 @@ def test_no_data_change_runs_nothing(scenario: str) -> None:
 
 
 def test_metadata_reasons_name_the_keys() -> None:
-    reasons = {m["name"]: m["reason"] for m in _golden("metadata_change")["models"]}
+    reasons = {m.name: m.reason for m in _golden("metadata_change").models}
     assert reasons == {
         "mart.customer_ltv": "metadata only (jira, owner); no rebuild",
         "mart.daily_revenue": "metadata only (description, tags); no rebuild",
@@ -206,7 +205,7 @@ def test_metadata_reasons_name_the_keys() -> None:
 
 def test_moved_files_give_an_empty_plan() -> None:
     plan = _golden("moved_files")
-    assert plan["models"] == [] and plan["steps"] == []
+    assert plan.models == () and plan.steps == ()
 
 
 def test_removed_models_and_the_rewritten_reader() -> None:
@@ -218,7 +217,7 @@ def test_removed_models_and_the_rewritten_reader() -> None:
         "stage.customers": "removed",
     }
     assert _steps(plan) == [("mart.customer_ltv", "full_refresh", None, None, 0, False, 0)]
-    assert plan["steps"][0]["depends_on"] == []
+    assert plan.steps[0].depends_on == ()
 
 
 def test_incremental_gaps_tail_lookback_and_upstream_ranges() -> None:
@@ -234,16 +233,16 @@ def test_incremental_gaps_tail_lookback_and_upstream_ranges() -> None:
         ("mart.engagement_monthly", "incremental", "2024-01-01" + D, "2024-03-01" + D, 2, False, 5),
         ("mart.session_log", "incremental", "2024-03-01" + D, "2024-03-10" + D, 9, False, 2),
     ]
-    assert plan["inputs"]["watermarks"] == {
-        "mart.alerts": [["2024-01-01" + D, "2024-02-10" + D]],
-        "mart.engagement": [
-            ["2024-01-01" + D, "2024-01-20" + D],
-            ["2024-01-25" + D, "2024-02-10" + D],
-            ["2024-02-12" + D, "2024-03-05" + D],
-        ],
-        "mart.engagement_monthly": [["2023-11-01" + D, "2024-02-01" + D]],
-        "mart.session_log": [["2024-01-15" + D, "2024-03-01" + D]],
-        "stage.sessions": [["2024-02-15" + D, "2024-03-05" + D]],
+    assert plan.inputs.watermarks == {
+        "mart.alerts": (("2024-01-01" + D, "2024-02-10" + D),),
+        "mart.engagement": (
+            ("2024-01-01" + D, "2024-01-20" + D),
+            ("2024-01-25" + D, "2024-02-10" + D),
+            ("2024-02-12" + D, "2024-03-05" + D),
+        ),
+        "mart.engagement_monthly": (("2023-11-01" + D, "2024-02-01" + D),),
+        "mart.session_log": (("2024-01-15" + D, "2024-03-01" + D),),
+        "stage.sessions": (("2024-02-15" + D, "2024-03-05" + D),),
     }
 
 
@@ -254,7 +253,7 @@ def test_new_incremental_model_backfills_from_its_start() -> None:
         ("mart.hourly_orders", "backfill", "2024-03-14" + D, "2024-03-15T06:00:00Z", 30, True, 0),
         ("mart.peak_hours", "full_refresh", None, None, 0, False, 1),
     ]
-    assert plan["inputs"]["watermarks"] == {}
+    assert plan.inputs.watermarks == {}
 
 
 def test_diamond_waves_and_dependencies() -> None:
@@ -266,8 +265,8 @@ def test_diamond_waves_and_dependencies() -> None:
         ("dia.joined", "backfill", "2024-01-01" + D, "2024-03-15" + D, 74, False, 2),
         ("dia.report", "full_refresh", None, None, 0, False, 3),
     ]
-    ids = {s["model"]: s["step_id"] for s in plan["steps"]}
-    deps = {s["model"]: s["depends_on"] for s in plan["steps"]}
+    ids = {s.model: s.step_id for s in plan.steps}
+    deps = {s.model: list(s.depends_on) for s in plan.steps}
     assert deps["dia.joined"] == sorted([ids["dia.left_branch"], ids["dia.right_branch"]])
     assert deps["dia.report"] == sorted([ids["dia.joined"], ids["dia.source"]])
 
@@ -275,39 +274,39 @@ def test_diamond_waves_and_dependencies() -> None:
 def test_long_chain_runs_the_changed_suffix_in_order() -> None:
     plan = _golden("long_chain")
     assert _changes(plan) == {"chain.m10": "modified"}
-    assert [(s["model"], s["parallel_group"]) for s in plan["steps"]] == [
+    assert [(s.model, s.parallel_group) for s in plan.steps] == [
         (f"chain.m{i:02d}", i - 10) for i in range(10, 30)
     ]
-    for earlier, later in itertools.pairwise(plan["steps"]):
-        assert later["depends_on"] == [earlier["step_id"]]
+    for earlier, later in itertools.pairwise(plan.steps):
+        assert later.depends_on == (earlier.step_id,)
 
 
 def test_hourly_history_is_chunked_not_exploded() -> None:
     plan = _golden("hourly_long_history")
-    assert plan["inputs"]["planner"] == {"max_batches_per_step": 8784}
-    hourly = [s for s in plan["steps"] if s["model"] == "stage.clicks_hourly"]
-    assert [s["batches"] for s in hourly] == [8784, 8784, 8784, 8784, 8688]
-    assert sum(s["batches"] for s in hourly) == int((_when("2024-01-01" + D) - _when("2019-01-01" + D)) / timedelta(hours=1))
-    assert [s["reset"] for s in hourly] == [True, False, False, False, False]
-    assert hourly[0]["start"] == "2019-01-01" + D and hourly[-1]["end"] == "2024-01-01" + D
-    last = hourly[-1]["step_id"]
-    log = [s for s in plan["steps"] if s["model"] == "mart.click_log"]
-    assert [(s["start"], s["end"], s["batches"], s["run_type"]) for s in log] == [
+    assert plan.inputs.planner.max_batches_per_step == 8784
+    hourly = [s for s in plan.steps if s.model == "stage.clicks_hourly"]
+    assert [s.batches for s in hourly] == [8784, 8784, 8784, 8784, 8688]
+    assert sum(s.batches for s in hourly) == int((_when("2024-01-01" + D) - _when("2019-01-01" + D)) / timedelta(hours=1))
+    assert [s.reset for s in hourly] == [True, False, False, False, False]
+    assert hourly[0].start == "2019-01-01" + D and hourly[-1].end == "2024-01-01" + D
+    last = hourly[-1].step_id
+    log = [s for s in plan.steps if s.model == "mart.click_log"]
+    assert [(s.start, s.end, s.batches, s.run_type) for s in log] == [
         ("2022-06-01" + D, "2022-06-01T05:00:00Z", 5, "incremental"),
         ("2023-12-31T18:00:00Z", "2024-01-01" + D, 6, "incremental"),
     ]
-    assert log[0]["depends_on"] == [last]
-    assert log[1]["depends_on"] == sorted([last, log[0]["step_id"]])
-    daily = [s for s in plan["steps"] if s["model"] == "mart.daily_clicks"]
-    assert [(s["start"], s["end"], s["batches"], s["depends_on"]) for s in daily] == [
-        ("2019-01-01" + D, "2024-01-01" + D, 1826, [last])
+    assert log[0].depends_on == (last,)
+    assert list(log[1].depends_on) == sorted([last, log[0].step_id])
+    daily = [s for s in plan.steps if s.model == "mart.daily_clicks"]
+    assert [(s.start, s.end, s.batches, s.depends_on) for s in daily] == [
+        ("2019-01-01" + D, "2024-01-01" + D, 1826, (last,))
     ]
-    assert len(plan["steps"]) == 8
+    assert len(plan.steps) == 8
 
 
 def test_header_data_change_names_fields() -> None:
     plan = _golden("header_data_change")
-    reasons = {m["name"]: (m["change"], m["reason"]) for m in plan["models"]}
+    reasons = {m.name: (m.change, m.reason) for m in plan.models}
     assert reasons == {
         "mart.customer_ltv": (
             "modified",

@@ -7,7 +7,6 @@ BLOCK failures that keep old data and skip downstream, ledger gaps, and the conf
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ import pytest
 from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.adapters.postgres.store import PostgresStateStore
 from shared_core.cli.main import main
+from shared_core.core.planning.plan_codec import load_plan
 from shared_core.core.project.headers import parse_instant as t
 from tests.integration.seeding import record_completed
 
@@ -137,7 +137,7 @@ def test_apply_builds_everything_and_a_second_apply_changes_nothing(env: dict[st
     statuses = query(env, "SELECT status FROM plans WHERE tenant_id = $1", env["tenant"])
     assert [r["status"] for r in statuses] == ["succeeded"]
     versions = query(env, "SELECT name, current_hash FROM models WHERE tenant_id = $1 ORDER BY name", env["tenant"])
-    steps = {s["model"]: s["model_hash"] for s in json.loads(plan_file.read_text())["steps"]}
+    steps = {s.model: s.model_hash for s in load_plan(plan_file.read_text(), "p1.json").steps}
     assert {r["name"]: r["current_hash"] for r in versions} == steps
 
 
@@ -161,7 +161,7 @@ def test_block_failure_keeps_old_data_skips_downstream_and_lets_other_branches_f
     assert after["ref.lookup"] == [("1", "uno")]  # the independent branch finished
     assert ledger(env, "mart.daily") == [("2024-01-01", "2024-01-10")]  # not advanced, not reset
     runs = query(env, "SELECT model, status FROM runs WHERE tenant_id = $1 AND plan_id = $2 ORDER BY run_id",
-                 env["tenant"], json.loads(plan_file.read_text())["plan_id"])
+                 env["tenant"], load_plan(plan_file.read_text(), plan_file.name).plan_id)
     assert ("mart.daily", "failed") in [tuple(r) for r in runs]
     assert ("mart.totals", "skipped") in [tuple(r) for r in runs]
     failing = query(env, "SELECT test, severity, passed, failing_rows FROM test_results WHERE tenant_id = $1 "
@@ -174,8 +174,8 @@ def test_stale_plan_is_refused(env: dict[str, Any], capsys: pytest.CaptureFixtur
     assert apply(env, plan(env, "0" * 40, head, "p1.json")) == 0
     second = commit(env, {"models/raw.sql": RAW.format(rows=raw_rows(11))}, "2024-01-12T00:00:00+00:00")
     plan_file = plan(env, head, second, "p2.json")
-    assert json.loads(plan_file.read_text())["inputs"]["watermarks"] == {  # the append-only log read its ledger
-        "mart.log": [["2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"]]}
+    assert load_plan(plan_file.read_text(), "p2.json").inputs.watermarks == {  # the append-only log read its ledger
+        "mart.log": (("2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"),)}
 
     async def other_apply() -> None:
         store = PostgresStateStore(env["url"])
@@ -215,8 +215,8 @@ def test_ledger_gaps_are_planned_and_filled(env: dict[str, Any]) -> None:
     warehouse.close()
     second = commit(env, {"models/raw.sql": RAW.format(rows=raw_rows(12))}, "2024-01-12T06:00:00+00:00")
     plan_file = plan(env, head, second, "p2.json")
-    log_steps = [(s["start"][:10], s["end"][:10]) for s in json.loads(plan_file.read_text())["steps"]
-                 if s["model"] == "mart.log"]
+    log_steps = [(s.start[:10], s.end[:10]) for s in load_plan(plan_file.read_text(), "p2.json").steps
+                 if s.model == "mart.log" and s.start is not None and s.end is not None]
     assert log_steps == [("2024-01-03", "2024-01-05"), ("2024-01-08", "2024-01-12")]  # the gap and the tail
     assert apply(env, plan_file) == 0
     assert ledger(env, "mart.log") == [("2024-01-01", "2024-01-12")]
@@ -284,7 +284,7 @@ def test_killed_apply_resumes_to_the_same_tables_as_an_uninterrupted_run(env: di
     head = commit(env, {"models/raw.sql": RAW.format(rows=raw_rows(28)), "models/daily.sql": slow_daily,
                         "models/totals.sql": TOTALS}, f"2024-02-{many - 31 + 1:02d}T00:00:00+00:00")
     plan_file = plan(env, "0" * 40, head, "p1.json")
-    plan_id = json.loads(plan_file.read_text())["plan_id"]
+    plan_id = load_plan(plan_file.read_text(), plan_file.name).plan_id
     command = [sys.executable, "-m", "shared_core.cli", "apply", str(plan_file), "--repo", str(env["repo"]),
                "--warehouse", str(env["tmp"] / "crash.duckdb"), "--auto-approve"]
     child = subprocess.Popen(command, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -344,7 +344,7 @@ def test_warn_failures_are_recorded_and_shown_and_runs_and_status_report(
     warned = LOOKUP.replace("-- kind: FULL_REFRESH\n", "-- kind: FULL_REFRESH\n-- tests: row_count_min(100)@WARN\n")
     head = commit(env, {"models/lookup.sql": warned})
     plan_file = plan(env, "0" * 40, head, "p1.json")
-    plan_id = json.loads(plan_file.read_text())["plan_id"]
+    plan_id = load_plan(plan_file.read_text(), plan_file.name).plan_id
     capsys.readouterr()
     assert apply(env, plan_file) == 0  # a WARN failure does not fail the step
     out = capsys.readouterr().out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.adapters.postgres.store import PostgresStateStore, migrations
 from shared_core.cli.main import main
 from shared_core.core.errors import StateError, StateUnavailableError
+from shared_core.core.planning.plan_codec import load_plan
 from shared_core.core.project.headers import parse_instant as t
 from tests.integration.seeding import record_completed
 
@@ -102,9 +102,9 @@ def test_plan_reads_watermarks_from_the_state_store(database_url: str, tmp_path:
     run(record())
     second = commit_files(repo, {"models/up.sql": up.replace("1 AS d", "2 AS d")}, "two", "2024-01-10T00:00:00+00:00")
     assert main(["plan", str(repo), first, second, "--json", "--no-cache"]) == 0
-    plan = json.loads(capsys.readouterr().out)
-    assert plan["inputs"]["watermarks"] == {"s.inc": [["2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"]]}
+    plan = load_plan(capsys.readouterr().out, "stdout")
+    assert plan.inputs.watermarks == {"s.inc": (("2024-01-01T00:00:00Z", "2024-01-04T00:00:00Z"),)}
     ledger_file = tmp_path / "w.json"
     ledger_file.write_text("{}", "utf-8")
     assert main(["plan", str(repo), first, second, "--json", "--no-cache", "--watermarks", str(ledger_file)]) == 0
-    assert json.loads(capsys.readouterr().out)["inputs"]["watermarks"] == {}  # --watermarks wins
+    assert load_plan(capsys.readouterr().out, "stdout").inputs.watermarks == {}  # --watermarks wins

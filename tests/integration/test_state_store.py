@@ -21,9 +21,11 @@ import pytest
 
 from shared_core.adapters.postgres.store import PostgresStateStore
 from shared_core.core.errors import StateError, StateUnavailableError
+from shared_core.core.planning.plan import Plan
 from shared_core.core.project.headers import parse_instant as t
 from shared_core.core.state import AuditRow, JobRow, PlanSummaryRow, RateState, RunRow
 from tests.integration.seeding import record_completed
+from tests.plans import stub_plan
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +36,8 @@ def new_tenant() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
-def plan_header(plan_id: str) -> dict[str, str]:
-    return {"plan_id": plan_id, "base": "a" * 40, "target": "b" * 40, "as_of": "2024-01-01T00:00:00Z",
-            "inputs_hash": "h"}
+def plan_header(plan_id: str) -> Plan:
+    return stub_plan(plan_id, base="a" * 40, target="b" * 40, as_of="2024-01-01T00:00:00Z", inputs_hash="h")
 
 
 def with_store(url: str, scenario: Callable[[PostgresStateStore], Awaitable[T]]) -> T:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -27,8 +27,11 @@ from shared_core.core.errors import (
     WrongActionError,
     WrongPlanError,
 )
+from shared_core.core.planning.plan import ChangeKind, Kind, Materialization, ModelChange, Plan, RunType, Step
+from shared_core.core.planning.plan_codec import load_plan
 from shared_core.core.project.models import ModelSource, Project, load_project
 from shared_core.core.sql.canonical import analyze_query, resolve_canonical
+from tests.plans import stub_plan
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden"
 SCENARIOS = sorted(p.name for p in GOLDEN.iterdir() if (p / "plan.json").is_file())
@@ -61,9 +64,8 @@ class Page(HTMLParser):
         return [a for t, a in self.tags if t == tag and all(a.get(k) == v for k, v in attrs.items())]
 
 
-def load_golden(name: str) -> dict[str, Any]:
-    plan: dict[str, Any] = json.loads((GOLDEN / name / "plan.json").read_text())
-    return plan
+def load_golden(name: str) -> Plan:
+    return load_plan((GOLDEN / name / "plan.json").read_text(), name)
 
 
 def project(root: Path) -> Project:
@@ -81,16 +83,12 @@ def golden_sql_diffs(name: str) -> dict[str, tuple[str, str]]:
     plan = load_golden(name)
     base, target = project(GOLDEN / name / "base"), project(GOLDEN / name / "target")
     return {
-        m["name"]: (
-            format_sql_for_review(canonical(base, m["name"])),
-            format_sql_for_review(canonical(target, m["name"])),
-        )
-        for m in plan["models"]
-        if m["change"] == "modified"
+        m.name: (format_sql_for_review(canonical(base, m.name)), format_sql_for_review(canonical(target, m.name)))
+        for m in plan.changes("modified")
     }
 
 
-def render(plan: dict[str, Any], **kwargs: Any) -> str:
+def render(plan: Plan, **kwargs: Any) -> str:
     args: dict[str, Any] = {"token": TOKEN, "action_url": ACTION_URL, "sql_diffs": {}}
     args.update(kwargs)
     return render_approval_page(plan, **args)
@@ -102,7 +100,7 @@ def test_logic_change_page_shows_the_whole_plan() -> None:
     text = Page(html).all_text()
     expected = [
         "Review plan a80a71a0bccb",
-        plan["plan_id"],
+        plan.plan_id,
         "17b78e1ff700 → 5ff4fa74ce15",
         "2024-03-15T06:00:00Z",
         "2 modified, 0 added, 0 removed, 0 cosmetic, 0 metadata",
@@ -136,23 +134,23 @@ def test_every_golden_plan_renders(scenario: str) -> None:
     page = Page(html)
     text = page.all_text()
     assert html.startswith("<!DOCTYPE html>")
-    for model in plan["models"]:
-        assert model["name"] in text
-        assert model["reason"] in text
-    for step in plan["steps"]:
-        assert step["model"] in text
-    rows = 2 if plan["models"] and plan["steps"] else 1 if plan["models"] or plan["steps"] else 0
-    assert len(page.find("tr")) == len(plan["models"]) + len(plan["steps"]) + rows
+    for model in plan.models:
+        assert model.name in text
+        assert model.reason in text
+    for step in plan.steps:
+        assert step.model in text
+    rows = 2 if plan.models and plan.steps else 1 if plan.models or plan.steps else 0
+    assert len(page.find("tr")) == len(plan.models) + len(plan.steps) + rows
     waves = [int(t) for t in text.split() if t.isdigit()]  # the wave column counts 1..waves among other numbers
-    assert plan["summary"]["waves"] == 0 or plan["summary"]["waves"] in waves
-    modified = [m["name"] for m in plan["models"] if m["change"] == "modified"]
+    assert plan.summary.waves == 0 or plan.summary.waves in waves
+    modified = [m.name for m in plan.changes("modified")]
     assert ("SQL not shown for: " + ", ".join(modified)) in text if modified else "SQL not shown" not in text
     assert render(plan) == html  # same inputs, same bytes
 
 
 @pytest.mark.parametrize(("change", "symbol"), [("added", "+"), ("modified", "~"), ("removed", "-"), ("cosmetic", "=")])
-def test_change_symbols(change: str, symbol: str) -> None:
-    plan = {"plan_id": "p" * 64, "models": [{"name": "m.x", "change": change, "reason": "r"}], "steps": []}
+def test_change_symbols(change: ChangeKind, symbol: str) -> None:
+    plan = stub_plan(models=[ModelChange("m.x", change, None, None, "r")])
     cells = Page(render(plan)).find("td", title=change)
     assert len(cells) == 1
     assert f'title="{change}">{symbol}</td>' in render(plan)
@@ -166,7 +164,7 @@ def test_empty_plan_says_nothing_runs() -> None:
 
 def test_header_only_change_says_sql_unchanged() -> None:
     plan = load_golden("header_data_change")
-    name = next(m["name"] for m in plan["models"] if m["change"] == "modified")
+    name = plan.changes("modified")[0].name
     text = Page(render(plan, sql_diffs={name: ("SELECT 1", "SELECT 1")})).all_text()
     assert "Canonical SQL unchanged; the change is in the header." in text
 
@@ -194,29 +192,15 @@ def test_format_sql_for_review_keeps_unparsable_text() -> None:
 # --- escaping ---
 
 
-def hostile_plan() -> dict[str, Any]:
-    return {
-        "plan_id": '"><script>alert(1)</script>' + "a" * 40,
-        "base": XSS,
-        "target": "<img src=x onerror=alert(1)>",
-        "as_of": XSS,
-        "summary": {"modified": XSS, "steps": 1},
-        "models": [{"name": f"m.{XSS}", "change": 'modified" onmouseover="alert(1)', "reason": f"because {XSS}"}],
-        "steps": [
-            {
-                "model": XSS,
-                "kind": XSS,
-                "materialization": XSS,
-                "run_type": XSS,
-                "start": XSS,
-                "end": XSS,
-                "batch": XSS,
-                "batches": XSS,
-                "parallel_group": 0,
-                "reason": XSS,
-            }
-        ],
-    }
+def hostile_plan() -> Plan:
+    """Markup in every text a plan holds, vocabulary fields included: `load_plan` refuses those, but the page must
+    not depend on it (`cast` puts the text where the types allow only the vocabulary)."""
+    step = Step(model=XSS, kind=cast(Kind, XSS), materialization=cast(Materialization, XSS),
+                run_type=cast(RunType, XSS), start=XSS, end=XSS, batch=cast(Any, XSS), batches=1, reset=False,
+                model_hash=XSS, depends_on=(), reason=XSS)
+    change = ModelChange(f"m.{XSS}", cast(ChangeKind, 'modified" onmouseover="alert(1)'), None, None, f"because {XSS}")
+    return stub_plan('"><script>alert(1)</script>' + "a" * 40, base=XSS, target="<img src=x onerror=alert(1)>",
+                     as_of=XSS, models=[change], steps=[step])
 
 
 def test_everything_is_escaped() -> None:
@@ -249,8 +233,8 @@ def test_form_target_must_be_this_site_or_https(url: str) -> None:
 
 
 def test_script_in_reason_and_sql_is_escaped_exactly() -> None:
-    plan = load_golden("logic_change")
-    plan["models"][0]["reason"] = XSS
+    golden = load_golden("logic_change")
+    plan = dataclasses.replace(golden, models=(dataclasses.replace(golden.models[0], reason=XSS), *golden.models[1:]))
     html = render(plan, sql_diffs={"raw.orders": ("SELECT 1", f"SELECT '{XSS}'")})
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "+SELECT &#x27;&lt;script&gt;alert(1)&lt;/script&gt;&#x27;" in html

@@ -9,6 +9,7 @@ import pytest
 
 from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.cli.main import main
+from shared_core.core.planning.plan_codec import load_plan
 
 GOOD_A = "-- name: s.a\n-- kind: FULL_REFRESH\nSELECT 1 AS x\n"
 GOOD_B = "-- name: s.b\n-- kind: FULL_REFRESH\nSELECT x FROM {{ ref('s.a') }}\n"
@@ -42,9 +43,9 @@ def test_plan_json_equals_the_saved_file(repo: tuple[Path, str, str], tmp_path: 
     code, stdout, _ = run(["plan", str(path), first, second, "--json", "--out", str(out), "--no-cache"], capsys)
     assert code == 0
     assert stdout == out.read_text("utf-8")
-    plan = json.loads(stdout)
-    assert plan["as_of"] == "2024-01-02T00:00:00Z"  # the target commit's time, never the wall clock
-    assert [s["model"] for s in plan["steps"]] == ["s.b"]
+    plan = load_plan(stdout, "stdout")
+    assert plan.as_of == "2024-01-02T00:00:00Z"  # the target commit's time, never the wall clock
+    assert [s.model for s in plan.steps] == ["s.b"]
 
 
 def test_plan_and_show_print_a_readable_summary(repo: tuple[Path, str, str], tmp_path: Path,

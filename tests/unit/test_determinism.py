@@ -21,7 +21,7 @@ import pytest
 from shared_core.adapters.caches.analysis import CachedAnalyzer
 from shared_core.adapters.git_writer import read_tree
 from shared_core.core.planning.intervals import floor_batch
-from shared_core.core.planning.plan import plan_to_json
+from shared_core.core.planning.plan_codec import load_plan, plan_to_json
 from shared_core.core.planning.planner import build_plan
 from shared_core.core.planning.watermarks import parse_watermarks
 from shared_core.core.project.config import PlannerSettings
@@ -75,7 +75,7 @@ def test_same_bytes_on_repeated_in_process_runs(make_repo: MakeRepo, run_plan: R
     repo, (base, target) = make_repo([base_tree, target_tree])
     runs = {run_plan(repo, base, target, *extra) for _ in range(3)}
     assert len(runs) == 1
-    assert json.loads(runs.pop())["steps"], "the scenario plans real work"
+    assert load_plan(runs.pop().decode(), "plan").steps, "the scenario plans real work"
 
 
 def test_cold_and_warm_cache_give_the_same_plan(make_repo: MakeRepo, run_plan: RunPlan, tmp_path: Path) -> None:
@@ -125,8 +125,8 @@ def test_same_plan_whatever_file_order_and_layout(make_repo: MakeRepo, run_plan:
     plan_a = run_plan(repo_a, base_a, target_a, *extra)
     plan_b = run_plan(repo_b, base_b, target_b, *extra)
     assert _without_commit_ids(plan_a) == _without_commit_ids(plan_b)
-    steps_a, steps_b = json.loads(plan_a)["steps"], json.loads(plan_b)["steps"]
-    assert [s["step_id"] for s in steps_a] == [s["step_id"] for s in steps_b] != []
+    steps_a, steps_b = load_plan(plan_a.decode(), "a").steps, load_plan(plan_b.decode(), "b").steps
+    assert [s.step_id for s in steps_a] == [s.step_id for s in steps_b] != []
 
 
 def _project(tree: dict[str, str], rng: random.Random, *, rename: bool) -> Project:
@@ -211,4 +211,4 @@ def test_parallel_and_serial_analysis_give_the_same_plan() -> None:
     serial = plan(CachedAnalyzer(None, workers=1))
     assert plan(CachedAnalyzer(None, workers=2)) == serial
     assert plan(InlineAnalyzer()) == serial
-    assert json.loads(serial)["summary"]["steps"] == 60
+    assert load_plan(serial, "serial").summary.steps == 60

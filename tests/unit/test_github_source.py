@@ -31,7 +31,7 @@ from shared_core.adapters.git_writer import commit_files, init_repo, read_tree
 from shared_core.adapters.github.source import GitHubSource
 from shared_core.adapters.local_git import LocalGitSource
 from shared_core.core.errors import SourceError, StateUnavailableError
-from shared_core.core.planning.plan import plan_to_json
+from shared_core.core.planning.plan_codec import plan_to_json
 from shared_core.core.planning.planner import build_plan
 from shared_core.core.planning.watermarks import parse_watermarks
 from shared_core.core.project.headers import parse_instant

@@ -23,6 +23,7 @@ from shared_core.adapters.caches.scan import ScanCache
 from shared_core.adapters.local_git import LocalGitSource
 from shared_core.cli.render import BatchedConsole, render_plan
 from shared_core.core.errors import CoreError, SourceError
+from shared_core.core.planning.plan_codec import load_plan
 from shared_core.core.project.loading import load_commit, load_commits
 from shared_core.core.project.models import ModelSource, scan_source
 from shared_core.core.sql.canonical import _drop_self_alias
@@ -148,7 +149,7 @@ def test_loading_two_commits_equals_loading_each(make_repo: Callable[..., tuple[
 def test_batched_rendering_prints_the_same_text(wide_repo: tuple[Path, list[str]], run_plan: Callable[..., bytes]
                                                 ) -> None:
     repo, (v1, _) = wide_repo
-    plan = json.loads(run_plan(repo, ZERO, v1, "--no-cache", "--as-of", "2024-01-10"))
+    plan = load_plan(run_plan(repo, ZERO, v1, "--no-cache", "--as-of", "2024-01-10").decode(), "plan")
     direct, batched = io.StringIO(), io.StringIO()
     render_plan(plan, Console(highlight=False, soft_wrap=True, file=direct))
     console = BatchedConsole(Console(highlight=False, soft_wrap=True, file=batched))

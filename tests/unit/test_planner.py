@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from itertools import pairwise
-from typing import Any
 
 import pytest
 
 from shared_core.core.errors import CycleError, ModelError, PlanError, RefError
-from shared_core.core.planning.plan import load_plan, plan_to_json
+from shared_core.core.planning.plan import Plan, RunType
+from shared_core.core.planning.plan_codec import load_plan, plan_to_json
 from shared_core.core.planning.planner import ZERO_SHA, build_plan
 from shared_core.core.planning.watermarks import parse_watermarks
 from shared_core.core.project.config import PlannerSettings
@@ -34,9 +34,9 @@ def plan(
     target: dict[str, str],
     *,
     as_of: str = AS_OF,
-    ledger: dict[str, Any] | None = None,
+    ledger: dict[str, list[list[str]]] | None = None,
     max_batches: int = 366,
-) -> dict[str, Any]:
+) -> Plan:
     return build_plan(
         project(base or {}),
         project(target),
@@ -49,8 +49,8 @@ def plan(
     )
 
 
-def steps_of(p: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
-    return [(s["model"], s["run_type"], s["start"], s["end"]) for s in p["steps"]]
+def steps_of(p: Plan) -> list[tuple[str, RunType, str | None, str | None]]:
+    return [(s.model, s.run_type, s.start, s.end) for s in p.steps]
 
 
 CHAIN = {
@@ -63,19 +63,19 @@ CHAIN = {
 
 def test_new_branch_plans_everything_in_dependency_order() -> None:
     p = plan(None, CHAIN)
-    assert [s["model"] for s in p["steps"]] == ["s.a", "s.b", "s.c", "s.d"]
-    assert [s["parallel_group"] for s in p["steps"]] == [0, 1, 2, 0]
-    assert p["summary"]["added"] == 4 and p["base"] == ZERO_SHA
+    assert [s.model for s in p.steps] == ["s.a", "s.b", "s.c", "s.d"]
+    assert [s.parallel_group for s in p.steps] == [0, 1, 2, 0]
+    assert p.summary.added == 4 and p.base == ZERO_SHA
 
 
 def test_logic_change_plans_the_model_and_its_downstream_only() -> None:
     target = {**CHAIN, "models/b.sql": model("s.b", "SELECT x + 1 AS x FROM {{ ref('s.a') }}")}
     p = plan(CHAIN, target)
-    assert [(m["name"], m["change"]) for m in p["models"]] == [("s.b", "modified")]
-    assert [s["model"] for s in p["steps"]] == ["s.b", "s.c"]
-    b, c = p["steps"]
-    assert c["depends_on"] == [b["step_id"]] and b["depends_on"] == []
-    assert p["models"][0]["old_hash"] != p["models"][0]["new_hash"]
+    assert [(m.name, m.change) for m in p.models] == [("s.b", "modified")]
+    assert [s.model for s in p.steps] == ["s.b", "s.c"]
+    b, c = p.steps
+    assert c.depends_on == (b.step_id,) and b.depends_on == ()
+    assert p.models[0].old_hash != p.models[0].new_hash
 
 
 def test_cosmetic_and_moved_and_metadata_changes_plan_nothing() -> None:
@@ -86,31 +86,31 @@ def test_cosmetic_and_moved_and_metadata_changes_plan_nothing() -> None:
         "models/d.sql": CHAIN["models/d.sql"],
     }
     p = plan(CHAIN, target)
-    assert p["steps"] == []
-    changes = {m["name"]: m for m in p["models"]}
-    assert changes["s.a"]["change"] == "cosmetic" and changes["s.a"]["old_hash"] == changes["s.a"]["new_hash"]
-    assert changes["s.c"]["change"] == "metadata" and "owner" in changes["s.c"]["reason"]
+    assert p.steps == ()
+    changes = {m.name: m for m in p.models}
+    assert changes["s.a"].change == "cosmetic" and changes["s.a"].old_hash == changes["s.a"].new_hash
+    assert changes["s.c"].change == "metadata" and "owner" in changes["s.c"].reason
     assert "s.b" not in changes  # moved, same bytes: not a change at all
 
 
 def test_short_and_full_refs_hash_the_same() -> None:
     target = {**CHAIN, "models/c.sql": CHAIN["models/c.sql"].replace("ref('b')", "ref('s.b')")}
     p = plan(CHAIN, target)
-    assert [m["change"] for m in p["models"]] == ["cosmetic"] and p["steps"] == []
+    assert [m.change for m in p.models] == ["cosmetic"] and p.steps == ()
 
 
 def test_header_data_field_change_is_a_modification_with_reason() -> None:
     target = {**CHAIN, "models/d.sql": model("s.d", "SELECT 2 AS y", materialization="VIEW")}
     p = plan(CHAIN, target)
-    assert p["models"][0]["change"] == "modified"
-    assert p["models"][0]["reason"] == "materialization: TABLE -> VIEW"
+    assert p.models[0].change == "modified"
+    assert p.models[0].reason == "materialization: TABLE -> VIEW"
 
 
 def test_removed_model_is_listed_without_steps() -> None:
     target = {k: v for k, v in CHAIN.items() if k != "models/d.sql"}
     p = plan(CHAIN, target)
-    assert [(m["name"], m["change"], m["new_hash"]) for m in p["models"]] == [("s.d", "removed", None)]
-    assert p["steps"] == []
+    assert [(m.name, m.change, m.new_hash) for m in p.models] == [("s.d", "removed", None)]
+    assert p.steps == ()
 
 
 INC = {
@@ -129,8 +129,8 @@ def test_modified_incremental_is_backfilled_from_start_ignoring_the_ledger() -> 
     target = {**INC, "models/inc.sql": INC["models/inc.sql"].replace("SELECT d", "SELECT d, 1 AS one")}
     p = plan(INC, target, ledger={"s.inc": [["2024-01-01", "2024-01-10"]]})
     assert steps_of(p) == [("s.inc", "backfill", "2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z")]
-    assert p["steps"][0]["reset"] is True and p["steps"][0]["batches"] == 9
-    assert p["inputs"]["watermarks"] == {}  # the ledger was not consulted
+    assert p.steps[0].reset is True and p.steps[0].batches == 9
+    assert p.inputs.watermarks == {}  # the ledger was not consulted
 
 
 def test_upstream_full_refresh_change_reruns_all_history_of_time_range_models() -> None:
@@ -142,8 +142,8 @@ def test_upstream_full_refresh_change_reruns_all_history_of_time_range_models() 
         ("s.app", "incremental", "2024-01-08T00:00:00Z", "2024-01-10T00:00:00Z"),  # append-only: only what is missing
         ("s.inc", "backfill", "2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"),  # all history, over the old table
     ]
-    assert not any(s["reset"] for s in p["steps"])
-    assert p["inputs"]["watermarks"] == {"s.app": [["2024-01-03T00:00:00Z", "2024-01-08T00:00:00Z"]]}
+    assert not any(s.reset for s in p.steps)
+    assert p.inputs.watermarks == {"s.app": (("2024-01-03T00:00:00Z", "2024-01-08T00:00:00Z"),)}
 
 
 def test_changed_merge_model_is_rebuilt_from_empty_but_downstream_merges_upsert() -> None:
@@ -152,9 +152,9 @@ def test_changed_merge_model_is_rebuilt_from_empty_but_downstream_merges_upsert(
         "models/m.sql": model("s.m", "SELECT id FROM {{ ref('s.a') }}", "MERGE_BY_KEY", unique_key="id"),
     }
     own = plan(files, {**files, "models/m.sql": files["models/m.sql"].replace("SELECT id", "SELECT id + 0 AS id")})
-    assert [(s["model"], s["run_type"], s["reset"]) for s in own["steps"]] == [("s.m", "merge", True)]
+    assert [(s.model, s.run_type, s.reset) for s in own.steps] == [("s.m", "merge", True)]
     upstream = plan(files, {**files, "models/a.sql": model("s.a", "SELECT 2 AS id")})
-    assert [(s["model"], s["run_type"], s["reset"]) for s in upstream["steps"]] == [
+    assert [(s.model, s.run_type, s.reset) for s in upstream.steps] == [
         ("s.a", "full_refresh", False), ("s.m", "merge", False)]
 
 
@@ -171,7 +171,7 @@ def test_an_upstream_rebuilt_from_empty_reruns_all_downstream_history() -> None:
         ("s.up", "backfill", "2024-01-05T00:00:00Z", "2024-01-10T00:00:00Z"),
         ("s.down", "backfill", "2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"),
     ]
-    assert [s["reset"] for s in p["steps"]] == [True, False]
+    assert [s.reset for s in p.steps] == [True, False]
 
 
 def test_downstream_of_partial_reruns_gets_those_ranges_plus_gaps_and_lookback() -> None:
@@ -194,30 +194,30 @@ def test_downstream_of_partial_reruns_gets_those_ranges_plus_gaps_and_lookback()
         ("s.down", "incremental", "2024-01-02T00:00:00Z", "2024-01-03T00:00:00Z"),  # a gap
         ("s.down", "incremental", "2024-01-06T00:00:00Z", "2024-01-10T00:00:00Z"),  # s.app's tail, lookback, tail
     ]
-    src, app, gap, tail = p["steps"]
-    assert gap["depends_on"] == [app["step_id"]]
-    assert tail["depends_on"] == sorted([app["step_id"], gap["step_id"]])
-    assert [s["parallel_group"] for s in p["steps"]] == [0, 1, 2, 3]
-    assert src["depends_on"] == []
-    assert sorted(p["inputs"]["watermarks"]) == ["s.app", "s.down"]
+    src, app, gap, tail = p.steps
+    assert gap.depends_on == (app.step_id,)
+    assert list(tail.depends_on) == sorted([app.step_id, gap.step_id])
+    assert [s.parallel_group for s in p.steps] == [0, 1, 2, 3]
+    assert src.depends_on == ()
+    assert sorted(p.inputs.watermarks) == ["s.app", "s.down"]
 
 
 def test_only_complete_batches_before_as_of_are_planned() -> None:
     p = plan(None, INC, as_of="2024-01-05T23:59:59Z")
     assert ("s.inc", "backfill", "2024-01-01T00:00:00Z", "2024-01-05T00:00:00Z") in steps_of(p)
     p = plan(None, INC, as_of="2023-06-01")
-    assert [s["model"] for s in p["steps"]] == ["raw.src"]
+    assert [s.model for s in p.steps] == ["raw.src"]
 
 
 def test_long_hourly_history_is_chunked_not_exploded() -> None:
     files = {"models/h.sql": model("s.h", "SELECT 1 AS t", "INCREMENTAL_BY_TIME_RANGE", time_column="t",
                                    start="2020-01-01", batch="hour")}
     p = plan(None, files, as_of="2025-01-01", max_batches=720)
-    assert len(p["steps"]) == 61
-    assert sum(s["batches"] for s in p["steps"]) == 43848
-    assert [s["reset"] for s in p["steps"]].count(True) == 1
-    for before, after in pairwise(p["steps"]):
-        assert after["depends_on"] == [before["step_id"]] and after["start"] == before["end"]
+    assert len(p.steps) == 61
+    assert sum(s.batches for s in p.steps) == 43848
+    assert [s.reset for s in p.steps].count(True) == 1
+    for before, after in pairwise(p.steps):
+        assert after.depends_on == (before.step_id,) and after.start == before.end
 
 
 def test_plan_id_and_step_ids_are_content_derived_and_checked_on_load() -> None:
@@ -240,8 +240,8 @@ def test_plan_id_and_step_ids_are_content_derived_and_checked_on_load() -> None:
 
 def test_as_of_and_settings_enter_the_plan_id() -> None:
     a = plan(None, INC)
-    assert plan(None, INC, as_of="2024-01-11")["plan_id"] != a["plan_id"]
-    assert plan(None, INC, max_batches=2)["plan_id"] != a["plan_id"]
+    assert plan(None, INC, as_of="2024-01-11").plan_id != a.plan_id
+    assert plan(None, INC, max_batches=2).plan_id != a.plan_id
 
 
 @pytest.mark.parametrize(

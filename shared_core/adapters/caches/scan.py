@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from shared_core.core.project import headers, models, templating
 from shared_core.core.project.headers import ContractColumn, Header, QualityTest
@@ -96,9 +96,15 @@ def _fills_dict(cls: type[Any]) -> bool:
 _NESTED: dict[str, type[Any]] = {"Header": Header, "QualityTest": QualityTest, "ContractColumn": ContractColumn}
 
 
+def _text_literal(annotation: str) -> bool:
+    """Whether the annotation names a `Literal` of strings of the header module (e.g. `Kind`, `BatchUnit`)."""
+    alias = getattr(headers, annotation.removesuffix(" | None"), None)
+    return get_origin(alias) is Literal and all(isinstance(value, str) for value in get_args(alias))
+
+
 def _codec(annotation: str) -> Codec | None:
     """The codec for a field annotation (as written, since annotations are postponed)."""
-    if annotation in ("str", "int", "bool", "str | None", "int | None"):
+    if annotation in ("str", "int", "bool", "str | None", "int | None") or _text_literal(annotation):
         return _same, _same
     if annotation == "datetime | None":
         return (lambda v: v.isoformat() if v is not None else None,

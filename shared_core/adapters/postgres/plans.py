@@ -6,17 +6,17 @@ storing the same plan twice is a no-op.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from shared_core.adapters.postgres._connection import PostgresConnection
-from shared_core.core.state import JSONValue, PlanStatus, PlanSummaryRow
+from shared_core.core.planning.plan import Plan
+from shared_core.core.state import PlanStatus, PlanSummaryRow
 
 
 class PostgresPlanStore(PostgresConnection):
     """Stores and lists plans (the `PlanStore` port)."""
 
-    async def save_plan(self, tenant_id: str, plan: Mapping[str, JSONValue], plan_json: str) -> bool:
+    async def save_plan(self, tenant_id: str, plan: Plan, plan_json: str) -> bool:
         """Store a plan's exact bytes; returns False when that plan was already stored.
 
         `plan` gives the identity columns (`plan_id`, `base`, `target`, `as_of`, `inputs_hash`); `plan_json`
@@ -26,7 +26,7 @@ class PostgresPlanStore(PostgresConnection):
             tenant_id,
             "INSERT INTO plans (tenant_id, plan_id, base, target, as_of, inputs_hash, plan_json) "
             "VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6, $7) ON CONFLICT (tenant_id, plan_id) DO NOTHING",
-            tenant_id, plan["plan_id"], plan["base"], plan["target"], plan["as_of"], plan["inputs_hash"], plan_json,
+            tenant_id, plan.plan_id, plan.base, plan.target, plan.as_of, plan.inputs_hash, plan_json,
         )
         return result.endswith(" 1")
 

@@ -7,34 +7,12 @@ without parsing anything; only models whose bytes differ are analyzed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from shared_core.core.planning.plan import ModelChange
 from shared_core.core.project.models import Model, Project
 from shared_core.core.sql.analysis import QueryAnalyzer
 from shared_core.core.sql.canonical import QueryAnalysis, resolve_canonical
 
-CHANGE_KINDS = ("added", "modified", "removed", "cosmetic", "metadata")
-DATA_CHANGES = frozenset({"added", "modified"})
-
-
-@dataclass(frozen=True)
-class ModelChange:
-    """One model's change between the base and the target commit."""
-
-    name: str
-    change: str  # one of CHANGE_KINDS
-    old_hash: str | None
-    new_hash: str | None
-    reason: str
-
-    def to_dict(self) -> dict[str, str | None]:
-        return {
-            "change": self.change,
-            "name": self.name,
-            "new_hash": self.new_hash,
-            "old_hash": self.old_hash,
-            "reason": self.reason,
-        }
+__all__ = ["diff_projects"]
 
 
 def diff_projects(

@@ -23,11 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from shared_core.core.errors import ModelError
 from shared_core.core.planning.dag import Graph
-from shared_core.core.planning.diff import DATA_CHANGES, ModelChange, diff_projects
+from shared_core.core.planning.diff import diff_projects
 from shared_core.core.planning.intervals import (
     Range,
     add_batches,
@@ -40,11 +39,20 @@ from shared_core.core.planning.intervals import (
     merge_ranges,
     subtract_ranges,
 )
-from shared_core.core.planning.plan import PLAN_VERSION, Step, finish_plan
+from shared_core.core.planning.plan import (
+    DATA_CHANGES,
+    ModelChange,
+    Plan,
+    PlanInputs,
+    RunType,
+    Step,
+    WatermarkRange,
+    new_plan,
+)
 from shared_core.core.planning.watermarks import Ledger, snapshot
 from shared_core.core.project.config import PlannerSettings
 from shared_core.core.project.headers import format_instant
-from shared_core.core.project.models import Model, Project, sha256_json
+from shared_core.core.project.models import Model, Project
 from shared_core.core.sql.analysis import QueryAnalyzer
 from shared_core.core.sql.canonical import CANONICALIZER_VERSION
 
@@ -62,7 +70,7 @@ def build_plan(
     ledger: Ledger,
     settings: PlannerSettings,
     analyzer: QueryAnalyzer,
-) -> dict[str, Any]:
+) -> Plan:
     """Plan the rebuild of what changed between `base` and `target`.
 
     Args:
@@ -76,7 +84,7 @@ def build_plan(
         analyzer: turns model files into canonical SQL (may cache and parallelize).
 
     Returns:
-        The plan document (a JSON-able dict with `plan_id`).
+        The plan, its ID derived from its content.
 
     Raises:
         ModelError: a model the plan needs fails to parse or is unsafe.
@@ -122,7 +130,7 @@ def _plan_steps(
         reason = roots[name].reason if name in roots else "upstream changed: " + ", ".join(changed_parents)
         header = model.header
         if not header.is_incremental:
-            run_type = "merge" if header.kind == "MERGE_BY_KEY" else "full_refresh"
+            run_type: RunType = "merge" if header.kind == "MERGE_BY_KEY" else "full_refresh"
             reset = name in roots and header.kind == "MERGE_BY_KEY"  # a changed merge model starts from empty
             step = _step(model, hashes[name], run_type, None, 0, reset, tuple(upstream_steps), reason)
             steps.append(step)
@@ -155,7 +163,7 @@ def _incremental_ranges(
     effect: Mapping[str, list[Range] | None],
     as_of: datetime,
     ledger: Ledger,
-) -> tuple[list[Range], str, bool]:
+) -> tuple[list[Range], RunType, bool]:
     """The ranges to run, the run type, and whether the ledger decided them.
 
     `backfill` ranges do not depend on the ledger (the whole window runs); `incremental` ones do.
@@ -190,7 +198,7 @@ def complete_batches(ranges: list[Range], unit: str) -> list[Range]:
 def _step(
     model: Model,
     model_hash: str,
-    run_type: str,
+    run_type: RunType,
     window: Range | None,
     batches: int,
     reset: bool,
@@ -229,33 +237,13 @@ def _assemble(
     target_sha: str,
     as_of: datetime,
     settings: PlannerSettings,
-    watermarks: dict[str, list[list[str]]],
+    watermarks: Mapping[str, tuple[WatermarkRange, ...]],
     changes: list[ModelChange],
     steps: list[Step],
-) -> dict[str, Any]:
-    inputs = {"canonicalizer": CANONICALIZER_VERSION, "planner": settings.to_dict(), "watermarks": watermarks}
-    as_of_text = format_instant(as_of)
-    counts = {kind: sum(1 for c in changes if c.change == kind) for kind in
-              ("added", "modified", "removed", "cosmetic", "metadata")}
-    summary = {
-        **counts,
-        "batches": sum(s.batches for s in steps),
-        "models_to_run": len({s.model for s in steps}),
-        "steps": len(steps),
-        "waves": 1 + max((s.parallel_group for s in steps), default=-1),
-    }
-    body = {
-        "as_of": as_of_text,
-        "base": base_sha,
-        "inputs": inputs,
-        "inputs_hash": sha256_json({"as_of": as_of_text, "base": base_sha, "inputs": inputs, "target": target_sha}),
-        "models": [c.to_dict() for c in sorted(changes, key=lambda c: c.name)],
-        "plan_version": PLAN_VERSION,
-        "steps": [s.to_dict() for s in steps],
-        "summary": summary,
-        "target": target_sha,
-    }
-    return finish_plan(body)
+) -> Plan:
+    inputs = PlanInputs(canonicalizer=CANONICALIZER_VERSION, planner=settings, watermarks=watermarks)
+    return new_plan(base=base_sha, target=target_sha, as_of=format_instant(as_of), inputs=inputs, models=changes,
+                    steps=steps)
 
 
 def build_backfill_plan(
@@ -267,7 +255,7 @@ def build_backfill_plan(
     target_sha: str,
     settings: PlannerSettings,
     analyzer: QueryAnalyzer,
-) -> dict[str, Any]:
+) -> Plan:
     """Plan exactly the batches of `[start, end)` (widened to whole batches) of one incremental model.
 
     Raises:
@@ -308,7 +296,7 @@ def build_catchup_plan(
     ledger: Ledger,
     settings: PlannerSettings,
     analyzer: QueryAnalyzer,
-) -> dict[str, Any]:
+) -> Plan:
     """Plan exactly the missing batches (gaps, the tail and `lookback`) of scheduled incremental models.
 
     Models run in dependency order among themselves; nothing else is planned.

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from shared_core.core.errors import WatermarkError
 from shared_core.core.planning.intervals import Range, merge_ranges
+from shared_core.core.planning.plan import WatermarkRange
 from shared_core.core.project.headers import format_instant, parse_instant
 
 Ledger = Mapping[str, Sequence[Range]]
@@ -55,10 +56,14 @@ def parse_watermarks(text: str, source: str) -> dict[str, list[Range]]:
     return ledger
 
 
-def snapshot(ledger: Ledger, models: Sequence[str]) -> dict[str, list[list[str]]]:
-    """The merged ledger of `models` (sorted), as JSON-able text pairs; models without entries omitted."""
+def snapshot(ledger: Ledger, models: Sequence[str]) -> dict[str, tuple[WatermarkRange, ...]]:
+    """The merged ledger of `models` (sorted), as `(start, end)` text pairs; models without entries omitted.
+
+    >>> snapshot({"a.b": [(parse_instant("2024-01-02"), parse_instant("2024-01-03"))]}, ["a.b", "c.d"])
+    {'a.b': (('2024-01-02T00:00:00Z', '2024-01-03T00:00:00Z'),)}
+    """
     return {
-        name: [[format_instant(s), format_instant(e)] for s, e in merge_ranges(ledger[name])]
+        name: tuple((format_instant(s), format_instant(e)) for s, e in merge_ranges(ledger[name]))
         for name in sorted(models)
         if ledger.get(name)
     }

@@ -11,15 +11,19 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, TypeVar, get_args
 
 from shared_core.core.errors import ModelError
 from shared_core.core.planning.cron import Cron
 from shared_core.core.sql.guard import reserved_name_problem
 
-KINDS = ("FULL_REFRESH", "INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY", "MERGE_BY_KEY")
-INCREMENTAL_KINDS = frozenset({"INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY"})
-MATERIALIZATIONS = ("TABLE", "VIEW", "MERGE", "INSERT_OVERWRITE")
-BATCH_UNITS = ("hour", "day", "month")
+Kind = Literal["FULL_REFRESH", "INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY", "MERGE_BY_KEY"]
+Materialization = Literal["TABLE", "VIEW", "MERGE", "INSERT_OVERWRITE"]
+BatchUnit = Literal["hour", "day", "month"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+INCREMENTAL_KINDS: frozenset[Kind] = frozenset({"INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY"})
+MATERIALIZATIONS: tuple[Materialization, ...] = get_args(Materialization)
+BATCH_UNITS: tuple[BatchUnit, ...] = get_args(BatchUnit)
 CONTRACT_MODES = ("DISABLED", "WARN", "STRICT")
 TEST_KINDS = ("not_null", "unique", "accepted_values", "row_count_min", "row_count_max", "custom_sql")
 SEVERITIES = ("BLOCK", "WARN")
@@ -80,8 +84,8 @@ class Header:
     """A validated model header. `raw` keeps every key (known or not) as written, lower-cased keys."""
 
     name: str
-    kind: str
-    materialization: str
+    kind: Kind
+    materialization: Materialization
     time_column: str | None
     unique_key: tuple[str, ...]
     partition_by: tuple[str, ...]
@@ -91,7 +95,7 @@ class Header:
     dependencies: tuple[str, ...]
     sources: tuple[str, ...]  # declared external relations (schema.table), sorted, distinct
     start: datetime | None
-    batch: str
+    batch: BatchUnit
     lookback: int
     cron: str | None
     tests: tuple[QualityTest, ...]
@@ -305,21 +309,23 @@ def parse_header(text: str, path: str) -> Header:
 
 
 Fail = Callable[[str, str], ModelError]
+ChoiceT = TypeVar("ChoiceT", bound=str)
 
 
 def _choice(
-    raw: Mapping[str, str], key: str, allowed: Sequence[str], fail: Fail, *, default: str | None = None,
+    raw: Mapping[str, str], key: str, allowed: Sequence[ChoiceT], fail: Fail, *, default: ChoiceT | None = None,
     lower: bool = False,
-) -> str:
+) -> ChoiceT:
     value = raw.get(key, "").strip()
     if not value:
         if default is None:
             raise fail(key, f"missing '{key}'")
         return default
     norm = value.lower() if lower else value.upper()
-    if norm not in allowed:
-        raise fail(key, f"unknown {key} '{value}'; use one of {', '.join(allowed)}")
-    return norm
+    for option in allowed:  # the allowed value itself, so that its type is the choice's (e.g. a Literal)
+        if option == norm:
+            return option
+    raise fail(key, f"unknown {key} '{value}'; use one of {', '.join(allowed)}")
 
 
 def _column(raw: Mapping[str, str], key: str, fail: Fail) -> str | None:

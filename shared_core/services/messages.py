@@ -1,0 +1,177 @@
+"""The messages of a plan job: the JSON objects the orchestrator, its activities and its clients pass each other.
+
+Durable Functions passes JSON, so every message is a `TypedDict`: a plain `dict` at run time, with its keys
+and value types known to mypy. The activities annotate their input and output with these classes (Azure's
+Python worker binds a `TypedDict` class, and refuses generic annotations such as `dict[str, Any]`). This
+module imports nothing but `typing`, so the Functions can import it at start-up without cost.
+
+The orchestrator passes plan and step IDs, never plan bodies:
+
+    JobMessage -> build_plan_activity(PlanJobRequest) -> PlanRef, or PlanFailure (the job ends: no plan)
+    request_approval_activity(ApprovalRequest) -> ApprovalRequested;  event "approval": ApprovalEvent
+    start_execution_activity(JobIds) -> ExecutionStarted
+    run_step_activity(StepRequest) -> StepResult, for each step of each wave
+    finalize_activity(FinalizeRequest) -> FinalizeResult;  the orchestration returns JobResult
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict, final
+
+from shared_core.core.state import JobKind
+
+__all__ = [
+    "ApprovalEvent",
+    "ApprovalRequest",
+    "ApprovalRequested",
+    "Decision",
+    "ExecutionStarted",
+    "FinalizeRequest",
+    "FinalizeResult",
+    "JobIds",
+    "JobKind",
+    "JobMessage",
+    "JobOutcome",
+    "JobRef",
+    "JobResult",
+    "PlanFailure",
+    "PlanJobRequest",
+    "PlanRef",
+    "StepRef",
+    "StepRequest",
+    "StepResult",
+    "StepStatus",
+]
+
+JobOutcome = Literal["succeeded", "failed", "rejected", "expired", "cancelled"]
+"""How a job ends (its plan's final status)."""
+StepStatus = Literal["success", "failed", "skipped", "done"]
+"""How a step ended: ran, failed, skipped (an upstream step did not succeed), or done by an earlier apply."""
+Decision = Literal["approve", "reject"]
+
+
+class JobMessage(TypedDict):
+    """The orchestration's input: a `JobInput` as JSON (fields that do not apply to the kind are left out)."""
+
+    kind: JobKind
+    tenant_id: str
+    repository: str
+    base: str
+    target: str
+    branch: NotRequired[str]  # push: the pushed branch
+    models: NotRequired[list[str]]  # schedule: the due models
+    as_of: NotRequired[str]  # schedule: the cron's fire time the models catch up to
+    author: str
+    sequence: NotRequired[int]  # push: its number among the pushes of its branch
+    auto_approve: bool
+    approval_ttl_hours: int
+    step_retries: int
+
+
+class PlanJobRequest(JobMessage):
+    """`build_plan_activity`'s input: the job and the orchestration instance it runs in."""
+
+    instance_id: str
+
+
+class StepRef(TypedDict):
+    """A step as the orchestrator sees it: its ID and the IDs of the steps it depends on."""
+
+    step_id: str
+    depends_on: list[str]
+
+
+@final  # nothing extends it, so `"status" in result` tells it from a PlanFailure
+class PlanRef(TypedDict):
+    """`build_plan_activity`'s result: the stored plan's ID and its steps by wave (IDs only, never the body)."""
+
+    plan_id: str
+    waves: list[list[StepRef]]
+
+
+@final
+class PlanFailure(TypedDict):
+    """`build_plan_activity`'s result when the commits cannot be planned (an unknown commit, an invalid model)."""
+
+    status: Literal["failed"]
+    detail: str
+
+
+class JobRef(TypedDict):
+    """What names a job for an activity: its tenant, orchestration instance, repository and target commit."""
+
+    tenant_id: str
+    instance_id: str
+    repository: str
+    target: str
+
+
+class JobIds(JobRef):
+    """A job and its plan (`start_execution_activity`'s input)."""
+
+    plan_id: str
+
+
+class ApprovalRequest(JobIds):
+    """`request_approval_activity`'s input: who pushed (they may not approve alone) and how long the link lives."""
+
+    author: str
+    ttl_hours: int
+
+
+class ApprovalRequested(TypedDict):
+    """`request_approval_activity`'s result."""
+
+    link_expires_in_hours: int
+
+
+class ApprovalEvent(TypedDict):
+    """The `approval` event raised on the orchestration when a reviewer decides."""
+
+    decision: Decision
+    by: str
+    comment: str
+
+
+class ExecutionStarted(TypedDict):
+    """`start_execution_activity`'s result: `ok`, or `failed` with why (the plan is missing or stale)."""
+
+    status: Literal["ok", "failed"]
+    detail: str
+
+
+class StepRequest(JobIds):
+    """`run_step_activity`'s input: one step, and why it is skipped (None: run it)."""
+
+    step_id: str
+    skip_reason: str | None
+
+
+class StepResult(TypedDict):
+    """`run_step_activity`'s result; `rows_written` and `batches` only when the step ran."""
+
+    status: StepStatus
+    error: str | None
+    rows_written: NotRequired[int]
+    batches: NotRequired[int]
+
+
+class FinalizeRequest(JobRef):
+    """`finalize_activity`'s input: how the job ended, and a line saying why (no plan: planning failed)."""
+
+    plan_id: str | None
+    outcome: JobOutcome
+    detail: str
+
+
+class FinalizeResult(TypedDict):
+    """`finalize_activity`'s result."""
+
+    status: JobOutcome
+
+
+class JobResult(TypedDict):
+    """What the orchestration returns (no plan ID when the commits could not be planned)."""
+
+    plan_id: str | None
+    status: JobOutcome
