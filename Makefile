@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared_core functions bench
+	$(BIN)/mypy shared_core functions function_app.py tests bench
 	$(BIN)/lint-imports --no-cache
 
 test: lint

@@ -13,16 +13,17 @@ from __future__ import annotations
 import inspect
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import ParamSpec, TypeVar, cast
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 Message = TypeVar("Message", bound=Mapping[str, object])  # an activity's output: a TypedDict of messages.py
+Activity = Callable[P, Coroutine[object, object, Message]]
 
 
-def scrubbed(activity: Callable[P, Awaitable[Message]]) -> Callable[P, Awaitable[Message]]:
+def scrubbed(activity: Activity[P, Message]) -> Activity[P, Message]:
     """Wrap an activity so its output and failures reach Durable history scrubbed (see the module docstring).
 
     The wrapper keeps the activity's name and signature (the host binds the input by parameter name) and

@@ -211,8 +211,8 @@ async def start_job(store: JobStore, orchestrations: Orchestrations, job: JobInp
     return JobStart("accepted", instance)
 
 
-async def finish_job(store: StateStore, publisher: StatusPublisher, *, tenant_id: str, plan_id: str | None, instance: str,
-                     target: str, outcome: JobOutcome, detail: str) -> None:
+async def finish_job(store: StateStore, publisher: StatusPublisher, *, tenant_id: str, plan_id: str | None,
+                     instance: str, target: str, outcome: JobOutcome, detail: str) -> None:
     """Record how the job ended: the plan's status (when it got a plan), the job's status, the final commit status.
 
     A job without a plan failed before one could be made (its commits cannot be planned). A rejected or

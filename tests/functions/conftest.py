@@ -43,8 +43,9 @@ def functions_by_name() -> dict[str, Any]:
 
 def handler(name: str) -> Callable[..., Any]:
     """The user code of a registered function (without the Durable-client middleware)."""
-    code = functions_by_name()[name].get_user_function()
-    return getattr(code, "__wrapped__", code)
+    code: Callable[..., Any] = functions_by_name()[name].get_user_function()
+    wrapped: Callable[..., Any] = getattr(code, "__wrapped__", code)
+    return wrapped
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:

@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from functions import resources
+from shared_core.adapters.github.status import LoggedStatusPublisher
 from shared_core.cli.demo import build_demo_repo, default_examples_dir
 from shared_core.cli.main import main
 from shared_core.core.planning.plan_codec import load_plan
@@ -70,9 +71,10 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
                  target=repo["v1"], plan_id=plan_id)
     run("request_approval_activity", {**ids, "author": "octocat", "ttl_hours": 24})
     publisher = asyncio.run(resources.clients_for(repo["tenant"], "binkkatal/sample_app")).publisher
+    assert isinstance(publisher, LoggedStatusPublisher)
     sha, state, description, link = publisher.published[-1]
     assert (sha, state) == (repo["v1"], "pending") and plan_id[:12] in description
-    assert link.startswith(f"https://ironlayer.example.com/api/plans/{plan_id}/approval?token=")
+    assert link is not None and link.startswith(f"https://ironlayer.example.com/api/plans/{plan_id}/approval?token=")
     token = parse_qs(urlparse(link).query)["token"][0]
 
     page = run("plan_approval", request("GET", link, params={"token": token}, route_params={"plan_id": plan_id}),

@@ -27,6 +27,7 @@ from functions import resources
 from functions.http.errors import STATUSES, status_of
 from functions.http.responses import error_response
 from shared_core.core import errors
+from shared_core.core.state import JobStatus
 from shared_core.security.approval_tokens import issue_approval_token
 from tests.functions.conftest import APPROVAL_SECRET, functions_by_name, handler, json_body, request
 from tests.functions.test_security import call, jwt_env, token  # noqa: F401  (`jwt_env` is a fixture)
@@ -139,7 +140,7 @@ PLAN = "d" * 64
 INSTANCE = "push-" + "d" * 32
 
 
-def _job(tenant: str, status: str | None = "awaiting_approval", author: str = "octocat") -> None:
+def _job(tenant: str, status: JobStatus | None = "awaiting_approval", author: str = "octocat") -> None:
     """The tenant, and the plan's job in `status` (None: the plan has no job)."""
 
     async def make() -> None:
@@ -160,6 +161,7 @@ def _recording_client(tenant: str) -> tuple[Mock, list[tuple[list[str], str]]]:
     async def raise_event(instance: str, name: str, payload: Any) -> None:
         store = await resources.get_store()
         job = await store.get_job(tenant, instance)
+        assert job is not None
         rows, _ = await store.audit_rows(tenant)
         seen.append(([r["action"] for r in rows if r["action"] != "login"], job["status"]))
 
@@ -223,7 +225,7 @@ def test_a_missing_credential_key_is_the_servers_fault(jwt_env: dict[str, Any], 
         ("running", 409, "This plan is not waiting for approval", "is running, not awaiting approval"),
     ],
 )
-def test_the_link_answers_the_plans_state_with_its_page(app_env: dict[str, Any], job_status: str | None,
+def test_the_link_answers_the_plans_state_with_its_page(app_env: dict[str, Any], job_status: JobStatus | None,
                                                         status: int, title: str, text: str) -> None:
     from datetime import UTC, datetime
     from urllib.parse import urlencode

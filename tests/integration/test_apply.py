@@ -72,7 +72,7 @@ def commit(env: dict[str, Any], files: dict[str, str | None], when: str = "2024-
 
 
 def plan(env: dict[str, Any], base: str, target: str, name: str, *extra: str) -> Path:
-    out = env["tmp"] / name
+    out: Path = env["tmp"] / name
     assert main(["plan", str(env["repo"]), base, target, "--out", str(out), "--no-cache", *extra]) == 0
     return out
 

@@ -28,6 +28,7 @@ from shared_core.core.errors import (
     ReusedTokenError,
     SettingsError,
 )
+from shared_core.core.state import JobStatus
 from shared_core.security.approval_tokens import issue_approval_token, verify_approval_token
 from shared_core.security.cipher import CredentialCipher, credential_name
 from shared_core.services.approvals import (
@@ -67,7 +68,7 @@ class Events:
 
 
 def scenario(database_url: str, body: Callable[[PostgresStateStore, str], Awaitable[Any]], *,
-             job_status: str | None = "awaiting_approval", author: str = "octocat") -> Any:
+             job_status: JobStatus | None = "awaiting_approval", author: str = "octocat") -> Any:
     """Run `body(store, tenant)` for a fresh tenant whose plan PLAN has a job in `job_status` (None: no job)."""
     tenant = f"s{uuid.uuid4().hex[:12]}"
 
@@ -135,7 +136,7 @@ def test_a_rejection_leaves_the_job_status_to_the_orchestrator(database_url: str
     ],
     ids=["no job", "not awaiting", "api author", "link author", "link without job"],
 )
-def test_refused_decisions_change_nothing(database_url: str, job_status: str | None, author: str,
+def test_refused_decisions_change_nothing(database_url: str, job_status: JobStatus | None, author: str,
                                           make: Callable[[str], Approver], error: type[CoreError],
                                           message: str) -> None:
     async def body(store: PostgresStateStore, tenant: str) -> Any:

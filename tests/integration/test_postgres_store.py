@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -18,7 +20,10 @@ from tests.integration.seeding import record_completed
 pytestmark = pytest.mark.integration
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[object, object, T]) -> T:
     return asyncio.run(coro)
 
 

@@ -229,7 +229,10 @@ class CosmeticStyle(PlainStyle):
     def ref(self, model: str) -> str:
         name = REFS[model] if self.rnd.random() < 0.4 else model
         quote = self.rnd.choice("'\"")
-        pad = lambda: self.rnd.choice(("", " ", "  "))  # noqa: E731
+
+        def pad() -> str:
+            return self.rnd.choice(("", " ", "  "))
+
         return "{{" + pad() + "ref(" + pad() + quote + self._case(name) + quote + pad() + ")" + pad() + "}}"
 
     def header(self) -> str:
@@ -244,7 +247,10 @@ class CosmeticStyle(PlainStyle):
         if self.rnd.random() < 0.5:
             lines.append(("jira", f"DATA-{self.rnd.randrange(1000)}"))
         self.rnd.shuffle(lines)
-        pad = lambda: self.rnd.choice(("", " ", "   "))  # noqa: E731
+
+        def pad() -> str:
+            return self.rnd.choice(("", " ", "   "))
+
         leading = self.rnd.choice(("", "\n", "\n\n"))
         return leading + "".join(f"--{pad()}{self._case(key)}{pad()}:{pad()}{value}{pad()}\n" for key, value in lines)
 

@@ -15,6 +15,7 @@ from shared_core.core.repository_settings import (
     resolve_warehouse,
     settings_from_row,
 )
+from shared_core.core.state import RepositorySettingsFields
 from shared_core.services.tenancy import DevelopmentDefaults, Secret, TenantResources
 
 
@@ -88,7 +89,7 @@ def test_stored_rows_are_checked_again_as_they_are_read() -> None:
         settings_from_row("acme", {**row, "source_kind": "local", "source": "/srv/x"}, production=True)
     with pytest.raises(RepositorySettingsError, match="engine duckdb keeps the warehouse"):
         settings_from_row("acme", row, production=True)  # stored in development, read by a production app
-    silent = {**row, "status_repository": None}  # statuses switched off by hand: kept off
+    silent: RepositorySettingsFields = {**row, "status_repository": None}  # statuses switched off by hand: kept off
     assert settings_from_row("acme", silent, production=False).status_repository is None
 
 
