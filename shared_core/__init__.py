@@ -5,8 +5,34 @@ plan) take values and return values; they never read the environment or the cloc
 Adapters (`shared_core.adapters`) and the CLI (`shared_core.cli`) sit around them.
 """
 
+from __future__ import annotations
+
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names as mypy sees them; at run time `__getattr__` imports each on first use
+    from shared_core.core.errors import (
+        CoreError,
+        CycleError,
+        ModelError,
+        PlanError,
+        ProjectError,
+        RefError,
+        SourceError,
+        UnsafeSqlError,
+        WatermarkError,
+    )
+    from shared_core.core.planning.dag import Graph
+    from shared_core.core.planning.diff import diff_projects
+    from shared_core.core.planning.plan import ModelChange, Plan, Step
+    from shared_core.core.planning.plan_codec import load_plan, plan_to_canonical, plan_to_json
+    from shared_core.core.planning.planner import build_plan
+    from shared_core.core.planning.watermarks import parse_watermarks
+    from shared_core.core.project.config import PlannerSettings, ProjectConfig, parse_project_config
+    from shared_core.core.project.models import Model, ModelSource, Project, canonical_json, load_project, sha256_json
+    from shared_core.core.sql.analysis import InlineAnalyzer, QueryAnalyzer
+    from shared_core.core.sql.canonical import CANONICALIZER_VERSION, QueryAnalysis, analyze_query
+    from shared_core.ports import GitSource
 
 _EXPORTS = {
     "CANONICALIZER_VERSION": "shared_core.core.sql.canonical",
@@ -19,6 +45,7 @@ _EXPORTS = {
     "ModelChange": "shared_core.core.planning.plan",
     "ModelError": "shared_core.core.errors",
     "ModelSource": "shared_core.core.project.models",
+    "Plan": "shared_core.core.planning.plan",
     "PlanError": "shared_core.core.errors",
     "PlannerSettings": "shared_core.core.project.config",
     "Project": "shared_core.core.project.models",
@@ -28,6 +55,7 @@ _EXPORTS = {
     "QueryAnalyzer": "shared_core.core.sql.analysis",
     "RefError": "shared_core.core.errors",
     "SourceError": "shared_core.core.errors",
+    "Step": "shared_core.core.planning.plan",
     "UnsafeSqlError": "shared_core.core.errors",
     "WatermarkError": "shared_core.core.errors",
     "analyze_query": "shared_core.core.sql.canonical",
@@ -44,7 +72,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Load re-exported names on first use, so importing one submodule never imports them all."""
     module = _EXPORTS.get(name)
     if module is None:
@@ -63,6 +91,7 @@ __all__ = [
     "ModelChange",
     "ModelError",
     "ModelSource",
+    "Plan",
     "PlanError",
     "PlannerSettings",
     "Project",
@@ -72,6 +101,7 @@ __all__ = [
     "QueryAnalyzer",
     "RefError",
     "SourceError",
+    "Step",
     "UnsafeSqlError",
     "WatermarkError",
     "analyze_query",

@@ -56,7 +56,7 @@ def _jwks_cache(settings: Settings) -> JwksCache | None:
     if cache is None:
         from shared_core.security.tokens import JwksCache
 
-        def fetch(url: str) -> dict[str, Any]:
+        def fetch(url: str) -> dict[str, Any]:  # Any: the JWKS document's parsed JSON
             import httpx
 
             response = httpx.get(url, timeout=5.0)

@@ -12,7 +12,7 @@ from shared_core.core.errors import InputError, PayloadTooLargeError
 MAX_BODY_BYTES = 64 * 1024
 
 
-def json_object(req: func.HttpRequest, *, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+def json_object(req: func.HttpRequest, *, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:  # Any: parsed JSON
     """The request's JSON object (an empty body is `{}`).
 
     Raises:

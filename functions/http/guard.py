@@ -2,7 +2,7 @@
 
     @bp.route(route="plans", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
     @guarded("list_plans")
-    async def list_plans(req: func.HttpRequest, principal: Principal, store: Any) -> Body:
+    async def list_plans(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
         return {"plans": await store.list_plans(principal.tenant_id, 100)}
 
 The handler receives the request, the authenticated `Principal` and the state store (plus the Durable
@@ -18,7 +18,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -32,12 +31,12 @@ from shared_core.core.errors import CoreError
 class Reply:
     """A JSON body answered with a status other than 200 (e.g. 202 for work that was started)."""
 
-    body: Mapping[str, Any]
+    body: Mapping[str, object]
     status: int
 
 
 #: What a guarded handler returns.
-Body = Mapping[str, Any] | Reply | func.HttpResponse
+Body = Mapping[str, object] | Reply | func.HttpResponse
 Handler = Callable[..., Awaitable[Body]]
 Endpoint = Callable[..., Awaitable[func.HttpResponse]]
 
@@ -98,7 +97,7 @@ def guarded(*endpoints: str, pick: Callable[[func.HttpRequest], str] | None = No
 
 
 async def _serve(req: func.HttpRequest, handler: Handler, endpoint_of: Callable[[func.HttpRequest], str],
-                 **bindings: Any) -> func.HttpResponse:
+                 **bindings: object) -> func.HttpResponse:
     try:
         principal, store = await admit(req, endpoint_of(req))
         body = await handler(req, principal, store, **bindings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 import azure.functions as func
 
@@ -17,7 +16,7 @@ logger = logging.getLogger(__name__)
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-def json_response(body: Any, status: int = 200) -> func.HttpResponse:
+def json_response(body: object, status: int = 200) -> func.HttpResponse:
     """`body` as JSON (sorted keys; dates and other values as text) with `JSON_HEADERS`."""
     return func.HttpResponse(json.dumps(body, sort_keys=True, default=str), status_code=status, headers=JSON_HEADERS)
 

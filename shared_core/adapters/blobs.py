@@ -143,7 +143,7 @@ class AzureBlobStore:
         *,
         connection_string: str | None = None,
         account_url: str | None = None,
-        credential: Any = None,
+        credential: Any = None,  # Any: an azure-identity credential (or key); the SDK accepts several kinds
         retries: int = 3,
         timeout: float = 20.0,
     ) -> None:
@@ -151,16 +151,17 @@ class AzureBlobStore:
 
         if (connection_string is None) == (account_url is None):
             raise StateError("AzureBlobStore: give exactly one of connection_string or account_url")
-        options: dict[str, Any] = {"retry_total": retries, "connection_timeout": timeout, "read_timeout": timeout}
         try:
             if connection_string is not None:
-                service = BlobServiceClient.from_connection_string(connection_string, **options)
+                service = BlobServiceClient.from_connection_string(
+                    connection_string, retry_total=retries, connection_timeout=timeout, read_timeout=timeout)
             else:
                 if credential is None:
                     from azure.identity import DefaultAzureCredential
 
                     credential = DefaultAzureCredential()
-                service = BlobServiceClient(str(account_url), credential=credential, **options)
+                service = BlobServiceClient(str(account_url), credential=credential, retry_total=retries,
+                                            connection_timeout=timeout, read_timeout=timeout)
         except ValueError as exc:  # malformed connection string or URL; the message could echo a secret
             raise StateError(
                 "AzureBlobStore: the connection string or account URL is malformed; check the blob storage setting"

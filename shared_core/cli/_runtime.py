@@ -7,16 +7,32 @@ first use, so a command that needs none (`show`) reads none. Commands reach the 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from shared_core.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shared_core.ports import StateStore
+
 T = TypeVar("T")
+
+
+class CommandParsers(Protocol):
+    """Where a command module registers its sub-commands (the `ironlayer` parser's sub-parsers)."""
+
+    def add_parser(self, name: str, *, help: str | None = ...) -> argparse.ArgumentParser:
+        """A new sub-command `name`, its parser returned for its arguments."""
+        ...
+
+
 _current: Settings | None = None
 
 
@@ -89,7 +105,7 @@ def migrate_store() -> list[int]:
     return asyncio.run(run())
 
 
-def with_store(action: Callable[[Any], Awaitable[T]], *, urls: tuple[str, str | None] | None = None) -> T:
+def with_store(action: Callable[[StateStore], Awaitable[T]], *, urls: tuple[str, str | None] | None = None) -> T:
     """Run `action(store)` on the tenant's state store (migrating first when the schema is behind).
 
     Raises:
@@ -120,7 +136,7 @@ def cache_dir(option: str | None, no_cache: bool, git_dir: Path) -> Path | None:
     return configured if configured is not None else git_dir / "ironlayer" / "cache"
 
 
-def console() -> Any:
+def console() -> Console:
     """A rich console for the terminal (no automatic highlighting, long lines kept whole)."""
     from rich.console import Console
 

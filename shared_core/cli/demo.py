@@ -7,10 +7,10 @@ authors and times, so the demo's plans have the same IDs on every machine.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from shared_core.adapters.git_writer import commit_files, init_repo, read_tree
 from shared_core.core.errors import SourceError
@@ -87,7 +87,7 @@ def _facts(warehouse: Path) -> dict[str, str]:
     return facts
 
 
-def run_demo(args: Any, main: Callable[[list[str]], int]) -> int:
+def run_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
     """Build the repo, then plan, show and apply each commit; print what changed in the warehouse."""
     from rich.console import Console
     from rich.table import Table

@@ -10,19 +10,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared_core.cli import _runtime
 from shared_core.core.errors import PlanError
 
 if TYPE_CHECKING:
     from shared_core.adapters.local_git import LocalGitSource
+    from shared_core.core.planning.intervals import Range
     from shared_core.core.planning.plan import Plan
+    from shared_core.ports import PlanSummaryRow, RunRow, StateStore
+    from shared_core.services.apply import StepOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: _runtime.CommandParsers) -> None:
     apply = commands.add_parser("apply", help="execute a plan on DuckDB, recording runs and watermarks")
     apply.add_argument("plan", help="plan JSON file (from ironlayer plan --out)")
     apply.add_argument("--repo", required=True, help="the git repository the plan was made from")
@@ -100,7 +103,7 @@ def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource) -> int:
     executor = DuckDBExecutor(warehouse, wait_seconds=args.lock_timeout)
     options = RunOptions(tenant=_runtime.tenant(), parallelism=args.parallelism, lock_timeout=args.lock_timeout)
 
-    async def run(store: Any) -> Any:
+    async def run(store: StateStore) -> list[StepOutcome]:
         with apply_progress(console, len(plan.steps)) as on_event:
             return await run_apply(verified, store, executor, options, actor=_runtime.actor(), on_event=on_event)
 
@@ -119,7 +122,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     tenant = _runtime.tenant()
 
-    async def fetch(store: Any) -> Any:
+    async def fetch(store: StateStore) -> list[RunRow]:
         plan_id = await find_plan_id(store, tenant, args.plan) if args.plan else None
         return await store.list_runs(tenant, plan_id)
 
@@ -143,7 +146,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     tenant = _runtime.tenant()
 
-    async def fetch(store: Any) -> Any:
+    async def fetch(store: StateStore) -> tuple[list[PlanSummaryRow], dict[str, list[Range]]]:
         return await store.list_plans(tenant), await store.load_ledger(tenant)
 
     plans, ledger = _runtime.with_store(fetch)

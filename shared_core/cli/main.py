@@ -14,10 +14,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from shared_core.cli import _runtime
 from shared_core.core.errors import CoreError
+
+if TYPE_CHECKING:
+    from shared_core.adapters.caches.analysis import CachedAnalyzer
+    from shared_core.adapters.local_git import LocalGitSource
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -112,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _analyzer(args: argparse.Namespace, source: Any) -> Any:
+def _analyzer(args: argparse.Namespace, source: LocalGitSource) -> CachedAnalyzer:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
 
     return CachedAnalyzer(_runtime.cache_dir(args.cache_dir, args.no_cache, source.git_dir))
@@ -216,20 +220,25 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _ModelRow(TypedDict):
+    """One model as `ironlayer models --json` prints it."""
+
+    name: str
+    kind: str
+    materialization: str
+    batch: str | None
+    upstream: list[str]
+    path: str
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from shared_core.adapters.local_git import LocalGitSource
     from shared_core.services.project import project_at
 
     project = project_at(LocalGitSource(args.repo), args.ref)
-    rows: list[dict[str, Any]] = [
-        {
-            "name": m.name,
-            "kind": m.header.kind,
-            "materialization": m.header.materialization,
-            "batch": m.header.batch if m.header.is_incremental else None,
-            "upstream": list(m.upstream),
-            "path": m.path,
-        }
+    rows = [
+        _ModelRow(name=m.name, kind=m.header.kind, materialization=m.header.materialization,
+                  batch=m.header.batch if m.header.is_incremental else None, upstream=list(m.upstream), path=m.path)
         for m in (project[name] for name in project.order)
     ]
     if args.json:

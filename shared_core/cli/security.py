@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from shared_core.cli._runtime import actor, settings, tenant, with_store
+from shared_core.cli._runtime import CommandParsers, actor, settings, tenant, with_store
 from shared_core.core.errors import SecurityCommandError
 from shared_core.services.audit import list_audit, verify_audit
 from shared_core.services.credentials import credential_cipher, credential_names, rotate_credentials, set_credential
@@ -20,7 +19,7 @@ from shared_core.services.credentials import credential_cipher, credential_names
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: CommandParsers) -> None:
     """Register the security commands on the `ironlayer` sub-command parser."""
     audit = commands.add_parser("audit", help="the tenant's tamper-evident audit log")
     audit.add_argument("action", choices=["verify", "show"])

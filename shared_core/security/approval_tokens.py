@@ -141,7 +141,7 @@ def issue_approval_token(
     if not _TOKEN_ID.fullmatch(jti):
         raise ValueError(f"token_id() returned {jti[:80]!r}; it must return 32 lowercase hex digits")
     issued = int(_utc(now).timestamp())
-    payload: dict[str, Any] = {
+    payload: dict[str, Any] = {  # Any: the JSON claims PyJWT signs
         "iss": ISSUER,
         "aud": AUDIENCE,
         "sub": subject,
@@ -254,7 +254,7 @@ def reused_token_error(claims: ApprovalClaims) -> ReusedTokenError:
     )
 
 
-def _claims(payload: Mapping[str, Any]) -> ApprovalClaims:
+def _claims(payload: Mapping[str, Any]) -> ApprovalClaims:  # Any: decoded JWT claims (JSON), checked here
     """Type-check the decoded payload and build the claims; anything unexpected is an invalid token."""
     strings = {name: payload[name] for name in ("sub", "tenant_id", "plan_id", "action", "jti")}
     times = {name: payload[name] for name in ("iat", "nbf", "exp")}

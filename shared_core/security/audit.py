@@ -34,7 +34,7 @@ from typing import Any
 
 from shared_core.core.errors import AuditError
 from shared_core.core.project.models import canonical_json, sha256_json
-from shared_core.core.state import AuditRow
+from shared_core.core.state import AuditRow, JSONValue
 
 AUDIT_VERSION = 1  # part of every hash preimage; bump it (and keep the old rule) if the fields change
 GENESIS_HASH = "0" * 64
@@ -62,7 +62,7 @@ class AuditEntry:
     role: str  # the role the actor acted with
     action: str  # e.g. plan.approved, plan.rejected, apply.started, job.cancelled, credential.set, login
     target: str  # e.g. a plan ID; "" when the action has none (login)
-    details: Mapping[str, Any]
+    details: Mapping[str, JSONValue]
     prev_hash: str  # the previous entry's hash; GENESIS_HASH for seq 1
     hash: str  # entry_hash(self)
 
@@ -98,7 +98,7 @@ class ChainReport:
     first_broken_seq: int | None
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, JSONValue]:
         """JSON-able form for `GET /api/audit/verify` and `ironlayer audit verify --json`."""
         return {
             "ok": self.ok,
@@ -150,7 +150,7 @@ def next_entry(
     role: str,
     action: str,
     target: str,
-    details: Mapping[str, Any],
+    details: Mapping[str, object],
 ) -> AuditEntry:
     """The entry that follows `prev` (the tenant's current head; None for the tenant's first entry).
 
@@ -195,7 +195,7 @@ def next_entry(
                 f"of tenant {tenant_id!r}; pass the later of the two"
             )
         seq, prev_hash = prev.seq + 1, prev.hash
-    draft = AuditEntry(tenant_id, seq, at, actor, role, action, target, details, prev_hash, hash="")
+    draft = AuditEntry(tenant_id, seq, at, actor, role, action, target, _normalize_details(details), prev_hash, hash="")
     return replace(draft, hash=entry_hash(draft))
 
 
@@ -286,7 +286,7 @@ def entry_to_row(entry: AuditEntry) -> AuditRow:
     }
 
 
-def entry_from_row(row: Mapping[str, Any]) -> AuditEntry:
+def entry_from_row(row: Mapping[str, Any]) -> AuditEntry:  # Any: a row as stored, every value checked here
     """An entry from the store's column values (the inverse of `entry_to_row`).
 
     `at` may be an aware datetime or ISO-8601 text; `details` JSON text or an already decoded object.
@@ -365,7 +365,7 @@ def _check_text(field: str, value: object, *, allow_empty: bool = False) -> None
         raise AuditError(f"audit {field} is empty; every entry names its {field}")
 
 
-def _normalize_details(details: object) -> dict[str, Any]:
+def _normalize_details(details: object) -> dict[str, JSONValue]:
     if not isinstance(details, Mapping) or not all(isinstance(key, str) for key in details):
         raise AuditError("audit details must be a JSON object with text keys")
     try:
@@ -374,5 +374,5 @@ def _normalize_details(details: object) -> dict[str, Any]:
         raise AuditError(f"audit details are not JSON-able ({exc}); pass strings, numbers, lists and objects") from None
     if len(text) > MAX_DETAILS_CHARS:
         raise AuditError(f"audit details are {len(text)} chars of JSON; keep them under {MAX_DETAILS_CHARS}")
-    normalized: dict[str, Any] = json.loads(text)
+    normalized: dict[str, JSONValue] = json.loads(text)
     return normalized

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import overload
 
 MASK = "***"
 # A label can complete a match the original text did not offer (`a@b.io.@c.io`); passes repeat until
@@ -249,7 +249,11 @@ def is_sensitive_name(name: str) -> bool:
     return bool(_SENSITIVE_NAME.search(name.lower().replace("-", "_").replace(" ", "_")))
 
 
-def scrub_mapping(obj: Any) -> Any:
+@overload
+def scrub_mapping(obj: Mapping[str, object]) -> dict[str, object]: ...
+@overload
+def scrub_mapping(obj: object) -> object: ...
+def scrub_mapping(obj: object) -> object:
     """Scrub JSON-like data: every string through `scrub`, and the value of every secret-named key masked.
 
     Mappings become dicts, lists and tuples keep their type; other values (numbers, None, ...) pass as they
@@ -262,7 +266,7 @@ def scrub_mapping(obj: Any) -> Any:
     if isinstance(obj, str):
         return scrub(obj)
     if isinstance(obj, Mapping):
-        result: dict[Any, Any] = {}
+        result: dict[object, object] = {}
         for key, value in obj.items():
             masked = isinstance(key, str) and is_sensitive_name(key) and value not in (None, "")
             new_key = scrub(key) if isinstance(key, str) else key

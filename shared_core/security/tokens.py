@@ -178,7 +178,7 @@ class JwksCache:
     def __init__(
         self,
         url: str,
-        fetch: Callable[[str], Mapping[str, Any]],
+        fetch: Callable[[str], Mapping[str, Any]],  # Any: the JWKS document's parsed JSON
         *,
         ttl: timedelta = DEFAULT_JWKS_TTL,
         min_refetch_interval: timedelta = MIN_REFETCH_INTERVAL,
@@ -307,7 +307,7 @@ def _bearer_token(authorization_header: str | None) -> str:
 
 def _decode(
     token: str, key: bytes | rsa.RSAPublicKey | ec.EllipticCurvePublicKey, alg: str, config: AuthConfig
-) -> dict[str, Any]:
+) -> dict[str, Any]:  # Any: the token's claims as PyJWT decodes them (JSON), checked by `_principal`
     required = ["iss", "aud", "sub", "jti", "iat", "exp", config.tenant_claim, config.role_claim]
     try:
         return jwt.decode(
@@ -334,7 +334,7 @@ def _decode(
 
 def _principal(
     payload: Mapping[str, Any], config: AuthConfig, instant: datetime, is_revoked: Callable[[str], bool]
-) -> Principal:
+) -> Principal:  # Any: decoded JWT claims (JSON), each checked here
     names = {"subject": "sub", "tenant": config.tenant_claim, "token ID": "jti"}
     strings = {label: payload[claim] for label, claim in names.items()}
     for label, value in strings.items():
@@ -383,7 +383,7 @@ def _role(value: object) -> str:
     raise _refused(f"its role claim names none of {', '.join(ROLES)}", "ask an admin for a role")
 
 
-def _time(payload: Mapping[str, Any], claim: str) -> datetime:
+def _time(payload: Mapping[str, Any], claim: str) -> datetime:  # Any: decoded JWT claims (JSON)
     value = payload[claim]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _refused(f"its {claim!r} claim is not a time in seconds", _AGAIN)
@@ -393,7 +393,7 @@ def _time(payload: Mapping[str, Any], claim: str) -> datetime:
         raise _refused(f"its {claim!r} claim is out of range", _AGAIN) from None
 
 
-def _parse_jwks(document: Mapping[str, Any]) -> dict[str, Jwk]:
+def _parse_jwks(document: Mapping[str, Any]) -> dict[str, Jwk]:  # Any: the JWKS document's parsed JSON
     keys = document.get("keys") if isinstance(document, Mapping) else None
     if not isinstance(keys, list):
         raise JwksUnavailableError("the identity provider's JWKS document has no 'keys' list; check the JWKS URL")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from shared_core.ports import AuditRow, SecurityStore
 from shared_core.security.audit import ChainReport, entry_from_row, entry_hash, entry_to_row, next_entry, verify_chain
@@ -18,7 +17,7 @@ from shared_core.security.scrub import scrub_mapping
 
 
 async def record_audit(store: SecurityStore, tenant_id: str, *, actor: str, role: str, action: str, target: str,
-                       details: Mapping[str, Any], now: datetime | None = None) -> AuditRow:
+                       details: Mapping[str, object], now: datetime | None = None) -> AuditRow:
     """Append one entry to the tenant's audit chain (the time never goes back past the chain's head).
 
     Args:

@@ -4,12 +4,13 @@ read back unchanged by the orchestrator, refused when malformed; and its determi
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, get_type_hints
 
 import pytest
 from pydantic import ValidationError
 
 from shared_core.services.jobs import JobInput, JobPolicy, instance_id, push_job, schedule_job
+from shared_core.services.messages import JobMessage
 
 POLICY = JobPolicy(auto_approve=False, approval_ttl_hours=24, step_retries=3)
 BEFORE, AFTER = "a" * 40, "b" * 40
@@ -66,6 +67,13 @@ def test_instance_ids_name_the_work_and_nothing_else() -> None:
 def test_the_orchestrator_reads_back_the_same_job(job: JobInput) -> None:
     again = JobInput.model_validate(job.to_input())
     assert again == job and again.to_input() == job.to_input() and again.instance_id == job.instance_id
+
+
+@pytest.mark.parametrize("job", [push(), schedule()], ids=["push", "schedule"])
+def test_the_typed_message_is_the_models_json(job: JobInput) -> None:
+    # `to_input` writes the fields out (so that its type is `JobMessage`): it must stay pydantic's own JSON
+    assert job.to_input() == job.model_dump(mode="json", exclude_none=True)
+    assert set(get_type_hints(JobMessage)) == set(JobInput.model_fields)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,9 @@ from shared_core.core.sql.canonical import CANONICALIZER_VERSION, QueryAnalysis,
 PARALLEL_MIN_FILES = 48
 CHUNK_MAX_FILES = 64  # files per task: small enough that the workers finish together
 
-Outcome = tuple[Any, ...]  # ("ok", analysis dict) or ("error", class name, detail, line, col)
+# Any: an outcome crosses the worker-process boundary as plain data:
+# ("ok", the analysis' JSON dict) or ("error", class name, detail, line, col)
+Outcome = tuple[Any, ...]
 
 
 class CachedAnalyzer:
@@ -190,7 +192,7 @@ def _cache_file(cache_dir: str, key: str) -> str:
     return os.path.join(cache_dir, key[:2], f"{key}.json")
 
 
-def _write(cache_dir: str, key: str, data: dict[str, Any]) -> None:
+def _write(cache_dir: str, key: str, data: dict[str, Any]) -> None:  # Any: the analysis' JSON form
     """Store one analysis atomically (a temporary file renamed into place)."""
     path = _cache_file(cache_dir, key)
     tmp = f"{path}.{os.getpid()}.tmp"

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 FORMAT = "scans-1"
 MAX_KEPT_FACTOR = 4  # keep at most this many times the entries a run uses (plus those it adds)
 
+# Any: the codec turns the fields of the scanned dataclasses into JSON values and back, whatever their types;
+# the fingerprint ties the file to the exact field types, so a decoded value has the type its field declares.
 Codec = tuple[Callable[[Any], Any], Callable[[Any], Any]]  # (encode, decode)
 
 
@@ -177,7 +179,8 @@ class ScanCache(MutableMapping[str, ScannedSource]):
                 decoded[blob] = scan
         self._decoded = decoded
 
-    def get(self, blob: str, default: Any = None) -> Any:  # the hot path of loading: no KeyError round trip
+    # the hot path of loading: no KeyError round trip; Any as in `Mapping.get`'s own signature
+    def get(self, blob: str, default: Any = None) -> Any:
         found = self._scans.get(blob)
         if found is not None:
             return found

@@ -131,10 +131,12 @@ class DuckDBExecutor:
     def _lock_session(self) -> None:
         """Pin the time zone and lock the configuration; or, when another executor of this process already
         did (DuckDB shares one database instance per file and process), check that it did."""
-        locked, zone, external = self.root.execute(
+        settings = self.root.execute(
             "SELECT current_setting('lock_configuration'), current_setting('TimeZone'), "
             "current_setting('enable_external_access')"
         ).fetchone()
+        assert settings is not None  # a SELECT without FROM returns one row
+        locked, zone, external = settings
         if not locked:
             self.root.execute(f"SET GLOBAL TimeZone = '{SESSION_TIME_ZONE}'")
             self.root.execute("SET GLOBAL lock_configuration = true")
@@ -142,7 +144,7 @@ class DuckDBExecutor:
             raise ExecutionError(f"warehouse {self.path} is already open in this process without IronLayer's "
                                  "sandbox settings; close that connection first")
 
-    def _connect(self, wait_seconds: float) -> Any:
+    def _connect(self, wait_seconds: float) -> duckdb.DuckDBPyConnection:
         """Open the file; while another process holds it (DuckDB allows one writer), wait up to `wait_seconds`."""
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -160,9 +162,9 @@ class DuckDBExecutor:
                 time.sleep(0.1)
 
     @property
-    def conn(self) -> Any:
+    def conn(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor on the warehouse (DuckDB cursors are per thread)."""
-        cursor = getattr(self._local, "cursor", None)
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._local.cursor = self.root.cursor()
         return cursor
@@ -170,7 +172,7 @@ class DuckDBExecutor:
     def close(self) -> None:
         self.root.close()
 
-    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _scalar(self, sql: str, params: Sequence[object] = ()) -> Any:  # Any: a value as DuckDB returns it
         row = self.conn.execute(sql, list(params)).fetchone()
         return row[0] if row else None
 

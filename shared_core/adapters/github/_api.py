@@ -22,7 +22,7 @@ USER_AGENT = "ironlayer (+https://github.com/ironlayer)"
 _T = TypeVar("_T")
 
 
-def field(data: Any, kind: type[_T], name: str) -> _T:
+def field(data: Any, kind: type[_T], name: str) -> _T:  # Any: parsed JSON, checked here
     """`data[name]`, checked to be a `kind`; a SourceError when GitHub's answer has another shape."""
     value = data.get(name) if isinstance(data, dict) else None
     if not isinstance(value, kind):

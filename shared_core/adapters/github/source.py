@@ -41,7 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -62,7 +62,9 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*)/[A-Za-z0-9._-]+")
 _MEMO_LIMIT = 512  # commits and trees remembered per source (they never change, but memory does)
 _LISTED_LIMIT = 16  # commits whose listed files are remembered (to find an archive for missing blobs)
 
-Entry = dict[str, Any]  # one entry of a GitHub tree: path, mode, type, sha (and size for blobs)
+K = TypeVar("K")
+V = TypeVar("V")
+Entry = dict[str, Any]  # Any: one entry of a GitHub tree as parsed JSON: path, mode, type, sha (and size for blobs)
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ class GitHubSource:
             commit = self._remember(self._commits, sha, self._parse_commit(data, sha))
         return commit
 
-    def _parse_commit(self, data: dict[str, Any], sha: str) -> _Commit:
+    def _parse_commit(self, data: dict[str, Any], sha: str) -> _Commit:  # Any: GitHub's parsed JSON
         """A commit object as GitHub returns it (`/git/commits/{sha}`, or `commit` of `/commits/{ref}`)."""
         tree = field(field(data, dict, "tree"), str, "sha")
         date = field(field(data, dict, "committer"), str, "date")
@@ -361,7 +363,7 @@ class GitHubSource:
         return walked
 
     @staticmethod
-    def _remember(memo: dict[Any, Any], key: Any, value: Any, limit: int = _MEMO_LIMIT) -> Any:
+    def _remember(memo: dict[K, V], key: K, value: V, limit: int = _MEMO_LIMIT) -> V:
         if len(memo) >= limit:
             del memo[next(iter(memo))]
         memo[key] = value
@@ -417,7 +419,8 @@ class GitHubSource:
 
     # --- HTTP ----------------------------------------------------------------------------------------
 
-    def _get(self, path: str, what: str, hint: str, *, params: dict[str, str] | None = None) -> dict[str, Any]:
+    def _get(self, path: str, what: str, hint: str, *, params: dict[str, str] | None = None,
+             ) -> dict[str, Any]:  # Any: GitHub's parsed JSON, read through `field`
         """GET `path` under the repository; the JSON object, or a SourceError about `what`."""
         response = self._request(self._prefix + path, what, params)
         if response.status_code == 200:

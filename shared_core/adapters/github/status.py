@@ -7,9 +7,12 @@ A rejected or expired plan is a failure, never neutral: a merge gate must not re
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared_core.core.errors import SourceError
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 STATES = ("pending", "success", "failure", "error")
@@ -20,7 +23,7 @@ class GitHubStatusPublisher:
     """POST /repos/{owner}/{repo}/statuses/{sha} with a token (never logged)."""
 
     def __init__(self, repository: str, *, token: str, base_url: str = "https://api.github.com",
-                 transport: Any = None) -> None:
+                 transport: httpx.BaseTransport | None = None) -> None:
         import httpx
 
         self.repository = repository
@@ -36,7 +39,7 @@ class GitHubStatusPublisher:
 
         if state not in STATES:
             raise ValueError(f"unknown commit status state {state!r}")
-        body: dict[str, Any] = {"state": state, "description": description[:140], "context": CONTEXT}
+        body: dict[str, str] = {"state": state, "description": description[:140], "context": CONTEXT}
         if target_url:
             body["target_url"] = target_url
         try:

@@ -50,7 +50,7 @@ class PushPayload:
     head_commit_timestamp: str | None = None
 
     @classmethod
-    def parse(cls, document: Mapping[str, Any]) -> PushPayload:
+    def parse(cls, document: Mapping[str, Any]) -> PushPayload:  # Any: GitHub's parsed JSON, checked here
         """Validate the fields IronLayer uses (others are ignored).
 
         Raises:
@@ -76,7 +76,7 @@ class PushPayload:
         )
 
 
-def _field(document: Mapping[str, Any], name: str, kind: type, prefix: str = "") -> Any:
+def _field(document: Mapping[str, Any], name: str, kind: type, prefix: str = "") -> Any:  # Any: parsed JSON
     if name not in document:
         raise WebhookError(f"invalid push payload: {prefix}{name}: Field required")
     value = document[name]
@@ -85,7 +85,7 @@ def _field(document: Mapping[str, Any], name: str, kind: type, prefix: str = "")
     return value
 
 
-def _optional_str(document: Mapping[str, Any], name: str) -> str | None:
+def _optional_str(document: Mapping[str, Any], name: str) -> str | None:  # Any: parsed JSON
     value = document.get(name)
     return _text(value, name, 320) if isinstance(value, str) else None
 

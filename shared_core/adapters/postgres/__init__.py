@@ -7,7 +7,7 @@ so that importing `embedded` alone never imports asyncpg.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __all__ = ["PostgresStateStore", "app_url_for", "open_store"]
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from shared_core.adapters.postgres.store import PostgresStateStore, app_url_for, open_store
 else:
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> object:
         """Load the re-exported names of `store.py` on first use."""
         if name in __all__:
             return getattr(importlib.import_module("shared_core.adapters.postgres.store"), name)

@@ -18,6 +18,12 @@ import asyncpg
 
 from shared_core.core.errors import StateError, StateUnavailableError
 
+# asyncpg ships no type information, so its connections and records are untyped here: these names mark
+# that boundary. The adapter reads records by column name into the typed rows of `shared_core.core.state`.
+Connection = Any  # an asyncpg connection
+Record = Any  # an asyncpg record (a row, read by column name)
+Value = Any  # one column's value as asyncpg decodes it
+
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unreachable; TimeoutError (the command timeout) is one too
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and a connection lost mid-operation
@@ -89,7 +95,7 @@ class PostgresConnection:
             await conn.fetchval("SELECT 1")
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def _connection(self) -> AsyncIterator[Connection]:
         """A pooled connection bound to no tenant (it sees only what row-level security leaves public)."""
         pool = await self.pool()
         try:
@@ -99,7 +105,7 @@ class PostgresConnection:
             raise self._unavailable(exc) from exc
 
     @asynccontextmanager
-    async def _transaction(self, tenant_id: str) -> AsyncIterator[Any]:
+    async def _transaction(self, tenant_id: str) -> AsyncIterator[Connection]:
         """A pooled connection inside a transaction bound to `tenant_id`; commits when the block ends.
 
         Raises:
@@ -121,17 +127,17 @@ class PostgresConnection:
         async with self._transaction(tenant_id) as conn:
             return str(await conn.execute(sql, *args))
 
-    async def _fetch(self, tenant_id: str, sql: str, *args: object) -> list[Any]:
+    async def _fetch(self, tenant_id: str, sql: str, *args: object) -> list[Record]:
         """The records of one query, in its own tenant-bound transaction."""
         async with self._transaction(tenant_id) as conn:
             return list(await conn.fetch(sql, *args))
 
-    async def _fetchrow(self, tenant_id: str, sql: str, *args: object) -> Any:
+    async def _fetchrow(self, tenant_id: str, sql: str, *args: object) -> Record | None:
         """The first record of one query (or None), in its own tenant-bound transaction."""
         async with self._transaction(tenant_id) as conn:
             return await conn.fetchrow(sql, *args)
 
-    async def _fetchval(self, tenant_id: str, sql: str, *args: object) -> Any:
+    async def _fetchval(self, tenant_id: str, sql: str, *args: object) -> Value:
         """The first value of one query (or None), in its own tenant-bound transaction."""
         async with self._transaction(tenant_id) as conn:
             return await conn.fetchval(sql, *args)

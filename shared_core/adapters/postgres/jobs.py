@@ -9,9 +9,7 @@ claim that starts the orchestration exactly once (`claim_job`: a Durable instanc
 
 from __future__ import annotations
 
-from typing import Any
-
-from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.adapters.postgres._connection import PostgresConnection, Record
 from shared_core.core.state import JobKind, JobRow, JobStatus
 from shared_core.security.scrub import scrub
 
@@ -137,7 +135,7 @@ class PostgresJobStore(PostgresConnection):
         return [_job_row(row) for row in rows]
 
 
-def _job_row(row: Any) -> JobRow:
+def _job_row(row: Record) -> JobRow:
     return JobRow(
         tenant_id=row["tenant_id"], instance_id=row["instance_id"], kind=row["kind"], plan_id=row["plan_id"],
         repository=row["repository"], target=row["target"], status=row["status"], detail=row["detail"],

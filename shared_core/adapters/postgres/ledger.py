@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.adapters.postgres._connection import Connection, PostgresConnection, Record
 from shared_core.core.planning.intervals import Range, merge_ranges
 
 
@@ -40,7 +39,7 @@ class PostgresLedgerStore(PostgresConnection):
 
 
 async def record_range(
-    conn: Any, tenant_id: str, model: str, start: datetime, end: datetime, plan_id: str, step_id: str, *,
+    conn: Connection, tenant_id: str, model: str, start: datetime, end: datetime, plan_id: str, step_id: str, *,
     reset: bool,
 ) -> None:
     """Add `[start, end)` to the model's ledger on `conn` (inside the caller's transaction); with `reset`,
@@ -54,7 +53,7 @@ async def record_range(
     )
 
 
-def group_ledger(rows: Sequence[Any]) -> dict[str, list[Range]]:
+def group_ledger(rows: Sequence[Record]) -> dict[str, list[Range]]:
     """Watermark rows (`model`, `range_start`, `range_end`) grouped per model into merged ranges.
 
     >>> from datetime import UTC, datetime

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.adapters.postgres._connection import Connection, PostgresConnection
 from shared_core.core.state import JSONValue, ModelVersion
 from shared_core.security.scrub import scrub_mapping
 
@@ -105,7 +104,7 @@ def _telemetry_rows(
 
 
 async def _record_model_version(
-    conn: Any, tenant_id: str, name: str, kind: str, materialization: str, content_hash: str, canonical_sql: str,
+    conn: Connection, tenant_id: str, name: str, kind: str, materialization: str, content_hash: str, canonical_sql: str,
     header: Mapping[str, str],
 ) -> None:
     await conn.execute(

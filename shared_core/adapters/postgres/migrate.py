@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from importlib import resources
-from typing import Any
 
-from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.adapters.postgres._connection import Connection, PostgresConnection
 
 _MIGRATION_LOCK = 0x1A0_1A7E  # pg_advisory_xact_lock key of the migrator
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -63,7 +62,7 @@ class PostgresMigrations(PostgresConnection):
             return await _current_version(conn)
 
 
-async def _current_version(conn: Any) -> int:
+async def _current_version(conn: Connection) -> int:
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return 0

@@ -6,9 +6,7 @@ storing the same plan twice is a no-op.
 
 from __future__ import annotations
 
-from typing import Any
-
-from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.adapters.postgres._connection import PostgresConnection, Record
 from shared_core.core.planning.plan import Plan
 from shared_core.core.state import PlanStatus, PlanSummaryRow
 
@@ -56,7 +54,7 @@ class PostgresPlanStore(PostgresConnection):
         return [_plan_summary(row) for row in rows]
 
 
-def _plan_summary(row: Any) -> PlanSummaryRow:
+def _plan_summary(row: Record) -> PlanSummaryRow:
     return PlanSummaryRow(
         plan_id=row["plan_id"], base=row["base"], target=row["target"], as_of=row["as_of"], status=row["status"],
         created_at=row["created_at"], updated_at=row["updated_at"],

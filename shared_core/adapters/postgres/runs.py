@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.adapters.postgres._connection import PostgresConnection, Record
 from shared_core.adapters.postgres.ledger import record_range
 from shared_core.core.state import CompletedBatch, QualityResult, RunRow, RunStatus
 from shared_core.security.scrub import scrub
@@ -109,7 +108,7 @@ class PostgresRunStore(PostgresConnection):
         return int(result.split()[-1])
 
 
-def _run_row(row: Any) -> RunRow:
+def _run_row(row: Record) -> RunRow:
     return RunRow(
         run_id=row["run_id"], plan_id=row["plan_id"], step_id=row["step_id"], model=row["model"],
         batch_start=row["batch_start"], batch_end=row["batch_end"], attempt=row["attempt"], status=row["status"],

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
-from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.adapters.postgres._connection import PostgresConnection, Record
 from shared_core.core.errors import StateError
 from shared_core.core.state import AuditRow, JSONValue, RateDecision, RateState
 
@@ -208,7 +208,7 @@ class PostgresSecurityStore(PostgresConnection):
 _AUDIT_COLUMNS = "tenant_id, seq, at, actor, role, action, target, details, prev_hash, hash"
 
 
-def _audit_row(record: Any) -> AuditRow:
+def _audit_row(record: Record) -> AuditRow:
     return AuditRow(  # `details` stays the canonical JSON text it was hashed as
         tenant_id=record["tenant_id"], seq=record["seq"], at=record["at"], actor=record["actor"],
         role=record["role"], action=record["action"], target=record["target"], details=record["details"],

@@ -96,7 +96,7 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _iterator(expression: str, start: datetime) -> Any:
+def _iterator(expression: str, start: datetime) -> Any:  # Any: croniter ships no type information
     from croniter import croniter  # imported on first use: loading model files without a cron never pays for it
 
     return croniter(expression, start)

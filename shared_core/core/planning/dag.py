@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
 from shared_core.core.errors import CycleError
 
@@ -88,7 +91,7 @@ class Graph:
                     path.pop()
         return None
 
-    def topological_order(self, key: Callable[[str], Any] | None = None) -> list[str]:
+    def topological_order(self, key: Callable[[str], SupportsRichComparison] | None = None) -> list[str]:
         """Nodes with every upstream before its downstream; among ready nodes the smallest key first.
 
         >>> Graph({"b": ["a"], "a": [], "c": []}).topological_order()

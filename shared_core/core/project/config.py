@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared_core.core.errors import ProjectError
 
@@ -29,7 +28,8 @@ class PlannerSettings:
 
     max_batches_per_step: int = 366
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, int]:
+        """The settings as they appear in a plan's inputs."""
         return {"max_batches_per_step": self.max_batches_per_step}
 
 

@@ -51,12 +51,12 @@ class QueryAnalysis:
     # (name, line); `check` reports them and the executor refuses them
     undeclared: tuple[tuple[str, int], ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:  # Any: the JSON form kept in the analysis cache
         return {"canonical": self.canonical, "refs": list(self.refs), "placeholders": list(self.placeholders),
                 "undeclared": [list(item) for item in self.undeclared]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QueryAnalysis:
+    def from_dict(cls, data: dict[str, Any]) -> QueryAnalysis:  # Any: parsed JSON of the analysis cache
         undeclared = tuple((str(name), int(line)) for name, line in data.get("undeclared", ()))
         return cls(data["canonical"], tuple(data["refs"]), tuple(data["placeholders"]), undeclared)
 
