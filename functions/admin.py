@@ -23,8 +23,10 @@ from shared_core.core.errors import AuthorizationError, InputError
 from shared_core.settings import get_settings
 
 if TYPE_CHECKING:
+    from shared_core.core.repository_settings import RepositorySettings
     from shared_core.ports import StateStore
     from shared_core.security.tokens import Principal
+    from shared_core.services.tenancy import Onboarded
 
 bp = df.Blueprint()
 
@@ -79,14 +81,14 @@ def _require_operator(principal: Principal, what: str) -> None:
                                  "`ironlayer tenants add`")
 
 
-def _text(body: dict[str, Any], field: str) -> str:
+def _text(body: dict[str, Any], field: str) -> str:  # Any: the request's parsed JSON
     value = body.get(field)
     if not isinstance(value, str) or not value or len(value) > 200:
         raise InputError(f"{field} must be a non-empty string of at most 200 characters")
     return value
 
 
-def _settings(tenant_id: str, repository: str, values: Any) -> Any:
+def _settings(tenant_id: str, repository: str, values: Any) -> RepositorySettings:  # Any: parsed JSON, checked here
     """The validated settings from a JSON object of `SETTING_FIELDS` (unknown fields and wrong types refused)."""
     from shared_core.core.repository_settings import repository_settings
 
@@ -105,7 +107,7 @@ def _settings(tenant_id: str, repository: str, values: Any) -> Any:
     return repository_settings(tenant_id, repository, production=not get_settings().local, **given)
 
 
-def _answer(done: Any) -> dict[str, Any]:
+def _answer(done: Onboarded) -> dict[str, object]:
     return {"tenant_id": done.settings.tenant_id, "repository": done.settings.repository,
             "mapped_now": done.created_mapping, "settings": done.settings.describe(),
             "missing_credentials": list(done.missing_credentials)}

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
-from shared_core.cli._runtime import actor, settings, with_store
+from shared_core.cli._runtime import CommandParsers, actor, settings, with_store
+
+if TYPE_CHECKING:
+    from shared_core.core.repository_settings import RepositorySettings
+    from shared_core.core.state import RepositorySettingsRow
+    from shared_core.ports import StateStore
+    from shared_core.services.tenancy import Onboarded
 
 EXIT_OK = 0
 
 
-def add_commands(commands: Any) -> None:
+def add_commands(commands: CommandParsers) -> None:
     tenants = commands.add_parser("tenants", help="onboard tenants (the deployment operator's command)")
     actions = tenants.add_subparsers(dest="tenants_action", required=True)
     add = actions.add_parser("add", help="create a tenant, map its repository and store the repository's settings")
@@ -59,7 +65,7 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local-path", help="development only: read the repository from this local git path")
 
 
-def _settings(args: argparse.Namespace, tenant_id: str, repository: str) -> Any:
+def _settings(args: argparse.Namespace, tenant_id: str, repository: str) -> RepositorySettings:
     from shared_core.core.repository_settings import repository_settings
 
     return repository_settings(
@@ -72,7 +78,7 @@ def _settings(args: argparse.Namespace, tenant_id: str, repository: str) -> Any:
     )
 
 
-def _report(onboarded: Any, verb: str) -> None:
+def _report(onboarded: Onboarded, verb: str) -> None:
     stored = onboarded.settings
     print(f"{verb} repository {stored.repository} for tenant {stored.tenant_id}: {stored.source_kind} source, "
           f"engine {stored.engine}, branches {', '.join(stored.branches)}, blobs under {stored.blob_prefix}")
@@ -110,7 +116,7 @@ def cmd_repositories(args: argparse.Namespace) -> int:
         _report(onboarded, "mapped" if onboarded.created_mapping else "updated")
         return EXIT_OK
 
-    async def read(store: Any) -> list[Any]:
+    async def read(store: StateStore) -> list[RepositorySettingsRow]:
         tenant = args.tenant
         if tenant is None and args.repository:
             tenant = await store.tenant_for_repository(args.repository)

@@ -9,11 +9,9 @@ tenant (`repository_mappings`), because the schedule tick and the webhook find a
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 
-from shared_core.adapters.postgres._connection import PostgresConnection
+from shared_core.adapters.postgres._connection import PostgresConnection, Record
 from shared_core.core.errors import StateError
 from shared_core.core.state import RepositorySettingsFields, RepositorySettingsRow
 
@@ -89,7 +87,7 @@ class PostgresRepositoryStore(PostgresConnection):
         return [(str(row["repository"]), str(row["tenant_id"])) for row in rows]
 
 
-def _row(record: Any) -> RepositorySettingsRow:
+def _row(record: Record) -> RepositorySettingsRow:
     return RepositorySettingsRow(
         tenant_id=record["tenant_id"], repository=record["repository"], source_kind=record["source_kind"],
         source=record["source"], github_token_credential=record["github_token_credential"],
