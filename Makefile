@@ -3,14 +3,28 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Azure's Python worker (azure-functions-runtime) runs on Python 3.13; the app is indexed with it in a venv of its own.
+PY313 ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python 2>/dev/null) python3.13; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo $$p; break; }; done)
+WORKER_VENV := .venv-worker
+WORKER_STAMP := $(WORKER_VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean worker-venv
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+$(WORKER_STAMP): pyproject.toml .ci/worker-requirements.txt
+	@test -n "$(PY313)" || { echo "Python 3.13 is required for the Azure worker check (set PY313=/path/to/python3.13)" >&2; exit 1; }
+	$(PY313) -m venv $(WORKER_VENV)
+	$(WORKER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(WORKER_VENV)/bin/python -m pip install -q -r .ci/worker-requirements.txt -e .
+	touch $(WORKER_STAMP)
+
+worker-venv: $(WORKER_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ironlayer demo
@@ -20,11 +34,11 @@ lint: $(STAMP)
 	$(BIN)/mypy shared_core functions function_app.py tests bench
 	$(BIN)/lint-imports --no-cache
 
-test: lint
+test: lint $(WORKER_STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
 
 clean:
-	rm -rf $(VENV) .ironlayer
+	rm -rf $(VENV) $(WORKER_VENV) .ironlayer
