@@ -2,9 +2,10 @@
 
 Run with the worker's interpreter (Python 3.13 with `azure-functions-runtime`, see `make worker-venv`) from the
 repository root: `python .ci/worker_index.py`. It imports `function_app.py` with the worker's own loader
-(`azure_functions_runtime.loader.index_function_app`) after loading the binding registry, then runs `process_indexed_function`, the step in which the
-worker builds each function's metadata and refuses bindings it cannot serve (an annotation such as
-`dict[str, Any]` on an activity input is refused there, and one refusal fails the whole app on Azure).
+(`azure_functions_runtime.loader.index_function_app`) after loading the binding registry, then runs
+`process_indexed_function`, the step in which the worker builds each function's metadata and refuses bindings it
+cannot serve (an annotation such as `dict[str, Any]` on an activity input is refused there, and one refusal fails
+the whole app on Azure).
 
 The host hands the worker its gRPC message classes (`protos`) at start-up. They are not published on PyPI, so
 this script builds the few messages indexing constructs (`BindingInfo`, `RpcRetryOptions`, `RpcFunctionMetadata`)

@@ -31,7 +31,7 @@ def worker_python() -> str:
 
 def index(app_dir: Path) -> tuple[int, dict[str, object]]:
     done = subprocess.run([worker_python(), str(INDEXER)], cwd=app_dir, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "IRONLAYER_ENVIRONMENT": "test"})
+                          env={**os.environ, "IRONLAYER_ENVIRONMENT": "test"})
     lines = done.stdout.strip().splitlines()
     assert lines, f"the indexer printed nothing; stderr: {done.stderr[-2000:]}"
     return done.returncode, json.loads(lines[-1])
