@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.functions.conftest import functions_by_name
+
 ROOT = Path(__file__).resolve().parents[2]
 INDEXER = ROOT / ".ci" / "worker_index.py"
 
@@ -38,9 +40,7 @@ def index(app_dir: Path) -> tuple[int, dict[str, object]]:
 
 
 def test_every_function_of_the_app_is_indexed_by_the_worker() -> None:
-    from function_app import app
-
-    registered = sorted(f.get_function_name() for f in app.get_functions())
+    registered = sorted(functions_by_name())
     code, report = index(ROOT)
     assert report["refused"] == {}, f"the worker refuses: {report['refused']}"
     assert report["indexed"] == registered
