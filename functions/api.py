@@ -1,4 +1,4 @@
-"""The API: plans, runs, jobs (with cancel), decisions, audit, credentials, settings and health.
+"""The API: plans, runs, jobs (with cancel), decisions, audit, credentials, settings, identities and health.
 
 Every endpoint declares its role (shared_core.security.roles.POLICY) through `functions.http.guard.guarded`:
 authenticated, authorized, not revoked, rate-limited, its errors answered as JSON with the status that
@@ -141,7 +141,8 @@ def _decision_endpoint(req: func.HttpRequest) -> str:
 @guarded("approve_plan", "reject_plan", pick=_decision_endpoint)
 async def decide_plan(req: func.HttpRequest, principal: Principal, store: StateStore,
                       client: df.DurableOrchestrationClient) -> Body:
-    """Approve or reject a plan as an authenticated operator (separation of duties applies)."""
+    """Approve or reject a plan as a registered identity of operator role or higher (separation of duties applies)."""
+    from shared_core.security.identities import API
     from shared_core.services import approvals
 
     body = _json_body(req)
@@ -150,7 +151,7 @@ async def decide_plan(req: func.HttpRequest, principal: Principal, store: StateS
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
         raise InputError(f"comment must be text of at most {MAX_COMMENT_CHARS} characters")
-    approver = approvals.Approver(subject=principal.subject, role=principal.role, via="api")
+    approver = approvals.Approver(provider=API, subject=principal.subject, via="api", token_role=principal.role)
     await approvals.decide_plan(store, client.raise_event, tenant_id=principal.tenant_id, plan_id=plan_id,
                                 decision=decision, approver=approver, comment=comment)
     return Reply({"plan_id": plan_id, "decision": decision, "by": principal.subject}, 202)
@@ -186,6 +187,49 @@ async def put_settings(req: func.HttpRequest, principal: Principal, store: State
     updated = await set_approval_policy(store, principal.tenant_id, body, actor=principal.subject,
                                         role=principal.role)
     return {"settings": updated}
+
+
+@bp.route(route="identities", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@guarded("manage_identities")
+async def list_identities(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
+    """The identities registered to decide for the tenant."""
+    from shared_core.services.identities import list_identities as listed
+
+    return {"identities": await listed(store, principal.tenant_id)}
+
+
+@bp.route(route="identities", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
+@guarded("manage_identities")
+async def put_identity(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
+    """Register an identity (or change it): `{"provider", "subject", "role", "github_login", "name"}`."""
+    from shared_core.services.identities import set_identity
+
+    body = _json_body(req)
+    fields = {key: body.get(key) for key in ("provider", "subject", "role")}
+    if not all(isinstance(value, str) for value in fields.values()):
+        raise InputError("provider, subject and role are required strings")
+    login, name = body.get("github_login"), body.get("name", "")
+    if (login is not None and not isinstance(login, str)) or not isinstance(name, str):
+        raise InputError("github_login must be a string or null, and name a string")
+    stored = await set_identity(store, principal.tenant_id, provider=str(fields["provider"]),
+                                subject=str(fields["subject"]), role=str(fields["role"]), github_login=login,
+                                name=name, actor=principal.subject, actor_role=principal.role)
+    return {"identity": stored}
+
+
+@bp.route(route="identities", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@guarded("manage_identities")
+async def delete_identity(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
+    """Forget an identity: `{"provider", "subject"}`; it may no longer decide."""
+    from shared_core.services.identities import remove_identity
+
+    body = _json_body(req)
+    provider, subject = body.get("provider"), body.get("subject")
+    if not isinstance(provider, str) or not isinstance(subject, str):
+        raise InputError("provider and subject are required strings")
+    await remove_identity(store, principal.tenant_id, provider=provider, subject=subject, actor=principal.subject,
+                          actor_role=principal.role)
+    return {"removed": {"provider": provider, "subject": subject}}
 
 
 def _plan_id(value: str, *, label: str = "plan id") -> str:

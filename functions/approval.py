@@ -1,19 +1,22 @@
 """Approval: the activity that asks (signed link + pending commit status) and the page that answers.
 
-`GET /api/plans/{plan_id}/approval?token=...` shows the plan, its steps and the SQL diff of each
-modified model; the page's form POSTs the token and the decision. The token is verified here (signature,
-expiry, plan, tenant, action); the decision itself is `shared_core.services.approvals.decide_plan`, the
-same ordered operation as the API's (revocation, job state, separation of duties, single use, audit,
-the `approval` event, the job). Users never see Durable's management URLs (they carry the system key).
+`GET /api/plans/{plan_id}/approval?token=...` shows the plan to whoever holds the link: its steps, the SQL
+of each added model and the diff of each modified one, and the models whose tests or contract change.
+The page's form POSTs the token and the decision, and the POST decides only for an authenticated
+identity: the principal App Service Authentication passes in `X-MS-CLIENT-PRINCIPAL` (trusted only when
+IRONLAYER_APP_SERVICE_AUTH says the platform sets it), or an API token (`Authorization: Bearer`, the API's
+own authentication). The link alone is refused with 401. The token is verified here (signature, expiry,
+plan, tenant, action); the decision itself is `shared_core.services.approvals.decide_plan`, the same
+ordered operation as the API's (revocation, job state, registered identity and role, separation of duties,
+staleness; then link, job, event and audit in one transaction). Users never see Durable's management URLs
+(they carry the system key).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs
 
 import azure.durable_functions as df
@@ -21,9 +24,23 @@ import azure.functions as func
 
 from functions.history import scrubbed
 from functions.http.responses import html_response
-from shared_core.core.errors import ApprovalError, ConflictError, CoreError, NotFoundError, PayloadTooLargeError
+from shared_core.core.errors import (
+    ApprovalError,
+    AuthenticationError,
+    AuthorizationError,
+    ConflictError,
+    CoreError,
+    NotFoundError,
+    OrchestrationUnavailableError,
+    PayloadTooLargeError,
+    StalePlanError,
+)
 from shared_core.services.messages import ApprovalRequest, ApprovalRequested
-from shared_core.settings import get_settings
+from shared_core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared_core.security.approval_tokens import ApprovalClaims
+    from shared_core.services.approvals import Approver
 
 bp = df.Blueprint()
 logger = logging.getLogger(__name__)
@@ -35,7 +52,9 @@ _LINK_TITLES = {401: "This approval link is not valid", 403: "This link is not f
                 410: "This approval link can no longer be used"}
 _TITLES: tuple[tuple[type[CoreError], str], ...] = (
     (NotFoundError, "Plan not found"), (ConflictError, "This plan is not waiting for approval"),
-    (PayloadTooLargeError, "Request too large"))
+    (PayloadTooLargeError, "Request too large"), (AuthenticationError, "Sign in to decide"),
+    (AuthorizationError, "You may not decide this plan"), (StalePlanError, "This plan is stale: re-plan"),
+    (OrchestrationUnavailableError, "Nothing was decided: try again"))
 
 
 @bp.activity_trigger(input_name="request")
@@ -99,7 +118,7 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
     from functions.resources import clients_for_plan, get_store
     from shared_core.core.errors import InvalidTokenError
     from shared_core.security.approval_tokens import verify_approval_token
-    from shared_core.services.plans import read_stored_plan, sql_diff_key
+    from shared_core.services.plans import read_review, read_stored_plan
 
     settings = get_settings()
     # any tenant's link: its signed claims name the tenant, and everything below is read bound to it
@@ -111,11 +130,11 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
     if plan is None:
         return html_response(render_result_page("Plan not found", f"plan {plan_id[:12]} is not stored here",
                                                 status=404), 404, SECURITY_HEADERS)
-    diffs_raw = await asyncio.to_thread(blobs.get, sql_diff_key(plan_id))
-    diffs = {name: (format_sql_for_review(pair[0]), format_sql_for_review(pair[1]))
-             for name, pair in json.loads(diffs_raw or b"{}").items()}
+    review = await read_review(blobs, plan_id)
+    sql = {name: (format_sql_for_review(old) if old is not None else None, format_sql_for_review(new))
+           for name, (old, new) in review["sql"].items()}
     page = render_approval_page(plan, token=_token(req), action_url=f"/api/plans/{plan_id}/approval",
-                                sql_diffs=diffs)
+                                sql_diffs=sql, checks=review["checks"])
     return html_response(page, 200, SECURITY_HEADERS)
 
 
@@ -123,7 +142,7 @@ async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchest
     from functions.http.approval_page import SECURITY_HEADERS, render_result_page
     from functions.resources import get_store
     from shared_core.security.approval_tokens import check_decision, verify_approval_token
-    from shared_core.services.approvals import DECIDED, decide_plan, link_approver
+    from shared_core.services.approvals import DECIDED, decide_plan
 
     settings = get_settings()
     body = req.get_body()
@@ -134,10 +153,39 @@ async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchest
                                    now=datetime.now(UTC))  # the tenant is the signed one, as on the page
     granted = check_decision(claims, form.get("decision", [""])[0])
     decision: Literal["approve", "reject"] = "approve" if granted == "approve" else "reject"
+    approver = await _approver(req, claims, decision, settings)
     await decide_plan(await get_store(settings), client.raise_event, tenant_id=claims.tenant_id, plan_id=plan_id,
-                      decision=decision, approver=link_approver(claims),
-                      comment=form.get("comment", [""])[0][:MAX_COMMENT_CHARS])
+                      decision=decision, approver=approver, comment=form.get("comment", [""])[0][:MAX_COMMENT_CHARS])
     verb = DECIDED[decision]
-    logger.info("plan %s %s by %s", plan_id[:12], verb, claims.subject)
+    logger.info("plan %s %s by %s", plan_id[:12], verb, approver.key)
     return html_response(render_result_page(f"Plan {verb}", f"plan {plan_id[:12]} was {verb}; the commit status "
                                             "on GitHub will follow", status=200), 200, SECURITY_HEADERS)
+
+
+async def _approver(req: func.HttpRequest, claims: ApprovalClaims, decision: str, settings: Settings) -> Approver:
+    """Who posts the decision: the App Service Authentication principal (only when the setting says the platform
+    sets its headers), else the API token's subject; the link itself names no one.
+
+    Raises:
+        AuthenticationError: the request carries no identity, or a bad one.
+        AuthorizationError: the API token's role may not decide, or it is another tenant's.
+    """
+    from functions.http.auth import admit
+    from shared_core.security.identities import API, app_service_principal
+    from shared_core.services.approvals import Approver
+
+    headers = {name.lower(): value for name, value in req.headers.items()}
+    if settings.app_service_auth:
+        principal = app_service_principal(headers)
+        if principal is not None:
+            return Approver(provider=principal.provider, subject=principal.subject, via="approval link", link=claims)
+    if headers.get("authorization", "").strip():
+        caller, _ = await admit(req, f"{decision}_plan")
+        if caller.tenant_id != claims.tenant_id:
+            raise AuthorizationError("your access token is for another tenant than this plan's; nothing was changed")
+        return Approver(provider=API, subject=caller.subject, via="approval link", token_role=caller.role,
+                        link=claims)
+    raise AuthenticationError(
+        "deciding needs a signed-in identity: this link only shows the plan; sign in (App Service Authentication) "
+        "or send an API token as 'Authorization: Bearer <token>'; nothing was changed"
+    )

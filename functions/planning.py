@@ -64,8 +64,8 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     def finalize(outcome: JobOutcome, detail: str) -> Any:  # Any: a Durable task (untyped SDK)
         return context.call_activity("finalize_activity", FinalizeRequest(**ids, outcome=outcome, detail=detail))
 
-    if not ref["waves"]:
-        yield finalize("succeeded", "nothing to run: no model's data changed")
+    if not ref["waves"] and not ref.get("checks_changed"):
+        yield finalize("succeeded", "nothing to run: no model's data, tests or contract changed")
         return {"plan_id": plan_id, "status": "succeeded"}
     if not job.auto_approve:
         yield context.call_activity("request_approval_activity",
@@ -102,7 +102,7 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
             outcomes[step["step_id"]] = result["status"]
     failed, outcome = failed_steps(outcomes), plan_outcome(outcomes)
     yield finalize(outcome, f"{len(failed)} of {len(outcomes)} steps did not succeed" if failed else
-                   f"{len(outcomes)} steps succeeded")
+                   f"{len(outcomes)} steps succeeded" if outcomes else "tests or contracts changed; nothing to rebuild")
     return {"plan_id": plan_id, "status": outcome}
 
 
@@ -151,7 +151,8 @@ async def build_plan_activity(job: PlanJobRequest) -> PlanRef | PlanFailure:
     tenant's blobs and PostgreSQL.
 
     Returns:
-        The plan ID and its steps by wave, `[[{"step_id", "depends_on"}, ...], ...]`: IDs only, never the body; or
+        The plan ID, its steps by wave, `[[{"step_id", "depends_on"}, ...], ...]`, and whether tests or contracts
+        change (`checks_changed`: approval is needed even with no step): IDs only, never the body; or
         `{"status": "failed", "detail"}` when the commits cannot be planned (a commit that is not in the
         repository, an invalid model): a terminal failure of the job, not a retry. A state store or blob
         store that cannot be reached raises (safe to retry).

@@ -54,7 +54,7 @@ async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationC
             return json_response({"status": "ignored", "reason": refusal}, 202)
         job = push_job(
             tenant_id=tenant, repository=repository, base=payload.before, target=payload.after,
-            branch=branch, author=payload.pusher.name or "",
+            branch=branch, author=payload.pusher_login,
             policy=JobPolicy(settings.auto_approve, settings.approval_ttl_hours, settings.step_retries),
         )
         started = await start_job(store, client, job, delivery_id=delivery.envelope.delivery_id)

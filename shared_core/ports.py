@@ -5,9 +5,10 @@ Services and the core talk to these; `shared_core.adapters` implements them (`Lo
 `GitHubSource`, `LocalBlobStore`, `AzureBlobStore`, `CachedAnalyzer`, `DuckDBExecutor`,
 `GitHubStatusPublisher`, `PostgresStateStore`; the Durable client is the `Orchestrations`). The state
 store is split by concern (`LedgerStore`, `PlanStore`, `RunStore`, `JobStore`, `SecurityStore`,
-`RepositoryStore`) so that a use case can ask for exactly what it touches; `StateStore` is all of them.
-The rows they return are the `TypedDict`s of `shared_core.core.state`, re-exported here, as are the
-planner's `QueryAnalyzer` and `InlineAnalyzer` (defined in the pure `shared_core.core.sql.analysis`).
+`RepositoryStore`, `IdentityStore`, `DecisionStore`, `DeploymentStore`) so that a use case can ask for
+exactly what it touches; `StateStore` is all of them. The rows they return are the `TypedDict`s of
+`shared_core.core.state`, re-exported here, as are the planner's `QueryAnalyzer` and `InlineAnalyzer`
+(defined in the pure `shared_core.core.sql.analysis`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from shared_core.core.sql.analysis import InlineAnalyzer, QueryAnalyzer
 from shared_core.core.state import (
     AuditRow,
     CompletedBatch,
+    DecisionOutcome,
+    DecisionRecord,
+    DeployedVersion,
+    IdentityRow,
     JobKind,
     JobRow,
     JobStatus,
@@ -49,8 +54,15 @@ __all__ = [
     "BatchOutcome",
     "BlobStore",
     "CompletedBatch",
+    "DecisionOutcome",
+    "DecisionRecord",
+    "DecisionStore",
+    "DeployedVersion",
+    "DeploymentStore",
     "Executor",
     "GitSource",
+    "IdentityRow",
+    "IdentityStore",
     "InlineAnalyzer",
     "JSONValue",
     "JobKind",
@@ -413,6 +425,10 @@ class JobStore(Protocol):
         """The newest `limit` jobs, newest first."""
         ...
 
+    async def busy_models(self, tenant_id: str) -> set[str]:
+        """The models with a step in the plan of a job that is planned, awaiting approval or running."""
+        ...
+
 
 class SecurityStore(Protocol):
     """Tenants and routing, the audit chain, credentials, used and revoked tokens, rate-limit buckets."""
@@ -506,7 +522,70 @@ class RepositoryStore(Protocol):
         ...
 
 
-class StateStore(LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, RepositoryStore, Protocol):
+class IdentityStore(Protocol):
+    """The identities a tenant registered for deciding: `(provider, subject)` -> role and GitHub login."""
+
+    async def set_identity(self, tenant_id: str, provider: str, subject: str, *, role: str,
+                           github_login: str | None, name: str) -> None:
+        """Register (or change) an identity."""
+        ...
+
+    async def remove_identity(self, tenant_id: str, provider: str, subject: str) -> bool:
+        """Forget an identity; False when it was not registered."""
+        ...
+
+    async def find_identity(self, tenant_id: str, provider: str, subject: str) -> IdentityRow | None:
+        """The registered identity, or None."""
+        ...
+
+    async def list_identities(self, tenant_id: str) -> list[IdentityRow]:
+        """Every registered identity, by provider and subject."""
+        ...
+
+
+class DecisionStore(Protocol):
+    """A decision on a plan as one ordered operation, and what the orchestration may read after it."""
+
+    async def record_decision(
+        self, tenant_id: str, record: DecisionRecord, build_audit: Callable[[AuditRow | None, str | None], AuditRow],
+        deliver: Callable[[], Awaitable[None]],
+    ) -> DecisionOutcome:
+        """Under a lock on the plan's decision, in one transaction: re-check that the link is unused and the job
+        awaits approval; use the link; update job and plan; `deliver()` the event; append the audit row.
+
+        A failure anywhere (`deliver` included) rolls everything back: the link stays usable and no audit row
+        claims a decision. Returns `token_used` or `not_awaiting` (nothing done, nothing delivered) or `recorded`.
+        """
+        ...
+
+    async def settled_plan_status(self, tenant_id: str, plan_id: str) -> PlanStatus | None:
+        """The plan's status once no decision on it is in flight (waits for one that is); None for no plan."""
+        ...
+
+
+class DeploymentStore(Protocol):
+    """Deployed model versions, and the base each plan was built against (stored beside the plan)."""
+
+    async def deployed_versions(self, tenant_id: str, models: Sequence[str]) -> dict[str, DeployedVersion]:
+        """The current deployed version of each of `models` that has one."""
+        ...
+
+    async def save_plan_base(self, tenant_id: str, plan_id: str, document: str, base_hash: str) -> None:
+        """Record (or replace, when the plan is made again) the base of a plan."""
+        ...
+
+    async def plan_base(self, tenant_id: str, plan_id: str) -> tuple[str, str] | None:
+        """`(document, base_hash)` of a plan's recorded base, or None."""
+        ...
+
+    async def deploy_tests(self, tenant_id: str, plan_id: str, versions: Mapping[str, tuple[str, str | None]]) -> int:
+        """Record the tests a succeeded plan deployed without a run: model -> (content hash, tests); only where that
+        content hash is the deployed one. Returns how many models were updated."""
+        ...
+
+
+class StateStore(LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, RepositoryStore, IdentityStore,
+                 DecisionStore, DeploymentStore, Protocol):
     """The whole state store (`PostgresStateStore`), with its lifecycle."""
 
     async def health(self) -> None:
@@ -518,8 +597,10 @@ class StateStore(LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, Repo
         ...
 
 
-class ApprovalStore(PlanStore, JobStore, SecurityStore, Protocol):
-    """What asking for and deciding an approval touch: the plan's status, its job, the security state."""
+class ApprovalStore(LedgerStore, PlanStore, JobStore, SecurityStore, IdentityStore, DecisionStore, DeploymentStore,
+                    Protocol):
+    """What asking for and deciding an approval touch: the plan and its base (is it stale?), its job, who decides,
+    the security state and the decision itself."""
 
 
 RaiseEvent = Callable[[str, str, Mapping[str, str]], Awaitable[None]]

@@ -64,6 +64,7 @@ class Settings:
     credential_keys: str  # IRONLAYER_CREDENTIAL_KEYS: Fernet keys, newest first, for stored credentials
     cache_dir: Path | None  # IRONLAYER_CACHE_DIR: the CLI's analysis cache (unset: inside the repository's git dir)
     actor: str  # IRONLAYER_ACTOR, else USER, else "cli": who the CLI's audit entries name
+    app_service_auth: bool  # IRONLAYER_APP_SERVICE_AUTH: App Service Authentication is on; trust X-MS-CLIENT-PRINCIPAL
 
     @property
     def production(self) -> bool:
@@ -148,6 +149,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         credential_keys=env("IRONLAYER_CREDENTIAL_KEYS", ""),
         cache_dir=Path(env("IRONLAYER_CACHE_DIR", "")) if env("IRONLAYER_CACHE_DIR") else None,
         actor=env("IRONLAYER_ACTOR") or env("USER") or "cli",
+        app_service_auth=_flag(values, "IRONLAYER_APP_SERVICE_AUTH"),
     )
     if settings.production and settings.auth_mode == "dev":
         raise SettingsError("IRONLAYER_AUTH_MODE=dev (no authentication) is refused in production; use jwt or oidc")

@@ -47,11 +47,13 @@ _ERROR_TITLES: Sequence[tuple[type[ApprovalError], str]] = (
 )
 _STATUS_NOTES = {
     400: "The request was incomplete or malformed.",
-    401: "The link could not be verified: it may be cut short, altered, or not an IronLayer approval link.",
-    403: "The link is genuine, but it does not grant this.",
+    401: "The link could not be verified (it may be cut short, altered, or not an IronLayer approval link), "
+         "or you are not signed in.",
+    403: "The link is genuine, but it does not grant this, or you may not decide this plan.",
     404: "There is no such plan, or it is not visible to this link.",
-    409: "The plan was already decided or is no longer waiting for approval.",
+    409: "The plan was already decided, is no longer waiting for approval, or is stale.",
     410: "The link can no longer be used.",
+    503: "IronLayer could not complete the decision right now; the link still works. Try again in a minute.",
 }
 
 _CSS = """
@@ -98,20 +100,23 @@ def render_approval_page(
     *,
     token: str,
     action_url: str,
-    sql_diffs: Mapping[str, tuple[str, str]],
+    sql_diffs: Mapping[str, tuple[str | None, str]],
+    checks: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
     advice: Mapping[str, object] | None = None,
     decisions: Sequence[str] = ("approve", "reject"),
     expires_at: datetime | None = None,
 ) -> str:
-    """The page a reviewer reads before deciding: summary, model changes, steps, SQL diffs and the form.
+    """The page a reviewer reads before deciding: summary, model changes, steps, tests and contracts, SQL, the form.
 
     Args:
         plan: the plan (as `load_plan` returns it).
         token: the approval token, posted back in a hidden field with the chosen decision.
         action_url: where the form posts (same origin; the CSP's `form-action 'self'` enforces it).
-        sql_diffs: model name -> (old SQL, new SQL) for the models whose SQL to show, normally the
-            modified ones; pass readable text (see `format_sql_for_review`). Models are shown in the
-            plan's order, any others after them by name.
+        sql_diffs: model name -> (old SQL, new SQL) for the models whose SQL to show: the modified ones
+            (as a diff) and the added ones (old None: the whole SQL); pass readable text (see
+            `format_sql_for_review`). Models are shown in the plan's order, any others after them by name.
+        checks: model name -> {"tests" and/or "contract": [old, new]}: the quality tests and contracts that
+            change (they change what runs, so they need approval even when nothing is rebuilt).
         advice: optional advisory notes stored beside the plan; shown as given, marked as not binding.
         decisions: the buttons to offer: the decisions the token grants (`ApprovalClaims.permits`).
         expires_at: when the link expires, to tell the reviewer.
@@ -131,9 +136,10 @@ def render_approval_page(
         f"<h1>Review plan <code>{_e(short)}</code></h1>",
         f'<p class="muted mono small">{_e(plan_id)}</p></header>',
         _render_facts(plan),
-        _render_intro(plan, expires_at),
+        _render_intro(plan, expires_at, bool(checks)),
         _render_models(plan.models),
         _render_steps(plan.steps),
+        _render_checks(plan, checks or {}),
         _render_sql(plan, sql_diffs),
     ]
     if advice:
@@ -242,18 +248,21 @@ def _render_facts(plan: Plan) -> str:
     return '<dl class="facts">' + "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows) + "</dl>"
 
 
-def _render_intro(plan: Plan, expires_at: datetime | None) -> str:
+def _render_intro(plan: Plan, expires_at: datetime | None, checks_changed: bool) -> str:
     steps = plan.steps
-    what = (
-        f"Approving runs the {len(steps)} steps below against the warehouse."
-        if steps
-        else "This plan has no steps: approving changes nothing in the warehouse."
-    )
+    if steps:
+        what = f"Approving runs the {len(steps)} steps below against the warehouse."
+    elif checks_changed:
+        what = ("This plan has no steps, but it changes tests or contracts: approving deploys them for the runs "
+                "to come; nothing is rebuilt now.")
+    else:
+        what = "This plan has no steps: approving changes nothing in the warehouse."
     when = f" It expires at {expires_at.strftime('%Y-%m-%d %H:%M UTC')}." if expires_at is not None else ""
     return (
         f'<div class="note"><p>{_e(what)} Read the plan, then approve or reject it at the bottom of this page.</p>'
         f'<p class="small muted">This link decides once: after you approve or reject, it no longer works.'
-        f"{_e(when)}</p></div>"
+        f"{_e(when)} Deciding needs you to be signed in, as an identity this tenant registered with the operator "
+        "role or higher; the link alone only shows the plan.</p></div>"
     )
 
 
@@ -316,19 +325,43 @@ def _instant(text: str, batch: str) -> str:
     return text[:10] if batch != "hour" and text.endswith("T00:00:00Z") else text
 
 
-def _render_sql(plan: Plan, sql_diffs: Mapping[str, tuple[str, str]]) -> str:
+def _render_checks(plan: Plan, checks: Mapping[str, Mapping[str, Sequence[str]]]) -> str:
+    if not checks:
+        return ""
+    order = [m.name for m in plan.models if m.name in checks]
+    order += sorted(name for name in checks if name not in order)
+    rows = []
+    for name in order:
+        for part in ("tests", "contract"):
+            if part in checks[name]:
+                old, new = checks[name][part]
+                rows.append(f'<tr><td class="mono">{_e(name)}</td><td>{_e(part)}</td>'
+                            f'<td class="mono">{_e(old) if old else _NONE}</td>'
+                            f'<td class="mono">{_e(new) if new else _NONE}</td></tr>')
+    head = "<tr><th>Model</th><th>What</th><th>Before</th><th>After</th></tr>"
+    note = ('<p class="small muted">Quality tests and contracts decide what runs and what is published; they need '
+            "approval like a SQL change, even when no model is rebuilt.</p>")
+    return f"<h2>Tests and contracts ({len(order)})</h2>{note}<table>{head}{''.join(rows)}</table>"
+
+
+_NONE = '<span class="muted">(none)</span>'
+
+
+def _render_sql(plan: Plan, sql_diffs: Mapping[str, tuple[str | None, str]]) -> str:
     models = plan.models
     order = [m.name for m in models if m.name in sql_diffs]
     order += sorted(name for name in sql_diffs if name not in order)
-    missing = [m.name for m in models if m.change == "modified" and m.name not in sql_diffs]
+    missing = [m.name for m in models if m.change in ("modified", "added") and m.name not in sql_diffs]
     if not order and not missing:
         return ""
     base, target = plan.base, plan.target
     parts = [f"<h2>SQL changes ({len(order)})</h2>"]
     for name in order:
         old, new = sql_diffs[name]
-        lines = unified_sql_diff(name, old, new, base=base, target=target)
-        if lines:
+        if old is None:
+            body = (f'<p class="small muted pad">New model: its whole SQL.</p><pre class="diff">'
+                    f'{"".join(_diff_line("+" + line) for line in new.splitlines())}</pre>')
+        elif lines := unified_sql_diff(name, old, new, base=base, target=target):
             body = '<pre class="diff">' + "".join(_diff_line(line) for line in lines) + "</pre>"
         else:
             body = '<p class="small muted pad">Canonical SQL unchanged; the change is in the header.</p>'

@@ -53,6 +53,7 @@ STATUSES: Mapping[type[errors.CoreError], int] = MappingProxyType({
     errors.JwksUnavailableError: 503,
     errors.AuthorizationError: 403,
     errors.ActivityError: 500,
+    errors.OrchestrationUnavailableError: 503,
     errors.AuditError: 500,
     errors.CredentialError: 500,
     errors.RateLimitedError: 429,

@@ -75,10 +75,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     source = LocalGitSource(args.repo)
     plan, _ = plan_backfill(source, args.ref, args.model, start, end,
                             analyzer=CachedAnalyzer(source.git_dir / "ironlayer" / "cache"))
-    return _apply(args, plan, source)
+    return _apply(args, plan, source, record_base=True)  # planned now: its base is what is deployed now
 
 
-def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource) -> int:
+def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, record_base: bool = False) -> int:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
     from shared_core.adapters.engines.duckdb import DuckDBExecutor
     from shared_core.cli.render import apply_progress, render_apply_summary, render_plan
@@ -89,13 +89,14 @@ def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource) -> int:
     console = _runtime.console()
     verified = verify_plan(plan, source, CachedAnalyzer(source.git_dir / "ironlayer" / "cache"), where=args.repo)
     render_plan(plan, console)
-    if not plan.steps:
+    if not plan.steps and not verified.tests:
         console.print("\nNothing to apply.")
         return EXIT_OK
     if not args.auto_approve:
         if not sys.stdin.isatty():
             raise PlanError("refusing to apply without confirmation: no terminal to ask; pass --auto-approve")
-        answer = console.input("\nDo you want to apply these steps? Only 'yes' will be accepted: ")
+        what = "these steps" if plan.steps else f"the changed tests of {', '.join(sorted(verified.tests))}"
+        answer = console.input(f"\nDo you want to apply {what}? Only 'yes' will be accepted: ")
         if answer.strip() != "yes":
             console.print("Apply cancelled; nothing was run.")
             return EXIT_FAILED
@@ -105,7 +106,8 @@ def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource) -> int:
 
     async def run(store: StateStore) -> list[StepOutcome]:
         with apply_progress(console, len(plan.steps)) as on_event:
-            return await run_apply(verified, store, executor, options, actor=_runtime.actor(), on_event=on_event)
+            return await run_apply(verified, store, executor, options, actor=_runtime.actor(), on_event=on_event,
+                                   record_base=record_base)
 
     try:
         outcomes = _runtime.with_store(run)

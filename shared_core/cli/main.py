@@ -22,6 +22,7 @@ from shared_core.core.errors import CoreError
 if TYPE_CHECKING:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
     from shared_core.adapters.local_git import LocalGitSource
+    from shared_core.services.plans import CommitsPlan
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -151,6 +152,7 @@ def _plan(args: argparse.Namespace) -> int:
     analyzer = _analyzer(args, source)
     scans = ScanCache(_runtime.cache_dir(args.cache_dir, args.no_cache, source.git_dir))
     ledger: Ledger = {}
+    urls = None
     if args.watermarks:
         ledger = parse_watermarks(Path(args.watermarks).read_text("utf-8"), args.watermarks)
     else:
@@ -164,11 +166,14 @@ def _plan(args: argparse.Namespace) -> int:
             threading.Thread(target=_import_renderer, name="ironlayer-import-rich", daemon=True).start()
 
     try:
-        plan = plan_commits(source, args.base, args.target, ledger=ledger, analyzer=analyzer, as_of=as_of,
-                            scans=scans, on_loaded=loaded).plan
+        planned = plan_commits(source, args.base, args.target, ledger=ledger, analyzer=analyzer, as_of=as_of,
+                               scans=scans, on_loaded=loaded)
     finally:
         analyzer.close()
         scans.join()
+    plan = planned.plan
+    if urls:  # planned on the store's ledger: record, beside the plan, the deployed versions it is built against
+        _record_base(planned, urls)
     text = plan_to_json(plan)
     if args.out:
         _runtime.write_atomic(Path(args.out), text)
@@ -183,6 +188,15 @@ def _plan(args: argparse.Namespace) -> int:
         if args.out:
             print(f"\nSaved plan {plan.plan_id} to {args.out}")
     return EXIT_OK
+
+
+def _record_base(planned: CommitsPlan, urls: tuple[str, str | None]) -> None:
+    from shared_core.core.planning.review import check_changes, deployed_tests
+    from shared_core.services.bases import record_plan_base
+
+    plan = planned.plan
+    tests = deployed_tests(plan, check_changes(plan, planned.base.project, planned.target.project))
+    _runtime.with_store(lambda store: record_plan_base(store, _runtime.tenant(), plan, tests=tests), urls=urls)
 
 
 def _import_renderer() -> None:

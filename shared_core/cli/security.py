@@ -1,9 +1,11 @@
-"""`ironlayer audit verify|show`, `ironlayer credentials set|list` and `ironlayer rotate-keys`.
+"""`ironlayer audit verify|show`, `ironlayer credentials set|list`, `ironlayer rotate-keys` and `ironlayer identities`.
 
 Credentials are encrypted with the keys in IRONLAYER_CREDENTIAL_KEYS (comma-separated Fernet keys, the
 newest first: it encrypts, every key decrypts). To rotate: put a new key first, run `rotate-keys` (every
 credential is re-encrypted under it), then drop the old key. Values are read from standard input and
-never printed or logged. The work is done by `shared_core.services.audit` and `.credentials`.
+never printed or logged. `identities set|remove|list` manages who may decide plans (an API token subject,
+or an App Service Authentication principal by its ID), with the tenant's role and GitHub login for each.
+The work is done by `shared_core.services.audit`, `.credentials` and `.identities`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from shared_core.cli._runtime import CommandParsers, actor, settings, tenant, wi
 from shared_core.core.errors import SecurityCommandError
 from shared_core.services.audit import list_audit, verify_audit
 from shared_core.services.credentials import credential_cipher, credential_names, rotate_credentials, set_credential
+from shared_core.services.identities import list_identities, remove_identity, set_identity
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -27,6 +30,14 @@ def add_commands(commands: CommandParsers) -> None:
     credentials.add_argument("action", choices=["set", "list"])
     credentials.add_argument("name", nargs="?", help="credential name, e.g. databricks_token (for set)")
     commands.add_parser("rotate-keys", help="re-encrypt every credential under the first IRONLAYER_CREDENTIAL_KEYS key")
+    identities = commands.add_parser("identities", help="who may decide plans: identities, roles, GitHub logins")
+    identities.add_argument("action", choices=["set", "remove", "list"])
+    identities.add_argument("provider", nargs="?", help="api (an API token's sub) or appservice:<idp>, e.g. "
+                            "appservice:aad (an App Service Authentication principal)")
+    identities.add_argument("subject", nargs="?", help="the token's sub, or the principal's X-MS-CLIENT-PRINCIPAL-ID")
+    identities.add_argument("--role", help="viewer, operator, engineer or admin (for set)")
+    identities.add_argument("--github-login", help="the person's GitHub login: separation of duties compares it")
+    identities.add_argument("--name", default="", help="a display name (shown, never compared)")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -73,4 +84,30 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"audit": cmd_audit, "credentials": cmd_credentials, "rotate-keys": cmd_rotate_keys}
+def cmd_identities(args: argparse.Namespace) -> int:
+    """Register, change, remove or list the identities that may decide the tenant's plans (audited)."""
+    if args.action == "list":
+        for row in with_store(lambda store: list_identities(store, tenant())):
+            login = row["github_login"] or "-"
+            print(f"{row['provider']}/{row['subject']}  {row['role']}  github:{login}  {row['name']}".rstrip())
+        return EXIT_OK
+    if not args.provider or not args.subject:
+        raise SecurityCommandError(f"identities {args.action} needs PROVIDER and SUBJECT, e.g. "
+                                   "`ironlayer identities set api ann --role operator --github-login ann`")
+    if args.action == "remove":
+        with_store(lambda store: remove_identity(store, tenant(), provider=args.provider, subject=args.subject,
+                                                 actor=actor(), actor_role="admin"))
+        print(f"removed identity {args.provider}/{args.subject} of tenant {tenant()}")
+        return EXIT_OK
+    if not args.role:
+        raise SecurityCommandError("identities set needs --role (viewer, operator, engineer or admin)")
+    row = with_store(lambda store: set_identity(store, tenant(), provider=args.provider, subject=args.subject,
+                                                role=args.role, github_login=args.github_login, name=args.name,
+                                                actor=actor(), actor_role="admin"))
+    print(f"identity {row['provider']}/{row['subject']} of tenant {tenant()}: role {row['role']}, "
+          f"GitHub login {row['github_login'] or '(none: it may not approve pushed changes)'}")
+    return EXIT_OK
+
+
+COMMANDS = {"audit": cmd_audit, "credentials": cmd_credentials, "rotate-keys": cmd_rotate_keys,
+            "identities": cmd_identities}

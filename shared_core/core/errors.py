@@ -29,7 +29,7 @@ CoreError                      root of every error raised by shared_core
 ├── StateError                 the state store refused or failed an operation [500]
 │   ├── StateUnavailableError  the state store cannot be reached; safe to retry [503]
 │   ├── BlobMissingError       the state store records a plan whose blob is missing [500]
-│   ├── StalePlanError         the watermarks a plan was built on have moved; re-plan [409]
+│   ├── StalePlanError         what a plan was built on moved (watermarks, deployed model versions); re-plan [409]
 │   └── LockTimeoutError       a range stayed locked by another apply past the timeout [409]
 ├── SettingsError              a deployment setting is missing or invalid: the server's fault [500]
 │   └── AuthSettingsError      the authentication settings are unsafe or incomplete, e.g. dev mode in production
@@ -43,6 +43,8 @@ CoreError                      root of every error raised by shared_core
 │   └── JwksUnavailableError   the identity provider's signing keys cannot be fetched; safe to retry [503]
 ├── AuthorizationError         the caller's role may not use the endpoint, or may not approve its own plan [403]
 ├── ActivityError              an activity failed: what Durable history records, its class and scrubbed message [500]
+├── OrchestrationUnavailableError  a decision could not be delivered to the plan's orchestration; nothing was
+│                              recorded, the link still works: safe to retry [503]
 ├── AuditError                 an audit entry cannot be built or read: wrong tenant, time going back, bad row [500]
 ├── CredentialError            a credential cannot be decrypted (wrong or retired key, altered or moved
 │                              token), or the key list is invalid [500]
@@ -177,7 +179,7 @@ class BlobMissingError(StateError):
 
 
 class StalePlanError(StateError):
-    """The watermarks a plan was built on have moved; re-plan."""
+    """What a plan was built on has moved (the watermarks it read, the model versions deployed); re-plan."""
 
 
 class LockTimeoutError(StateError):
@@ -236,6 +238,8 @@ class AuthorizationError(CoreError):
 
 class ActivityError(CoreError):
     """An activity failed; Durable history records this instead: the original's class and scrubbed message."""
+class OrchestrationUnavailableError(CoreError):
+    """The Durable orchestration of a plan could not be told of a decision; nothing was recorded, retry."""
 
 
 class AuditError(CoreError):

@@ -2,7 +2,7 @@
 
 Pure (types only): `shared_core.ports` declares the store's Protocols over these names, the PostgreSQL
 adapter returns them, and the services read them. Rows are `TypedDict`s, so callers keep `row["status"]`.
-Statuses are the `Literal`s the database's CHECK constraints allow (migrations 0001-0004); `JSONValue`
+Statuses are the `Literal`s the database's CHECK constraints allow (migrations 0001-0006); `JSONValue`
 is the only loose type, used where a column holds JSON (tenant settings, telemetry attributes).
 """
 
@@ -30,8 +30,12 @@ QualityResult: TypeAlias = tuple[str, str, bool, int]
 CompletedBatch: TypeAlias = tuple[str, datetime, datetime, str, str, bool]
 """A batch that enters the ledger with its run: `(model, start, end, plan_id, step_id, reset)`."""
 
-ModelVersion: TypeAlias = tuple[str, str, str, str, str, Mapping[str, str]]
-"""A deployed model version: `(name, kind, materialization, content_hash, canonical_sql, header)`."""
+ModelVersion: TypeAlias = tuple[str, str, str, str, str, Mapping[str, str], str]
+"""A deployed model version: `(name, kind, materialization, content_hash, canonical_sql, header, tests)`;
+`tests` is the model's quality tests as `Header.meta_fields()` renders them (deployed with the version)."""
+
+DecisionOutcome = Literal["recorded", "token_used", "not_awaiting"]
+"""What recording a decision did: recorded it, or found the link used or the job no longer awaiting approval."""
 
 RateState: TypeAlias = tuple[datetime, int, int]
 """A rate-limit bucket as stored: `(window_start, count, previous_count)`."""
@@ -133,3 +137,38 @@ class RepositorySettingsRow(RepositorySettingsFields):
 
     tenant_id: str
     updated_at: datetime
+class DeployedVersion(TypedDict):
+    """A model's current deployed version (`deployed_versions`): what the last successful step wrote."""
+
+    content_hash: str
+    tests: str | None  # the quality tests deployed with it; None when not recorded (before migration 0006)
+    plan_id: str | None  # the plan that deployed it
+
+
+class IdentityRow(TypedDict):
+    """One identity a tenant registered for deciding (`find_identity`, `list_identities`).
+
+    `provider` is `api` (an API token's subject) or `appservice:<idp>` (an App Service Authentication
+    principal, by its stable ID); `github_login` (lower-case) is what separation of duties compares.
+    """
+
+    provider: str
+    subject: str
+    role: str
+    github_login: str | None
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class DecisionRecord(TypedDict):
+    """What one decision changes, in the transaction that also delivers its event (`record_decision`)."""
+
+    plan_id: str
+    instance_id: str
+    token_id: str | None  # the approval link's jti, used once; None for a decision made through the API
+    token_action: str  # recorded with the used link: `approve` or `reject`
+    token_subject: str  # recorded with the used link: who used it
+    job_status: JobStatus | None  # the job's new status (None: unchanged, the orchestrator ends it)
+    job_detail: str
+    plan_status: PlanStatus

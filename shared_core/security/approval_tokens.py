@@ -17,7 +17,10 @@ A link carries a token bound to `(tenant_id, plan_id, action)`. The design, chos
   other algorithm are refused before the signature is looked at), secrets of at least 32 bytes.
 - **Single use lives elsewhere.** The `jti` (128 random bits, the only randomness here) is recorded in
   PostgreSQL when the decision is posted; a caller that finds it already recorded raises
-  `reused_token_error(claims)`. Roles and separation of duties are checked by the handler against `sub`.
+  `reused_token_error(claims)`.
+- **A link alone decides nothing.** It shows the plan and binds the decision to (tenant, plan, action);
+  who decides is a separately authenticated, registered identity with its role and separation of duties
+  against the pusher (`shared_core.services.approvals`). The token's `sub` only says whom it was sent to.
 
 The handler must not log query strings (the token rides in `?token=` on GET) and sends the page with
 `approval_page.SECURITY_HEADERS` (`Referrer-Policy: no-referrer` keeps the token out of Referer headers).

@@ -2,8 +2,8 @@
 
 Human roles are ordered, each including the ones below it: `viewer < operator < engineer < admin`.
 Viewers read; operators also approve, reject and cancel; admins also manage credentials, settings and
-their tenant's repositories (onboarding other tenants is for admins of the deployment's operator tenant:
-the onboarding endpoint checks that beside the role).
+their tenant's repositories and the identities that may decide (onboarding other tenants is for admins
+of the deployment's operator tenant: the onboarding endpoint checks that beside the role).
 Engineers plan and apply through pushes and the CLI, so no API endpoint needs them yet; they hold every
 operator right. The `service` role (internal calls between IronLayer's own components) stands outside
 that order: it is allowed exactly where an endpoint lists it, and nowhere else, whatever the endpoint's
@@ -72,6 +72,7 @@ POLICY: Mapping[str, Permission] = _table(
     Permission("manage_settings", ADMIN),
     Permission("manage_tenants", ADMIN),
     Permission("configure_repository", ADMIN),
+    Permission("manage_identities", ADMIN),
 )
 
 
@@ -131,31 +132,57 @@ def authorize(principal_role: str, endpoint: str) -> None:
     raise AuthorizationError(f"role {principal_role!r} may not call {endpoint}; it needs {needed}, ask an admin")
 
 
-def check_separation(approver: str, author: str, *, allow_self_approval: bool) -> None:
-    """Refuse an approval by the author of the change it approves, unless the tenant allows self-approval.
+def lower_role(role: str, cap: str | None) -> str:
+    """The lower of two human roles (`cap` None: `role` itself); anything but a human role counts as none.
 
-    Names are compared case-insensitively (GitHub logins are), ignoring surrounding whitespace. An empty
-    `author` means the change has no human author (e.g. a scheduled run) and anyone may approve; an empty
-    `approver` is always refused, because every approval must be attributable to someone.
+    An API token and the tenant's registration of its subject each grant a role: a decision gets the lower.
+
+    >>> lower_role("admin", "operator"), lower_role("operator", None), lower_role("admin", "service")
+    ('operator', 'operator', '')
+    """
+    if role not in _RANK or (cap is not None and cap not in _RANK):
+        return ""
+    if cap is None:
+        return role
+    return role if _RANK[role] <= _RANK[cap] else cap
+
+
+def check_separation(approver: str, approver_login: str | None, author_login: str, *,
+                     allow_self_approval: bool) -> None:
+    """Refuse an approval by the identity that pushed the change, unless the tenant allows self-approval.
+
+    Identities are compared by GitHub login, the one identity both sides have: the pusher's comes from
+    the push webhook, the approver's from the tenant's registration of its identity (lower-cased, as
+    GitHub compares them). Display names are never compared. An empty `author_login` means the change
+    has no human pusher (a scheduled run). An approver with no GitHub login mapped cannot be told apart
+    from the pusher, so it is refused (fail closed) unless self-approval is allowed.
 
     Args:
-        approver: who is deciding (the approval token's `sub`, or the API principal's subject).
-        author: who pushed the change that the plan was built from.
-        allow_self_approval: the tenant setting that lets authors approve their own plans.
+        approver: how messages name the approver (its identity, e.g. `appservice:aad/0b4f...`).
+        approver_login: the approver identity's GitHub login, or None when none is mapped.
+        author_login: the GitHub login that pushed the change ('' for none).
+        allow_self_approval: the tenant setting that lets pushers approve their own plans.
 
     Raises:
-        AuthorizationError: the approver is the author and self-approval is off, or the approver is empty.
+        AuthorizationError: the approver is the pusher, or cannot be told apart from it.
 
-    >>> check_separation("alice", "bob", allow_self_approval=False)
-    >>> check_separation("Alice", "alice", allow_self_approval=True)
+    >>> check_separation("api/ann", "ann", "bob", allow_self_approval=False)
+    >>> check_separation("api/ann", "ann", "Ann", allow_self_approval=True)
+    >>> check_separation("api/ann", None, "", allow_self_approval=False)
     >>> try:
-    ...     check_separation("Alice", "alice", allow_self_approval=False)
+    ...     check_separation("api/ann", "ann", "Ann", allow_self_approval=False)
     ... except AuthorizationError as exc:
     ...     print(exc)
-    'Alice' pushed this change and may not approve it too; ask another operator
+    api/ann is GitHub user 'ann', who pushed this change, and may not approve it too; ask another operator
     """
-    who = approver.strip()
-    if not who:
-        raise AuthorizationError("an approval needs a named approver; sign in, or open a link issued to a person")
-    if not allow_self_approval and who.casefold() == author.strip().casefold():
-        raise AuthorizationError(f"{who[:80]!r} pushed this change and may not approve it too; ask another operator")
+    author = author_login.strip().casefold()
+    if not author or allow_self_approval:
+        return
+    if approver_login is None:
+        raise AuthorizationError(
+            f"{approver[:120]} has no GitHub login mapped, so it cannot be told apart from {author_login[:40]!r}, "
+            "who pushed this change; an admin maps its login (`ironlayer identities set ... --github-login`)"
+        )
+    if approver_login.strip().casefold() == author:
+        raise AuthorizationError(f"{approver[:120]} is GitHub user {approver_login[:40]!r}, who pushed this change, "
+                                 "and may not approve it too; ask another operator")

@@ -4,7 +4,8 @@ The same `run_step` serves `ironlayer apply` and the Functions execution activit
 which step runs, which is skipped and how a plan ends (`first_broken_upstream`, `failed_steps`,
 `plan_waves`) are written here once for the runner and the orchestrator. Guarantees:
 
-- a plan whose consulted watermarks moved since planning is refused (`StalePlanError`);
+- a plan whose consulted watermarks or base (the deployed model versions it was built against) moved since
+  planning is refused (`StalePlanError`, `shared_core.services.bases`);
 - each batch is one engine transaction that records its own marker, so a batch is never applied twice,
   even when the process dies between the engine's commit and the state store's record;
 - the ledger advances only for batches that committed; a failed step skips its downstream steps and
@@ -28,15 +29,16 @@ from datetime import datetime
 from typing import Literal
 
 from shared_core.core.errors import CoreError, LockTimeoutError, PlanError, StalePlanError
+from shared_core.core.planning.base import Version, render_tests
 from shared_core.core.planning.intervals import add_batches
 from shared_core.core.planning.plan import Plan, Step
-from shared_core.core.planning.watermarks import snapshot
 from shared_core.core.project.headers import parse_instant
 from shared_core.core.project.loading import load_commit
 from shared_core.core.project.models import Model, Project
 from shared_core.core.sql.canonical import resolve_canonical
 from shared_core.core.state import QualityResult
-from shared_core.ports import BlobStore, Executor, GitSource, LedgerStore, QueryAnalyzer, RunStore, StateStore
+from shared_core.ports import BlobStore, Executor, GitSource, QueryAnalyzer, RunStore, StateStore
+from shared_core.services.bases import check_not_stale, consulted_models, deploy_plan_tests, record_plan_base
 from shared_core.services.failures import failure_text
 from shared_core.services.messages import StepStatus
 
@@ -141,29 +143,6 @@ def step_batches(step: Step) -> list[tuple[datetime | None, datetime | None]]:
     return batches
 
 
-def consulted_models(plan: Plan) -> list[str]:
-    """The models whose ledger the planner read (incremental steps that are not backfills)."""
-    return sorted({s.model for s in plan.steps if s.run_type == "incremental"})
-
-
-async def check_not_stale(store: LedgerStore, tenant: str, plan: Plan) -> None:
-    """Refuse a plan whose consulted watermarks moved (other plans' ranges only; its own are progress).
-
-    Raises:
-        StalePlanError: naming the first model whose ledger differs.
-    """
-    models = consulted_models(plan)
-    now = snapshot(await store.ledger_before(tenant, models, plan.plan_id), models)
-    then = plan.inputs.watermarks
-    for model in models:
-        if now.get(model, ()) != then.get(model, ()):
-            planned, current = [list(r) for r in then.get(model, ())], [list(r) for r in now.get(model, ())]
-            raise StalePlanError(
-                f"stale plan {plan.plan_id[:12]}: the watermarks of {model} moved since planning "
-                f"(planned on {planned}, now {current}); re-plan and apply the new plan"
-            )
-
-
 async def apply_plan(
     plan: Plan,
     project: Project,
@@ -265,8 +244,8 @@ async def run_step(
             {"step_seconds": outcome.seconds, "engine_seconds": outcome.engine_seconds,
              "rows_written": outcome.rows_written, "batches": outcome.batches},
             {"model": model.name, "status": outcome.status},
-            (model.name, header.kind, header.materialization, step.model_hash, canonical or "", dict(header.raw))
-            if outcome.status == "success" else None,
+            (model.name, header.kind, header.materialization, step.model_hash, canonical or "", dict(header.raw),
+             render_tests(header)) if outcome.status == "success" else None,
         )
     except BaseException:
         await store.release_lock(options.tenant, lock_id)
@@ -357,6 +336,7 @@ class VerifiedPlan:
     plan: Plan
     project: Project
     canonical: dict[str, str]  # the canonical SQL of each step's model, recorded as the deployed version
+    tests: dict[str, Version] = field(default_factory=dict)  # tests deployed without a run (no step, tests changed)
 
 
 def verify_plan(plan: Plan, source: GitSource, analyzer: QueryAnalyzer, *, where: str) -> VerifiedPlan:
@@ -384,15 +364,33 @@ def verify_plan(plan: Plan, source: GitSource, analyzer: QueryAnalyzer, *, where
         model = project[step.model]
         if model.content_hash(analyses[model.key]) != step.model_hash:
             raise PlanError(f"{model.path}: {model.name} differs from the version the plan was made from; re-plan")
-    return VerifiedPlan(plan, project, canonical)
+    return VerifiedPlan(plan, project, canonical, metadata_tests(plan, source, project))
+
+
+def metadata_tests(plan: Plan, source: GitSource, target: Project) -> dict[str, Version]:
+    """The tests a plan deploys without a run: of each model whose change is metadata only, has no step and
+    whose tests changed, its content hash and tests at the plan's target (the base commit is read only then).
+    """
+    from shared_core.core.planning.review import check_changes, deployed_tests
+
+    stepped = set(plan.step_models)
+    if not any(entry.name not in stepped for entry in plan.changes("metadata")):
+        return {}
+    base = load_commit(source, source.resolve(plan.base)).project
+    return deployed_tests(plan, check_changes(plan, base, target))
 
 
 async def run_apply(verified: VerifiedPlan, store: StateStore, executor: Executor, options: RunOptions, *, actor: str,
-                    on_event: Event | None = None) -> list[StepOutcome]:
-    """Apply a verified plan as an engineer: record the plan, audit the start, apply, audit the end.
+                    on_event: Event | None = None, record_base: bool = False) -> list[StepOutcome]:
+    """Apply a verified plan as an engineer: record the plan, audit the start, apply, audit the end; when every
+    step succeeded, deploy the tests the plan changed without a run.
+
+    Args:
+        record_base: record what is deployed now as the plan's base first (a backfill, planned and applied at
+            once); otherwise the base recorded when the plan was made applies, or the one its content states.
 
     Raises:
-        StalePlanError: the plan's consulted watermarks moved since planning.
+        StalePlanError: the plan's consulted watermarks or base moved since planning.
         StateError: the state store refuses or cannot be reached.
     """
     from shared_core.core.planning.plan_codec import plan_to_json
@@ -400,11 +398,15 @@ async def run_apply(verified: VerifiedPlan, store: StateStore, executor: Executo
 
     plan = verified.plan
     await store.save_plan(options.tenant, plan, plan_to_json(plan))
+    if record_base:
+        await record_plan_base(store, options.tenant, plan, tests=verified.tests)
     await record_audit(store, options.tenant, actor=actor, role="engineer", action="apply.started",
                        target=plan.plan_id, details={"steps": len(plan.steps), "target": plan.target})
     outcomes = await apply_plan(plan, verified.project, store, executor, options, canonical=verified.canonical,
                                 on_event=on_event)
     failed = len(failed_steps({o.step_id: o.status for o in outcomes}))
+    if not failed:
+        await deploy_plan_tests(store, options.tenant, plan.plan_id, verified.tests)
     await record_audit(store, options.tenant, actor=actor, role="engineer", action="apply.finished",
                        target=plan.plan_id, details={"failed_or_skipped": failed, "steps": len(outcomes)})
     return outcomes
@@ -420,12 +422,16 @@ class ExecutionStart:
 
 async def start_execution(store: StateStore, blobs: BlobStore, *, tenant_id: str, plan_id: str,
                           instance: str) -> ExecutionStart:
-    """Before a job's first step: refuse a missing or stale plan, else mark the plan and the job running."""
+    """Before a job's first step: refuse a missing or stale plan, or one whose approval was not recorded (its
+    decision failed after the event went out: fail closed), else mark the plan and the job running."""
     from shared_core.services.plans import read_stored_plan
 
     plan = await read_stored_plan(blobs, plan_id)
     if plan is None:
         return ExecutionStart("failed", f"plan {plan_id[:12]} is missing from the blob store")
+    if await store.settled_plan_status(tenant_id, plan_id) == "awaiting_approval":
+        return ExecutionStart("failed", f"the approval of plan {plan_id[:12]} was not recorded (the decision failed "
+                                        "part-way), so nothing ran; push again to ask for a new approval")
     try:
         await check_not_stale(store, tenant_id, plan)
     except StalePlanError as exc:

@@ -1,15 +1,22 @@
 """Approvals: ask for one (a signed link on the commit status), decide one, and set the tenant's approval policy.
 
-A plan waits for a decision made either through the API (`POST /api/plans/{id}/decision`, an
-authenticated principal) or through the link in the commit status (a signed, single-use token). Both
-edges establish who decides, then call `decide_plan`, which runs the one ordered operation:
+A plan waits for a decision made either through the API (`POST /api/plans/{id}/decision`) or through the
+link in the commit status. The link only shows the plan and binds the decision to (tenant, plan, action);
+either way the decider is an authenticated identity (an API token, or an App Service Authentication
+principal) that the tenant registered (`services.identities`). `decide_plan` runs the one ordered operation:
 
-1. checks: the link is not revoked; the plan's job is awaiting approval (a link that was already used
-   says so); separation of duties for an approval (the tenant's `allow_self_approval` policy);
-2. the link is used (its `jti` recorded once; a second use is refused);
-3. the audit entry (`plan.approved` / `plan.rejected`);
-4. the `approval` event on the plan's orchestration;
-5. the job's status and detail.
+1. checks: the link is not revoked; the plan's job is awaiting approval (a link that was already used says
+   so); the identity is registered and its role (the lower of the registered one and an API token's) may
+   make the decision; for an approval, separation of duties (the identity's GitHub login is not the
+   pusher's, unless the tenant's `allow_self_approval` policy says so) and a plan that is not stale (its
+   watermarks and its base of deployed model versions have not moved);
+2. in one store transaction, under a lock on the plan's decision (`DecisionStore.record_decision`): the
+   re-checks, the link used once, job and plan moved, the `approval` event raised on the orchestration,
+   then the audit entry. If raising the event fails, everything rolls back: the link still works, no
+   audit entry claims the decision, and the caller answers 503 (`OrchestrationUnavailableError`).
+
+If the event went out but the commit then failed, the orchestration finds the plan still awaiting approval
+when it starts executing and fails closed (`services.apply.start_execution`).
 """
 
 from __future__ import annotations
@@ -21,18 +28,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from urllib.parse import quote
 
-from shared_core.core.errors import ConflictError, InvalidTokenError, NotFoundError
-from shared_core.ports import ApprovalStore, JSONValue, RaiseEvent, SecurityStore, StatusPublisher
+from shared_core.core.errors import (
+    AuthorizationError,
+    ConflictError,
+    InvalidTokenError,
+    NotFoundError,
+    OrchestrationUnavailableError,
+)
+from shared_core.core.planning.plan_codec import load_plan
+from shared_core.ports import ApprovalStore, DecisionRecord, JSONValue, RaiseEvent, SecurityStore, StatusPublisher
 from shared_core.security.approval_tokens import ApprovalClaims, issue_approval_token, reused_token_error
-from shared_core.security.roles import OPERATOR, check_separation
-from shared_core.services.audit import record_audit
+from shared_core.security.roles import authorize, check_separation, lower_role
+from shared_core.services.audit import audit_entry, record_audit
+from shared_core.services.bases import check_not_stale
 
 Decision = Literal["approve", "reject"]
 #: The past tense of each decision, as the audit entry and the job's detail say it.
 DECIDED: Mapping[Decision, str] = {"approve": "approved", "reject": "rejected"}
 #: The orchestration event a decision raises; the orchestrator waits for it.
 APPROVAL_EVENT = "approval"
-#: Who an approval link is issued to: whoever reviews the commit status, named when they decide.
+#: Who an approval link is issued to: whoever reviews the commit status, identified when they decide.
 LINK_SUBJECT = "reviewers"
 #: The tenant settings `set_approval_policy` accepts.
 POLICY_SETTINGS = ("allow_self_approval",)
@@ -40,17 +55,22 @@ POLICY_SETTINGS = ("allow_self_approval",)
 
 @dataclass(frozen=True)
 class Approver:
-    """Who decides, and through which edge: an API principal, or the holder of an approval link."""
+    """Who decides (an authenticated identity, by provider and stable subject), through which edge, with what.
 
-    subject: str  # the API principal's subject, or the link's `sub`
-    role: str  # recorded in the audit entry
+    `token_role` is an API token's own role: the decision gets the lower of it and the registered role.
+    `link` is the approval link used (checked for revocation, used once); None through the API.
+    """
+
+    provider: str  # `api` or `appservice:<idp>`
+    subject: str
     via: Literal["api", "approval link"]
-    link: ApprovalClaims | None = None  # the verified link: checked for revocation and used once
+    token_role: str | None = None
+    link: ApprovalClaims | None = None
 
-
-def link_approver(claims: ApprovalClaims) -> Approver:
-    """The approver behind a verified approval link: its subject, acting as an operator."""
-    return Approver(subject=claims.subject, role=OPERATOR, via="approval link", link=claims)
+    @property
+    def key(self) -> str:
+        """The identity as messages and the audit log name it: `provider/subject`."""
+        return f"{self.provider}/{self.subject}"
 
 
 async def request_approval(store: ApprovalStore, publisher: StatusPublisher, *, secret: str, approval_url: str,
@@ -91,11 +111,11 @@ async def decide_plan(store: ApprovalStore, raise_event: RaiseEvent, *, tenant_i
 
     Args:
         store: the state store.
-        raise_event: raises the decision on the plan's orchestration.
-        tenant_id: the tenant the approver acts for (the token's).
+        raise_event: raises the decision on the plan's orchestration (the Durable client's).
+        tenant_id: the tenant the approver acts for (the link's, or the API token's).
         plan_id: the plan decided.
         decision: `approve` or `reject`.
-        approver: who decides (`Approver`, or `link_approver(claims)`).
+        approver: who decides (`Approver`).
         comment: the approver's comment (already bounded by the edge).
         now: the audit entry's time (the current time when not given).
 
@@ -106,8 +126,10 @@ async def decide_plan(store: ApprovalStore, raise_event: RaiseEvent, *, tenant_i
         InvalidTokenError: the link was revoked.
         ReusedTokenError: the link was used before.
         NotFoundError: the plan has no job in this tenant.
-        ConflictError: the plan's job is not awaiting approval.
-        AuthorizationError: the approver pushed the change and the tenant does not allow self-approval.
+        ConflictError: the plan's job is not awaiting approval (or was decided meanwhile).
+        AuthorizationError: the identity is not registered, its role may not decide, or it pushed the change.
+        StalePlanError: an approval of a plan whose watermarks or deployed base moved; re-plan.
+        OrchestrationUnavailableError: the event could not be raised; nothing was recorded, retry.
     """
     link = approver.link
     if link is not None and await store.is_revoked(tenant_id, link.token_id):
@@ -119,18 +141,52 @@ async def decide_plan(store: ApprovalStore, raise_event: RaiseEvent, *, tenant_i
         if job is None:
             raise NotFoundError(f"plan {plan_id[:12]} not found; nothing was changed")
         raise ConflictError(f"plan {plan_id[:12]} is {job['status']}, not awaiting approval; nothing was changed")
+    identity = await store.find_identity(tenant_id, approver.provider, approver.subject)
+    if identity is None:
+        raise AuthorizationError(
+            f"{approver.key[:160]} is not registered to decide for tenant {tenant_id}; an admin registers it with "
+            f"its role and GitHub login (`ironlayer identities set {approver.provider} SUBJECT --role operator "
+            "--github-login LOGIN`)"
+        )
+    role = lower_role(identity["role"], approver.token_role)
+    if not role:
+        raise AuthorizationError(f"{approver.key[:160]} carries no human role (a service token?); a person decides")
+    authorize(role, f"{decision}_plan")
     if decision == "approve":
         policy = await store.tenant_settings(tenant_id)
-        check_separation(approver.subject, job["author"],
+        check_separation(approver.key, identity["github_login"], job["author"],
                          allow_self_approval=bool(policy.get("allow_self_approval", False)))
-    if link is not None and not await store.use_token(tenant_id, link.token_id, plan_id, decision, approver.subject):
-        raise reused_token_error(link)
-    await record_audit(store, tenant_id, actor=approver.subject, role=approver.role, action=f"plan.{DECIDED[decision]}",
-                       target=plan_id, details={"comment": comment, "via": approver.via}, now=now)
+        text = await store.get_plan(tenant_id, plan_id)
+        if text is None:
+            raise NotFoundError(f"plan {plan_id[:12]} is not stored for this tenant; nothing was changed")
+        await check_not_stale(store, tenant_id, load_plan(text, f"stored plan {plan_id[:12]}"))
     instance: str = job["instance_id"]
-    await raise_event(instance, APPROVAL_EVENT, {"decision": decision, "by": approver.subject, "comment": comment})
-    await store.upsert_job(tenant_id, instance, status="running" if decision == "approve" else None,
-                           detail=f"{DECIDED[decision]} by {approver.subject}")
+    who = identity["github_login"] or identity["name"] or approver.subject
+    payload = {"decision": decision, "by": who, "comment": comment}
+
+    async def deliver() -> None:
+        try:
+            await raise_event(instance, APPROVAL_EVENT, payload)
+        except Exception as exc:  # the Durable client's own errors (HTTP, connection, ...): ours from here on
+            raise OrchestrationUnavailableError(
+                f"the orchestration of plan {plan_id[:12]} could not be told of the decision ({type(exc).__name__}); "
+                "nothing was recorded and the link still works; try again in a minute"
+            ) from exc
+
+    approved = decision == "approve"
+    record = DecisionRecord(
+        plan_id=plan_id, instance_id=instance, token_id=link.token_id if link else None, token_action=decision,
+        token_subject=approver.key, job_status="running" if approved else None,
+        job_detail=f"{DECIDED[decision]} by {who}", plan_status="approved" if approved else "rejected",
+    )
+    entry = audit_entry(tenant_id, actor=approver.key, role=role, action=f"plan.{DECIDED[decision]}",
+                        target=plan_id, details={"comment": comment, "via": approver.via, "by": who}, now=now)
+    entry(None, None)  # a malformed entry (say, a huge comment) fails here, before any event goes out
+    outcome = await store.record_decision(tenant_id, record, entry, deliver)
+    if outcome == "token_used" and link is not None:
+        raise reused_token_error(link)
+    if outcome != "recorded":
+        raise ConflictError(f"plan {plan_id[:12]} was decided meanwhile; nothing was changed")
     return instance
 
 

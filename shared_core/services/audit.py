@@ -7,7 +7,7 @@ The clock is read here, at the service edge, only when the caller passes no `now
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -35,6 +35,14 @@ async def record_audit(store: SecurityStore, tenant_id: str, *, actor: str, role
     Raises:
         AuditError: a field is malformed (empty actor, unknown action format, details too large).
     """
+    build = audit_entry(tenant_id, actor=actor, role=role, action=action, target=target, details=details, now=now)
+    return await store.append_audit(tenant_id, build)
+
+
+def audit_entry(tenant_id: str, *, actor: str, role: str, action: str, target: str, details: Mapping[str, object],
+                now: datetime | None = None) -> Callable[[AuditRow | None, str | None], AuditRow]:
+    """The builder of one audit entry, for a store to call under its append lock with the previous row and head
+    (`record_audit` appends it alone; a decision appends it inside its own transaction)."""
     moment = now or datetime.now(UTC)
 
     def build(previous_row: AuditRow | None, head: str | None) -> AuditRow:
@@ -49,7 +57,7 @@ async def record_audit(store: SecurityStore, tenant_id: str, *, actor: str, role
             entry = replace(linked, hash=entry_hash(linked))
         return entry_to_row(entry)
 
-    return await store.append_audit(tenant_id, build)
+    return build
 
 
 async def verify_audit(store: SecurityStore, tenant_id: str) -> ChainReport:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,14 +26,20 @@ from shared_core.core.state import JobKind, JobStatus
 from shared_core.services.messages import JobMessage, JobOutcome
 
 if TYPE_CHECKING:
+    from shared_core.core.project.models import Project
     from shared_core.ports import (
+        DeploymentStore,
         GitSource,
         JobStore,
         LedgerStore,
         Orchestrations,
+        QueryAnalyzer,
         StateStore,
         StatusPublisher,
     )
+
+    class ScheduleStore(LedgerStore, JobStore, DeploymentStore, Protocol):
+        """What finding due schedules reads: the ledger, the jobs that are busy, the deployed versions."""
 
 __all__ = [
     "ORCHESTRATOR",
@@ -140,9 +146,14 @@ def schedule_job(*, tenant_id: str, repository: str, sha: str, models: Sequence[
                     approval_ttl_hours=policy.approval_ttl_hours, step_retries=policy.step_retries)
 
 
-async def due_schedule_jobs(source: GitSource, store: LedgerStore, *, tenant_id: str, repository: str, branch: str,
-                            now: datetime, policy: JobPolicy) -> list[JobInput]:
+async def due_schedule_jobs(source: GitSource, store: ScheduleStore, analyzer: QueryAnalyzer, *, tenant_id: str,
+                            repository: str, branch: str, now: datetime, policy: JobPolicy) -> list[JobInput]:
     """The catch-up jobs due at `now`: incremental models of the branch head whose cron fired, by fire time.
+
+    A schedule runs only what was approved, and never twice at once: a due model is left out while a job
+    with a step of it is planned, awaiting approval or running, and unless it is deployed exactly as it is
+    at the branch head (same content hash and tests: a change pushed since, or rejected, waits for an
+    approved plan; a model never deployed waits for its first plan).
 
     Raises:
         CoreError: the branch, its models or the ledger cannot be read.
@@ -154,11 +165,40 @@ async def due_schedule_jobs(source: GitSource, store: LedgerStore, *, tenant_id:
     sha = await asyncio.to_thread(source.resolve, branch)
     project = (await asyncio.to_thread(load_commit, source, sha)).project
     ledger = await store.load_ledger(tenant_id)
+    due = due_models(project, ledger, now)
+    busy = await store.busy_models(tenant_id)
+    runnable = await _deployed_as_at_head(store, analyzer, tenant_id, project,
+                                          [model.name for model in due if model.name not in busy])
+    for name in sorted({model.name for model in due} - set(runnable)):
+        why = "a run of it is planned, awaiting approval or running" if name in busy else (
+            "its version at the branch head is not the deployed one; it waits for an approved plan")
+        logger.info("schedule %s: %s not caught up: %s", format_instant(now), name, why)
     groups: dict[datetime, list[str]] = {}
-    for model in due_models(project, ledger, now):
-        groups.setdefault(model.fired_at, []).append(model.name)
+    for model in due:
+        if model.name in runnable:
+            groups.setdefault(model.fired_at, []).append(model.name)
     return [schedule_job(tenant_id=tenant_id, repository=repository, sha=sha, models=names,
                          as_of=format_instant(fired_at), policy=policy) for fired_at, names in sorted(groups.items())]
+
+
+async def _deployed_as_at_head(store: DeploymentStore, analyzer: QueryAnalyzer, tenant_id: str, project: Project,
+                               names: Sequence[str]) -> set[str]:
+    """The models of `names` whose deployed version is their version in `project` (content hash and tests)."""
+    from shared_core.core.planning.base import render_tests
+
+    if not names:
+        return set()
+    models = [project[name] for name in names]
+    analyses = await asyncio.to_thread(analyzer.analyze_many, [(m.key, m.path, m.text) for m in models])
+    deployed = await store.deployed_versions(tenant_id, list(names))
+    runnable = set()
+    for model in models:
+        now = deployed.get(model.name)
+        if now is None or now["content_hash"] != model.content_hash(analyses[model.key]):
+            continue
+        if now["tests"] is None or now["tests"] == render_tests(model.header):
+            runnable.add(model.name)
+    return runnable
 
 
 @dataclass(frozen=True)
@@ -215,15 +255,20 @@ async def finish_job(store: StateStore, publisher: StatusPublisher, *, tenant_id
                      instance: str, target: str, outcome: JobOutcome, detail: str) -> None:
     """Record how the job ended: the plan's status (when it got a plan), the job's status, the final commit status.
 
-    A job without a plan failed before one could be made (its commits cannot be planned). A rejected or
-    expired plan is a failure on the commit, never neutral. A commit status that cannot be set is logged,
-    not raised: the job's outcome is recorded either way. The detail is scrubbed once (`failure_text`) for
-    the job row and the commit status alike.
+    A job without a plan failed before one could be made (its commits cannot be planned). A succeeded plan
+    also deploys the tests it changed without rebuilding their models. A rejected or expired plan is a
+    failure on the commit, never neutral. A commit status that cannot be set is logged, not raised: the
+    job's outcome is recorded either way. The detail is scrubbed once (`failure_text`) for the job row and
+    the commit status alike.
     """
     from shared_core.services.failures import failure_text
 
     detail = failure_text(detail)
     if plan_id is not None:
+        if outcome == "succeeded":
+            from shared_core.services.bases import deploy_plan_tests
+
+            await deploy_plan_tests(store, tenant_id, plan_id)
         await store.set_plan_status(tenant_id, plan_id, outcome)
     job_status: JobStatus = outcome if outcome in ("succeeded", "cancelled") else "failed"
     await store.upsert_job(tenant_id, instance, status=job_status, detail=detail)

@@ -87,6 +87,8 @@ class PlanRef(TypedDict):
 
     plan_id: str
     waves: list[list[StepRef]]
+    # tests or contracts change: the plan needs approval even with no step (absent from histories before it)
+    checks_changed: NotRequired[bool]
 
 
 @final

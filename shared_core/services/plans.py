@@ -2,7 +2,9 @@
 
 `ironlayer plan`, `ironlayer backfill`, the Functions' `build_plan_activity` and the benchmarks all plan
 through these functions, so a plan of the same inputs has the same bytes wherever it is made. They take
-the git source, analyzer, state store and blob store as arguments and build none of them.
+the git source, analyzer, state store and blob store as arguments and build none of them. Beside a plan
+the Functions keep its review data (`plans/<id>.review.json`: the SQL of its added and modified models,
+the changes of tests and contracts) and, in the state store, its base (`services.bases`).
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ import json
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from shared_core.core.errors import PlanError, SourceError, StateError
 from shared_core.core.planning.plan import Plan
 from shared_core.core.planning.plan_codec import load_plan, plan_to_json
 from shared_core.core.planning.planner import build_backfill_plan, build_catchup_plan, build_plan
+from shared_core.core.planning.review import CheckChanges, check_changes, deployed_tests
 from shared_core.core.planning.watermarks import Ledger
 from shared_core.core.project.loading import CommitProject, load_commit, load_commits, read_config
-from shared_core.core.project.models import Project, ScannedSource
+from shared_core.core.project.models import Model, Project, ScannedSource
 from shared_core.core.sql.canonical import resolve_canonical
 from shared_core.ports import BatchAnalyzer, BlobStore, GitSource, PlanStore, QueryAnalyzer, StateStore
 from shared_core.services.messages import PlanRef, StepRef
@@ -29,6 +32,13 @@ if TYPE_CHECKING:
     from shared_core.services.jobs import JobInput
 
 ZERO_SHA = "0" * 40
+
+
+class ReviewDoc(TypedDict):
+    """The review data stored beside a plan for the approval page (`plans/<id>.review.json`)."""
+
+    sql: dict[str, tuple[str | None, str]]  # model -> (old canonical SQL, None for an added model; new SQL)
+    checks: CheckChanges  # model -> {"tests" | "contract": [old, new]}
 
 
 @dataclass(frozen=True)
@@ -110,13 +120,25 @@ def likely_analyses(base: Project, target: Project) -> list[tuple[str, str, str]
     return [(model.key, model.path, model.text) for model in models]
 
 
-def sql_diffs(plan: Plan, base: Project, target: Project, analyzer: QueryAnalyzer) -> dict[str, list[str]]:
-    """The old and new canonical SQL of every modified model of `plan` (shown on the approval page)."""
-    modified = [m.name for m in plan.changes("modified")]
-    pairs = [(base[name], target[name]) for name in modified]
-    analyses = analyzer.analyze_many([(m.key, m.path, m.text) for pair in pairs for m in pair])
-    return {new.name: [resolve_canonical(analyses[old.key], old.ref_targets),
-                       resolve_canonical(analyses[new.key], new.ref_targets)] for old, new in pairs}
+def sql_diffs(plan: Plan, base: Project, target: Project,
+              analyzer: QueryAnalyzer) -> dict[str, tuple[str | None, str]]:
+    """The old and new canonical SQL of every modified model of `plan`, and the SQL of every added one (old None)."""
+    shown = [(m.name, m.change) for m in plan.models if m.change in ("added", "modified")]
+    models = [model for name, change in shown for model in (target[name], base[name] if change == "modified" else None)
+              if model is not None]
+    analyses = analyzer.analyze_many([(m.key, m.path, m.text) for m in models])
+
+    def canonical(model: Model) -> str:
+        return resolve_canonical(analyses[model.key], model.ref_targets)
+
+    return {name: (canonical(base[name]) if change == "modified" else None, canonical(target[name]))
+            for name, change in shown}
+
+
+def review_of(plan: Plan, base: Project, target: Project, analyzer: QueryAnalyzer) -> ReviewDoc:
+    """The review data of a plan, stored beside it for the approval page: `sql` (`sql_diffs`) and `checks`
+    (the models whose tests or contract change, `core.planning.review.check_changes`)."""
+    return ReviewDoc(checks=check_changes(plan, base, target), sql=sql_diffs(plan, base, target, analyzer))
 
 
 def plan_catchup(
@@ -154,19 +176,22 @@ def plan_backfill(
 
 async def plan_job(job: JobInput, instance: str, *, store: StateStore, blobs: BlobStore, source: GitSource,
                    analyzer: BatchAnalyzer) -> PlanRef:
-    """Plan a job (a push: its two commits; a schedule: the catch-up of its models), store the plan, link the job.
+    """Plan a job (a push: its two commits; a schedule: the catch-up of its models), store the plan with its
+    review data and its base (the deployed versions it is built against), link the job.
 
     Returns:
-        The plan's ID and its steps by wave (IDs only, never the plan body), for the orchestrator.
+        The plan's ID, its steps by wave (IDs only, never the plan body) and whether tests or contracts change
+        (then it needs approval even with no step), for the orchestrator.
 
     Raises:
         CoreError: the commits cannot be read or planned, or a store refuses.
     """
     from shared_core.core.project.headers import parse_instant
     from shared_core.services.apply import plan_waves
+    from shared_core.services.bases import record_plan_base
 
     ledger = await store.load_ledger(job.tenant_id)
-    diffs: dict[str, list[str]] = {}
+    review = ReviewDoc(checks={}, sql={})
     if job.kind == "schedule":
         plan = await asyncio.to_thread(plan_catchup, source, job.target, job.models or (),
                                        as_of=parse_instant(job.as_of or ""), ledger=ledger, analyzer=analyzer)
@@ -174,13 +199,14 @@ async def plan_job(job: JobInput, instance: str, *, store: StateStore, blobs: Bl
         planned = await asyncio.to_thread(plan_commits, source, job.base, job.target, ledger=ledger,
                                           analyzer=analyzer)
         plan = planned.plan
-        diffs = await asyncio.to_thread(sql_diffs, plan, planned.base.project, planned.target.project, analyzer)
-    await store_plan(store, blobs, job.tenant_id, plan, diffs=diffs)
+        review = await asyncio.to_thread(review_of, plan, planned.base.project, planned.target.project, analyzer)
+    await store_plan(store, blobs, job.tenant_id, plan, review=review)
+    await record_plan_base(store, job.tenant_id, plan, tests=deployed_tests(plan, review["checks"]))
     await store.upsert_job(job.tenant_id, instance, plan_id=plan.plan_id, kind=job.kind,
                            repository=job.repository, target=job.target)
     waves = [[StepRef(step_id=step.step_id, depends_on=list(step.depends_on)) for step in wave]
              for wave in plan_waves(plan)]
-    return PlanRef(plan_id=plan.plan_id, waves=waves)
+    return PlanRef(plan_id=plan.plan_id, waves=waves, checks_changed=bool(review["checks"]))
 
 
 def plan_key(plan_id: str) -> str:
@@ -188,20 +214,40 @@ def plan_key(plan_id: str) -> str:
     return f"plans/{plan_id}.json"
 
 
-def sql_diff_key(plan_id: str) -> str:
-    """The blob key of the SQL diffs of a plan's modified models."""
-    return f"plans/{plan_id}.sql-diff.json"
+def review_key(plan_id: str) -> str:
+    """The blob key of a plan's review data (`review_of`)."""
+    return f"plans/{plan_id}.review.json"
 
 
-async def store_plan(
-    store: PlanStore, blobs: BlobStore, tenant_id: str, plan: Plan, *, diffs: dict[str, list[str]] | None = None,
-) -> None:
-    """Keep a plan: its bytes (and the SQL diffs) in the blob store by plan ID, then its row in the state store."""
+async def store_plan(store: PlanStore, blobs: BlobStore, tenant_id: str, plan: Plan, *,
+                     review: ReviewDoc | None = None) -> None:
+    """Keep a plan: its bytes (and its review data) in the blob store by plan ID, then its row in the state store."""
     text = plan_to_json(plan)
     await asyncio.to_thread(blobs.put, plan_key(plan.plan_id), text.encode(), content_type="application/json")
-    await asyncio.to_thread(blobs.put, sql_diff_key(plan.plan_id),
-                            json.dumps(diffs or {}, sort_keys=True).encode(), content_type="application/json")
+    await asyncio.to_thread(blobs.put, review_key(plan.plan_id),
+                            json.dumps(review or ReviewDoc(checks={}, sql={}), sort_keys=True).encode(),
+                            content_type="application/json")
     await store.save_plan(tenant_id, plan, text)
+
+
+async def read_review(blobs: BlobStore, plan_id: str) -> ReviewDoc:
+    """The review data stored beside a plan (empty parts when none was stored).
+
+    Raises:
+        PlanError: the stored review data is not what `store_plan` writes.
+    """
+    data = await asyncio.to_thread(blobs.get, review_key(plan_id))
+    stored: object = json.loads(data) if data else {}
+    sql = stored.get("sql", {}) if isinstance(stored, dict) else None
+    checks = stored.get("checks", {}) if isinstance(stored, dict) else None
+    if not (isinstance(sql, dict) and all(
+            isinstance(pair, list) and len(pair) == 2 and (pair[0] is None or isinstance(pair[0], str))
+            and isinstance(pair[1], str) for pair in sql.values())
+            and isinstance(checks, dict) and all(
+            isinstance(parts, dict) and all(isinstance(v, list) and all(isinstance(t, str) for t in v)
+                                            for v in parts.values()) for parts in checks.values())):
+        raise PlanError(f"the review data of plan {plan_id[:12]} is malformed; re-plan")
+    return ReviewDoc(checks=checks, sql={name: (old, new) for name, (old, new) in sql.items()})
 
 
 async def read_stored_plan(blobs: BlobStore, plan_id: str) -> Plan | None:

@@ -24,6 +24,7 @@ from shared_core.cli.main import main
 from shared_core.core.planning.plan_codec import load_plan
 from shared_core.security.approval_tokens import issue_approval_token
 from shared_core.services.messages import JobIds, PlanJobRequest
+from shared_core.settings import get_settings
 from tests.functions.conftest import APPROVAL_SECRET, handler, json_body, request
 from tests.integration.azurite import azurite_blob_fixture  # noqa: F401  (the `azurite_blob` fixture)
 
@@ -56,6 +57,7 @@ def job(repo: dict[str, Any], base: str, target: str) -> PlanJobRequest:
 
 
 def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: pytest.CaptureFixture[str]) -> None:
+    register("dev", "reviewer")  # who approves below (dev authentication: every bearer token is `dev`)
     # build_plan_activity: the stored plan is byte-identical to `ironlayer plan` for the same commits
     ref = run("build_plan_activity", job(repo, ZERO, repo["v1"]))
     plan_id = ref["plan_id"]
@@ -83,11 +85,16 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     assert page.status_code == 200 and "silver.orders" in html and plan_id[:12] in html
     assert 'name="decision"' in html and page.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
-    def post(token_value: str, decision: str, plan: str = plan_id) -> Any:
+    def post(token_value: str, decision: str, plan: str = plan_id, signed_in: bool = True) -> Any:
         body = urlencode({"token": token_value, "decision": decision}).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signed_in:  # dev authentication: any bearer token is the `dev` principal, registered below
+            headers["Authorization"] = "Bearer dev"
         req = request("POST", f"/api/plans/{plan}/approval", body=body, route_params={"plan_id": plan},
-                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+                      headers=headers)
         return run("plan_approval", req, client=client)
+
+    assert post(token, "approve", signed_in=False).status_code == 401  # the link alone decides nothing
 
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert post(forged, "approve").status_code == 401
@@ -103,7 +110,7 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     approved = post(token, "approve")
     assert approved.status_code == 200 and "approved" in approved.get_body().decode()
     client.raise_event.assert_awaited_once_with(ids["instance_id"], "approval",
-                                                {"decision": "approve", "by": "reviewers", "comment": ""})
+                                                {"decision": "approve", "by": "reviewer", "comment": ""})
     reused = post(token, "approve")
     assert reused.status_code == 410 and "already used" in reused.get_body().decode()
     assert client.raise_event.await_count == 1
@@ -137,8 +144,21 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
                                      route_params={"instance_id": ids["instance_id"]}), client=client)
     assert done.status_code == 409 and "already succeeded" in json_body(done)["error"]["message"]
 
-    # a later schedule tick catches up the incremental models whose cron fired since
+    # a later schedule tick: silver.orders' cron fired, but the branch head (v2) changed it and v2 was not
+    # approved and deployed: a schedule runs only deployed versions, so nothing starts
     tick = handler("schedule_tick")
+    asyncio.run(tick(Mock(past_due=False), client=client))
+    assert [i for i in client.started if i.startswith("schedule-")] == []
+
+    # the push of v2 runs (approval skipped here: the activities in order), then the tick catches up
+    v2 = run("build_plan_activity", {**job(repo, repo["v1"], repo["v2"]), "instance_id": "push-" + "2" * 32})
+    ids2 = {**ids, "instance_id": "push-" + "2" * 32, "target": repo["v2"], "plan_id": v2["plan_id"]}
+    assert run("start_execution_activity", ids2) == {"status": "ok", "detail": ""}
+    for wave in v2["waves"]:
+        for step in wave:
+            assert run("run_step_activity", {**ids2, "step_id": step["step_id"], "skip_reason": None})["status"] == (
+                "success")
+    run("finalize_activity", {**ids2, "outcome": "succeeded", "detail": "steps succeeded"})
     asyncio.run(tick(Mock(past_due=False), client=client))
     scheduled = [(iid, inp) for iid, inp in client.started.items() if iid.startswith("schedule-")]
     assert len(scheduled) == 1
@@ -151,8 +171,21 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     scheduled_plan = load_plan((plans_dir(repo) / f"{ref['plan_id']}.json").read_text(), "stored")
     first = scheduled_plan.steps[0]
     assert first.model == "silver.orders" and first.run_type == "incremental"
-    assert first.start == "2024-01-07T00:00:00Z"  # lookback 1 before the ledger's end (2024-01-08)
-    assert scheduled_plan.inputs.watermarks == {"silver.orders": (("2024-01-01T00:00:00Z", "2024-01-08T00:00:00Z"),)}
+    assert first.start == "2024-01-09T00:00:00Z"  # lookback 1 before the ledger's end (2024-01-10)
+    assert scheduled_plan.inputs.watermarks == {"silver.orders": (("2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z"),)}
+
+
+def register(subject: str, github_login: str) -> None:
+    """Register an API identity of the test's tenant as an operator with its GitHub login."""
+    from shared_core.services.identities import set_identity
+
+    async def add() -> None:
+        await set_identity(await resources.get_store(), get_settings().tenant_id, provider="api",
+                           subject=subject, role="operator", github_login=github_login, actor="root",
+                           actor_role="admin")
+
+    asyncio.run(add())
+    resources.reset()
 
 
 @pytest.mark.parametrize(

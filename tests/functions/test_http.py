@@ -1,4 +1,4 @@
-"""The HTTP layer: the one error tree and its status map, the request guard, and the decision through both edges.
+"""The HTTP layer: the one error tree and its status map, and the request guard (decisions: test_decisions.py).
 
 The statuses below are written out by hand (not derived from `functions.http.errors`). Against the map
 before issue 8 they differ only where an error was misclassified as the caller's bad input: a server
@@ -8,16 +8,12 @@ misconfiguration (`SettingsError`), the store failing (`StateError`), stored dat
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
-import json
 import pkgutil
 import typing
 from typing import Any
-from unittest.mock import AsyncMock, Mock
 
-import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
@@ -27,9 +23,7 @@ from functions import resources
 from functions.http.errors import STATUSES, status_of
 from functions.http.responses import error_response
 from shared_core.core import errors
-from shared_core.core.state import JobStatus
-from shared_core.security.approval_tokens import issue_approval_token
-from tests.functions.conftest import APPROVAL_SECRET, functions_by_name, handler, json_body, request
+from tests.functions.conftest import functions_by_name, json_body
 from tests.functions.test_security import call, jwt_env, token  # noqa: F401  (`jwt_env` is a fixture)
 
 EXPECTED = {
@@ -42,7 +36,8 @@ EXPECTED = {
     "LockTimeoutError": 409, "SettingsError": 500, "AuthSettingsError": 500, "ApprovalError": 400,
     "InvalidTokenError": 401, "ExpiredTokenError": 410, "ReusedTokenError": 410, "WrongPlanError": 403,
     "WrongActionError": 403, "AuthenticationError": 401, "JwksUnavailableError": 503, "AuthorizationError": 403,
-    "ActivityError": 500, "AuditError": 500, "CredentialError": 500, "RateLimitedError": 429,
+    "ActivityError": 500, "OrchestrationUnavailableError": 503, "AuditError": 500, "CredentialError": 500,
+    "RateLimitedError": 429,
 }
 
 
@@ -112,7 +107,7 @@ def test_the_guarded_endpoints_are_exactly_the_role_policy() -> None:
 
 def test_guarded_handlers_expose_exactly_the_hosts_bindings() -> None:
     api = [f for f in functions_by_name().values() if f.get_user_function().__module__ == "functions.api"]
-    assert len(api) == 10
+    assert len(api) == 13
     for function in api:
         user = function.get_user_function()
         bindings = {b.name for b in function.get_bindings() if b.name != "$return"}
@@ -134,81 +129,6 @@ def test_a_guard_refuses_handlers_that_would_not_bind() -> None:
         guarded("approve_plan", "reject_plan")
 
 
-# --- the decision, through the API and through the link -----------------------------------------------
-
-PLAN = "d" * 64
-INSTANCE = "push-" + "d" * 32
-
-
-def _job(tenant: str, status: JobStatus | None = "awaiting_approval", author: str = "octocat") -> None:
-    """The tenant, and the plan's job in `status` (None: the plan has no job)."""
-
-    async def make() -> None:
-        store = await resources.get_store()
-        await store.ensure_tenant(tenant, tenant)
-        if status is not None:
-            await store.upsert_job(tenant, INSTANCE, kind="push", repository="o/r", target="e" * 40, plan_id=PLAN,
-                                   status=status, author=author)
-
-    asyncio.run(make())
-    resources.reset()
-
-
-def _recording_client(tenant: str) -> tuple[Mock, list[tuple[list[str], str]]]:
-    """A Durable client whose raise_event notes the audit actions and the job's status at that moment."""
-    seen: list[tuple[list[str], str]] = []
-
-    async def raise_event(instance: str, name: str, payload: Any) -> None:
-        store = await resources.get_store()
-        job = await store.get_job(tenant, instance)
-        assert job is not None
-        rows, _ = await store.audit_rows(tenant)
-        seen.append(([r["action"] for r in rows if r["action"] != "login"], job["status"]))
-
-    client = Mock(spec=df.DurableOrchestrationClient)
-    client.raise_event = AsyncMock(side_effect=raise_event)
-    return client, seen
-
-
-def test_the_api_decision_audits_before_it_raises_the_event(jwt_env: dict[str, Any]) -> None:  # noqa: F811
-    tenant = jwt_env["tenant"]
-    _job(tenant)
-    client, seen = _recording_client(tenant)
-    body = json.dumps({"decision": "approve", "comment": "ok"}).encode()
-    response = call("decide_plan", token(tenant, "operator", subject="ann"), method="POST", body=body,
-                    route_params={"plan_id": PLAN}, client=client)
-    assert response.status_code == 202 and json_body(response) == {"plan_id": PLAN, "decision": "approve",
-                                                                     "by": "ann"}
-    client.raise_event.assert_awaited_once_with(INSTANCE, "approval", {"decision": "approve", "by": "ann",
-                                                                        "comment": "ok"})
-    assert seen == [(["plan.approved"], "awaiting_approval")]
-    jobs = json_body(call("list_jobs", token(tenant, "viewer")))["jobs"]
-    assert (jobs[0]["status"], jobs[0]["detail"]) == ("running", "approved by ann")
-
-
-def test_the_api_refuses_the_author_and_a_decided_plan(jwt_env: dict[str, Any]) -> None:  # noqa: F811
-    tenant = jwt_env["tenant"]
-    _job(tenant, author="Ann")
-    client, _ = _recording_client(tenant)
-    approve = json.dumps({"decision": "approve"}).encode()
-    mine = call("decide_plan", token(tenant, "operator", subject="ann"), method="POST", body=approve,
-                route_params={"plan_id": PLAN}, client=client)
-    assert mine.status_code == 403 and "pushed this change" in json_body(mine)["error"]["message"]
-    reject = json.dumps({"decision": "reject"}).encode()
-    assert call("decide_plan", token(tenant, "operator", subject="ann"), method="POST", body=reject,
-                route_params={"plan_id": PLAN}, client=client).status_code == 202  # an author may reject
-    again = call("decide_plan", token(tenant, "operator", subject="bob"), method="POST", body=approve,
-                 route_params={"plan_id": PLAN}, client=client)
-    assert again.status_code == 202  # a rejection leaves the job to the orchestrator, which ends it
-    assert client.raise_event.await_count == 2
-    bad = call("decide_plan", token(tenant, "operator"), method="POST", body=b'{"decision": "maybe"}',
-               route_params={"plan_id": PLAN}, client=client)
-    assert bad.status_code == 400 and "approve" in json_body(bad)["error"]["message"]
-    huge = call("decide_plan", token(tenant, "operator"), method="POST", body=b" " * (64 * 1024 + 1),
-                route_params={"plan_id": PLAN}, client=client)
-    assert huge.status_code == 413
-
-
 def test_a_missing_credential_key_is_the_servers_fault(jwt_env: dict[str, Any],  # noqa: F811
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IRONLAYER_CREDENTIAL_KEYS", "")
@@ -216,29 +136,3 @@ def test_a_missing_credential_key_is_the_servers_fault(jwt_env: dict[str, Any], 
     response = call("put_credential", token(jwt_env["tenant"], "admin"), method="PUT", body=b'{"value": "x"}',
                     route_params={"name": "github_token"})
     assert response.status_code == 500 and "IRONLAYER_CREDENTIAL_KEYS" in json_body(response)["error"]["message"]
-
-
-@pytest.mark.parametrize(
-    ("job_status", "status", "title", "text"),
-    [
-        (None, 404, "Plan not found", "not found; nothing was changed"),
-        ("running", 409, "This plan is not waiting for approval", "is running, not awaiting approval"),
-    ],
-)
-def test_the_link_answers_the_plans_state_with_its_page(app_env: dict[str, Any], job_status: JobStatus | None,
-                                                        status: int, title: str, text: str) -> None:
-    from datetime import UTC, datetime
-    from urllib.parse import urlencode
-
-    tenant = app_env["tenant"]
-    _job(tenant, status=job_status)
-    link = issue_approval_token(APPROVAL_SECRET, tenant_id=tenant, plan_id=PLAN, action="decide", subject="bob",
-                                now=datetime.now(UTC))
-    client, seen = _recording_client(tenant)
-    req = request("POST", f"/api/plans/{PLAN}/approval", body=urlencode({"token": link, "decision": "approve"}).encode(),
-                  route_params={"plan_id": PLAN})
-    page = asyncio.run(handler("plan_approval")(req, client=client))
-    html = page.get_body().decode()
-    assert page.status_code == status and f"<title>{title} · IronLayer</title>" in html and text in html
-    assert seen == []
-

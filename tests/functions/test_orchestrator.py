@@ -154,8 +154,26 @@ def test_stale_plan_is_not_executed() -> None:
 def test_empty_plan_completes_at_once_with_success() -> None:
     _, gen = start()
     next(gen)
-    task = gen.send({"plan_id": IDS["plan_id"], "waves": []})
-    assert finish(gen, task, "succeeded", "nothing to run: no model's data changed")["status"] == "succeeded"
+    task = gen.send({"plan_id": IDS["plan_id"], "waves": [], "checks_changed": False})
+    assert finish(gen, task, "succeeded", "nothing to run: no model's data, tests or contract changed")["status"] == (
+        "succeeded")
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_plan_that_only_changes_tests_or_contracts_waits_for_approval(decision: str) -> None:
+    _, gen = start()
+    next(gen)
+    task = gen.send({"plan_id": IDS["plan_id"], "waves": [], "checks_changed": True})
+    assert (task.name, task.payload) == ("request_approval_activity", {**IDS, "author": "octocat", "ttl_hours": 24})
+    event, _ = gen.send({"link_expires_in_hours": 24}).payload
+    event.result = {"decision": decision, "by": "reviewer", "comment": ""}
+    task = gen.send(event)
+    if decision == "reject":
+        assert finish(gen, task, "rejected", "rejected by reviewer")["status"] == "rejected"
+        return
+    assert (task.name, task.payload) == ("start_execution_activity", IDS)  # the stale check still applies
+    task = gen.send({"status": "ok", "detail": ""})
+    assert finish(gen, task, "succeeded", "tests or contracts changed; nothing to rebuild")["status"] == "succeeded"
 
 
 def test_auto_approval_skips_the_approval_request() -> None:

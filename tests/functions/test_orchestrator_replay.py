@@ -71,14 +71,15 @@ class World:
     """The activities' answers in one scenario: a plan of `waves`, steps that fail `failures[step]` times first."""
 
     def __init__(self, waves: list[list[Json]], *, start: Json | None = None, failures: Mapping[str, int] = {},
-                 statuses: Mapping[str, str] = {}, slow: Mapping[str, int] = {}) -> None:
+                 statuses: Mapping[str, str] = {}, slow: Mapping[str, int] = {}, checks_changed: bool = False) -> None:
         self.waves, self.failures, self.statuses, self.slow = waves, failures, statuses, slow
+        self.checks_changed = checks_changed
         self.start = start or {"status": "ok", "detail": ""}
         self.attempts: dict[str, int] = {}
 
     def respond(self, name: str, payload: Any) -> Any:
         if name == "build_plan_activity":
-            return {"plan_id": PLAN_ID, "waves": self.waves}
+            return {"plan_id": PLAN_ID, "waves": self.waves, "checks_changed": self.checks_changed}
         if name == "request_approval_activity":
             return {"link_expires_in_hours": payload["ttl_hours"]}
         if name == "start_execution_activity":
@@ -147,7 +148,12 @@ SCENARIOS: dict[str, tuple[Json, World, tuple[Raise, ...], list[tuple[str, Any]]
         [BUILD, REQUEST, finalize("expired", "not approved within 24 h")], "expired", AWAITING),
     "empty plan": (
         JOB, World([]), (),
-        [BUILD, finalize("succeeded", "nothing to run: no model's data changed")], "succeeded", None),
+        [BUILD, finalize("succeeded", "nothing to run: no model's data, tests or contract changed")], "succeeded",
+        None),
+    "only tests changed: approved, nothing rebuilt": (
+        JOB, World([], checks_changed=True), (APPROVE,),
+        [BUILD, REQUEST, START_EXECUTION, finalize("succeeded", "tests or contracts changed; nothing to rebuild")],
+        "succeeded", RUNNING),
     "auto-approved": (
         {**JOB, "auto_approve": True}, World(WAVES), (),
         [("build_plan_activity", {**JOB, "auto_approve": True, "instance_id": INSTANCE}), START_EXECUTION,

@@ -73,6 +73,7 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, str], bytes]] = {
     "manage_settings": ("put_settings", "PUT", {}, b'{"allow_self_approval": false}'),
     "manage_tenants": ("onboard_tenant", "POST", {}, b'{}'),
     "configure_repository": ("put_repository", "PUT", {"owner": "matrix", "name": "probe"}, b'{"branches": ["main"]}'),
+    "manage_identities": ("put_identity", "PUT", {}, b'{"provider": "api", "subject": "zed", "role": "viewer"}'),
 }
 READ = {"list_plans", "get_plan", "list_runs", "list_jobs", "health", "audit_verify"}
 OPERATE = READ | {"cancel_job", "approve_plan", "reject_plan"}
@@ -80,7 +81,8 @@ ALLOWED = {  # written out, not derived from shared_core.security.roles
     "viewer": READ,
     "operator": OPERATE,
     "engineer": OPERATE,
-    "admin": OPERATE | {"manage_credentials", "manage_settings", "manage_tenants", "configure_repository"},
+    "admin": OPERATE | {"manage_credentials", "manage_settings", "manage_tenants", "configure_repository",
+              "manage_identities"},
     "service": {"health"},
 }
 

@@ -151,13 +151,18 @@ def orchestrate(started: dict[str, Any]) -> dict[str, Any]:
     context.instance_id = started["instance_id"]
     generator = functions_by_name()["plan_orchestrator"].get_user_function().orchestrator_function(context)
 
+    planned: dict[str, str] = {}
+
     def result(task: Task) -> Any:
         if task.kind == "activity":
-            return asyncio.run(handler(task.name)(task.payload))
+            value = asyncio.run(handler(task.name)(task.payload))
+            if task.name == "build_plan_activity" and "plan_id" in value:
+                planned["plan_id"] = value["plan_id"]
+            return value
         if task.kind == "all":
             return [result(inner) for inner in task.payload]
         approval = task.payload[0]  # task_any([approval, timer]): the reviewer answers before the expiry
-        approval.result = {"decision": "approve", "by": "reviewer", "comment": ""}
+        approval.result = asyncio.run(approve(started["input"]["tenant_id"], planned["plan_id"]))
         return approval
 
     value: Any = None
@@ -167,6 +172,22 @@ def orchestrate(started: dict[str, Any]) -> dict[str, Any]:
         except StopIteration as done:
             return dict(done.value)
         value = result(task)
+
+
+async def approve(tenant: str, plan_id: str) -> dict[str, str]:
+    """The reviewer approves as the product records it: a registered identity, decided in one transaction."""
+    from shared_core.services.approvals import Approver, decide_plan
+
+    store = await resources.get_store()
+    await store.set_identity(tenant, "api", "reviewer", role="operator", github_login="reviewer", name="Reviewer")
+    raised: dict[str, str] = {}
+
+    async def deliver(instance: str, name: str, payload: Any) -> None:
+        raised.update(payload)
+
+    await decide_plan(store, deliver, tenant_id=tenant, plan_id=plan_id, decision="approve",
+                      approver=Approver(provider="api", subject="reviewer", via="api"), comment="")
+    return raised
 
 
 def table(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -213,7 +234,7 @@ def test_each_tenant_plans_and_applies_with_its_own_resources_and_a_foreign_push
     assert {(path.split("/statuses/")[0], auth) for path, auth, _ in calls} == {
         (f"/repos/{t['repo_b']}", f"Bearer {TOKEN_B}")}
     assert sorted(p.name for p in (t["blobs"] / t["b"] / "plans").iterdir()) == [
-        f"{done_b['plan_id']}.json", f"{done_b['plan_id']}.sql-diff.json"]
+        f"{done_b['plan_id']}.json", f"{done_b['plan_id']}.review.json"]
 
     # B's repository pushed with A's commits: B cannot read them, the job fails, and A is untouched
     warehouse_a = t["warehouse_a"].read_bytes(), t["warehouse_a"].stat().st_mtime_ns

@@ -54,6 +54,10 @@ def test_the_host_loads_exactly_these_functions_and_bindings() -> None:
         "onboard_tenant": [("http", None, (), None, None), ("httpTrigger", "admin/tenants", ("POST",), None, None)],
         "put_repository": [("http", None, (), None, None),
                            ("httpTrigger", "repositories/{owner}/{name}", ("PUT",), None, None)],
+        "list_identities": [("http", None, (), None, None), ("httpTrigger", "identities", ("GET",), None, None)],
+        "put_identity": [("http", None, (), None, None), ("httpTrigger", "identities", ("PUT",), None, None)],
+        "delete_identity": [("http", None, (), None, None),
+                            ("httpTrigger", "identities", ("DELETE",), None, None)],
     }
 
 
@@ -77,7 +81,7 @@ def test_push_starts_one_orchestration_with_a_deterministic_id(app_env: dict[str
     assert (name, started_id) == ("plan_orchestrator", instance)
     assert started_input == {
         "kind": "push", "tenant_id": app_env["tenant"], "repository": "binkkatal/sample_app",
-        "base": payload["before"], "target": payload["after"], "branch": "master", "author": payload["pusher"]["name"],
+        "base": payload["before"], "target": payload["after"], "branch": "master", "author": payload["sender"]["login"],
         "auto_approve": False, "approval_ttl_hours": 24, "step_retries": 3, "sequence": 1,
     }
     assert "system" not in response.get_body().decode() and "code=" not in response.get_body().decode()
@@ -88,6 +92,23 @@ def test_push_starts_one_orchestration_with_a_deterministic_id(app_env: dict[str
     assert other.status_code == 202 and json_body(other)["instance_id"] == instance
     assert json_body(other)["status"] == "duplicate"
     assert client.start_new.await_count == 1
+
+
+@pytest.mark.parametrize(
+    ("sender", "pusher", "author"),
+    [({"login": "OctoCat"}, {"name": "The Octocat"}, "OctoCat"), (None, {"name": "binkkatal"}, "binkkatal"),
+     (None, None, "")],
+    ids=["the sender's login", "no sender: the pusher's name (a push's is the login)", "neither"],
+)
+def test_the_job_records_the_pushers_github_login(app_env: dict[str, Any], client: Mock, sender: Any, pusher: Any,
+                                                  author: str) -> None:
+    payload = json.loads(fixture_bytes("push.branch-modified.json"))
+    for key, value in (("sender", sender), ("pusher", pusher)):
+        payload.pop(key)
+        if value is not None:
+            payload[key] = value
+    assert deliver(client, json.dumps(payload).encode()).status_code == 202
+    assert client.start_new.await_args.args[2]["author"] == author  # what separation of duties compares
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +53,6 @@ SELECT id, ts FROM {{ ref('raw.events') }} WHERE ts >= '{{ start_date }}' AND ts
 def raw_rows(days: int) -> str:
     rows = [f"({i}, TIMESTAMP '2024-01-{1 + i % days:02d} 10:00:00', {i}.5)" for i in range(days * 3)]
     return ", ".join(rows)
-
-
-@pytest.fixture()
-def env(database_url: str, admin_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    tenant = f"t{uuid.uuid4().hex[:12]}"
-    monkeypatch.setenv("IRONLAYER_DATABASE_URL", database_url)
-    monkeypatch.setenv("IRONLAYER_TENANT", tenant)
-    monkeypatch.setenv("IRONLAYER_HOME", str(tmp_path / "home"))
-    repo = init_repo(tmp_path / "repo")
-    monkeypatch.setenv("IRONLAYER_MIGRATION_DATABASE_URL", admin_database_url)
-    return {"url": database_url, "admin": admin_database_url, "tenant": tenant, "repo": repo, "tmp": tmp_path}
 
 
 def commit(env: dict[str, Any], files: dict[str, str | None], when: str = "2024-01-10T12:00:00+00:00") -> str:

@@ -184,7 +184,9 @@ def test_range_locks_exclude_overlaps_of_other_holders_until_released_expired_or
         seen["interrupted"] = [(r["run_id"] == dead, r["status"], r["error"]) for r in await store.list_runs(tenant)]
         await store.finish_step(tenant, taken, plan_id, "s1", {"rows_written": 7, "batches": 1},
                                 {"model": "m.inc", "note": "by ann@example.com"},
-                                ("m.inc", "APPEND_ONLY", "TABLE", "c" * 64, "SELECT 1", {"kind": "APPEND_ONLY"}))
+                                ("m.inc", "APPEND_ONLY", "TABLE", "c" * 64, "SELECT 1", {"kind": "APPEND_ONLY"},
+                                 "not_null(id)@BLOCK"))
+        seen["deployed"] = await store.deployed_versions(tenant, ["m.inc", "m.other"])
         seen["free_again"] = (await store.try_lock(tenant, "m.inc", None, None, "host-d:4", 600))[0] is not None
         return seen
 
@@ -204,6 +206,7 @@ def test_range_locks_exclude_overlaps_of_other_holders_until_released_expired_or
                                      "JOIN model_versions v USING (tenant_id, name) WHERE m.tenant_id = $1", tenant))
     assert [(r["current_hash"], r["canonical_sql"], json.loads(r["header"])) for r in models] == [
         ("c" * 64, "SELECT 1", {"kind": "APPEND_ONLY"})]
+    assert seen["deployed"] == {"m.inc": {"content_hash": "c" * 64, "tests": "not_null(id)@BLOCK", "plan_id": plan_id}}
 
 
 # -- jobs and deliveries -------------------------------------------------------------------------------------

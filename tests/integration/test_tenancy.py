@@ -51,6 +51,9 @@ def rows(tenant: str, plan_id: str, run_id: Callable[[str], int]) -> dict[str, d
                                 "blob_prefix": f"tenants/{tenant}/", "branches": ["main"]},
         "branch_pushes": {"tenant_id": tenant, "repository": "o/r", "branch": "main", "sequence": 1,
                           "before_sha": "a" * 40, "after_sha": "b" * 40},
+        "identities": {"tenant_id": tenant, "provider": "api", "subject": "ann", "role": "operator",
+                       "github_login": "ann"},
+        "plan_bases": {"tenant_id": tenant, "plan_id": plan_id, "document": "{}", "base_hash": "b" * 64},
     }
 
 

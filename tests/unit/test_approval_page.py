@@ -143,8 +143,8 @@ def test_every_golden_plan_renders(scenario: str) -> None:
     assert len(page.find("tr")) == len(plan.models) + len(plan.steps) + rows
     waves = [int(t) for t in text.split() if t.isdigit()]  # the wave column counts 1..waves among other numbers
     assert plan.summary.waves == 0 or plan.summary.waves in waves
-    modified = [m.name for m in plan.changes("modified")]
-    assert ("SQL not shown for: " + ", ".join(modified)) in text if modified else "SQL not shown" not in text
+    shown = [m.name for m in plan.models if m.change in ("modified", "added")]
+    assert ("SQL not shown for: " + ", ".join(shown)) in text if shown else "SQL not shown" not in text
     assert render(plan) == html  # same inputs, same bytes
 
 
@@ -160,6 +160,35 @@ def test_empty_plan_says_nothing_runs() -> None:
     text = Page(render(load_golden("cosmetic_change"))).all_text()
     assert "This plan has no steps: approving changes nothing in the warehouse." in text
     assert "Nothing to run." in text
+
+
+def test_added_models_show_their_whole_sql() -> None:
+    plan = load_golden("new_incremental_model")
+    added = [m.name for m in plan.changes("added")]
+    assert added
+    target = project(GOLDEN / "new_incremental_model" / "target")
+    sql = {name: (None, format_sql_for_review(canonical(target, name))) for name in added}
+    page = Page(render(plan, sql_diffs=sql))
+    text = page.all_text()
+    assert "SQL not shown" not in text and f"SQL changes ({len(added)})" in text
+    for name in added:
+        for line in sql[name][1].splitlines():
+            assert "+" + line in text
+    assert text.count("New model: its whole SQL.") == len(added)
+
+
+def test_tests_and_contract_changes_are_shown_and_need_approval_without_steps() -> None:
+    plan = load_golden("cosmetic_change")
+    checks = {"m.z": {"tests": ["not_null(id)@BLOCK", "not_null(id)@BLOCK,unique(id)@BLOCK"]},
+              "m.a": {"contract": ["", f"STRICT id:INT:NOT_NULL{XSS}"]}}
+    html = render(plan, checks=checks)
+    text = Page(html).all_text()
+    assert "it changes tests or contracts: approving deploys them for the runs to come; nothing is rebuilt now" in text
+    assert "Tests and contracts (2)" in text
+    assert "m.ztestsnot_null(id)@BLOCKnot_null(id)@BLOCK,unique(id)@BLOCK" in text
+    assert f"m.acontract(none)STRICT id:INT:NOT_NULL{XSS}" in text
+    assert XSS not in html  # escaped like every other value
+    assert "Deciding needs you to be signed in" in text
 
 
 def test_header_only_change_says_sql_unchanged() -> None:

@@ -6,7 +6,16 @@ import pytest
 
 from functions.http.errors import status_of
 from shared_core.core.errors import AuthorizationError, CoreError
-from shared_core.security.roles import HUMAN_ROLES, POLICY, ROLES, allows, authorize, check_separation, is_role
+from shared_core.security.roles import (
+    HUMAN_ROLES,
+    POLICY,
+    ROLES,
+    allows,
+    authorize,
+    check_separation,
+    is_role,
+    lower_role,
+)
 
 # The expected matrix, written out cell by cell (not derived from POLICY): Y allowed, . refused.
 # Columns: viewer operator engineer admin service
@@ -24,6 +33,7 @@ manage_credentials  . . . Y .
 manage_settings     . . . Y .
 manage_tenants      . . . Y .
 configure_repository . . . Y .
+manage_identities   . . . Y .
 """
 COLUMNS = ("viewer", "operator", "engineer", "admin", "service")
 MATRIX = {
@@ -37,7 +47,7 @@ ENDPOINTS = sorted({endpoint for endpoint, _ in MATRIX})
 def test_the_expected_table_names_every_declared_endpoint_and_role() -> None:
     assert sorted(POLICY) == ENDPOINTS
     assert set(ROLES) == set(COLUMNS)
-    assert len(MATRIX) == 13 * 5
+    assert len(MATRIX) == 14 * 5
 
 
 @pytest.mark.parametrize(("endpoint", "role"), sorted(MATRIX))
@@ -86,25 +96,39 @@ def test_the_policy_table_cannot_be_changed_at_run_time() -> None:
 
 
 @pytest.mark.parametrize(
-    ("approver", "author", "allow_self", "refused"),
+    ("approver_login", "author", "allow_self", "refused"),
     [
         ("alice", "bob", False, False),
         ("alice", "alice", False, True),
-        ("Alice", "alice", False, True),  # case-insensitive, as GitHub logins are
-        ("ALICE ", " alice", False, True),  # surrounding whitespace does not hide the author
-        ("straße", "STRASSE", False, True),  # casefold, not lower
+        ("alice", "Alice", False, True),  # case-insensitive, as GitHub logins are
+        ("alice", " ALICE ", False, True),  # surrounding whitespace does not hide the pusher
         ("alice", "alice", True, False),  # the tenant allows self-approval
-        ("Alice", "alice", True, False),
-        ("alice", "", False, False),  # no human author (scheduled runs): anyone may approve
-        ("", "", True, True),  # an approval is always attributable to someone
-        ("  ", "bob", False, True),
+        ("alice", "", False, False),  # no human pusher (scheduled runs): any registered identity may approve
+        (None, "bob", False, True),  # no GitHub login mapped: cannot be told apart from the pusher, fail closed
+        (None, "bob", True, False),
+        (None, "", False, False),
         ("alice", "alice2", False, False),
+        ("alice-2", "alice", False, False),
     ],
 )
-def test_separation_of_duties(approver: str, author: str, allow_self: bool, refused: bool) -> None:
+def test_separation_of_duties_compares_github_logins(approver_login: str | None, author: str, allow_self: bool,
+                                                     refused: bool) -> None:
     if not refused:
-        check_separation(approver, author, allow_self_approval=allow_self)
+        check_separation("api/someone", approver_login, author, allow_self_approval=allow_self)
         return
     with pytest.raises(AuthorizationError) as caught:
-        check_separation(approver, author, allow_self_approval=allow_self)
+        check_separation("api/someone", approver_login, author, allow_self_approval=allow_self)
     assert status_of(caught.value) == 403
+    assert "api/someone" in str(caught.value) and "pushed this change" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("role", "cap", "expected"),
+    [
+        ("admin", "operator", "operator"), ("operator", "admin", "operator"), ("viewer", "admin", "viewer"),
+        ("engineer", None, "engineer"), ("admin", "service", ""), ("root", None, ""), ("admin", "root", ""),
+    ],
+)
+def test_a_decision_gets_the_lower_of_the_registered_and_the_token_role(role: str, cap: str | None,
+                                                                         expected: str) -> None:
+    assert lower_role(role, cap) == expected

@@ -48,6 +48,13 @@ class PushPayload:
     deleted: bool = False
     pusher: Pusher = Pusher()
     head_commit_timestamp: str | None = None
+    sender_login: str | None = None  # the GitHub account that pushed (the event's `sender`)
+
+    @property
+    def pusher_login(self) -> str:
+        """The pusher's GitHub login, as separation of duties compares it: `sender.login`, else `pusher.name`
+        (a push event's pusher name is the login); '' when the payload names neither."""
+        return self.sender_login or self.pusher.name or ""
 
     @classmethod
     def parse(cls, document: Mapping[str, Any]) -> PushPayload:  # Any: GitHub's parsed JSON, checked here
@@ -67,12 +74,13 @@ class PushPayload:
             raise WebhookError("invalid push payload: repository.full_name: expected owner/name")
         pusher: Mapping[str, Any] = document["pusher"] if isinstance(document.get("pusher"), dict) else {}
         head: Mapping[str, Any] = document["head_commit"] if isinstance(document.get("head_commit"), dict) else {}
+        sender: Mapping[str, Any] = document["sender"] if isinstance(document.get("sender"), dict) else {}
         return cls(
             ref=ref, before=before, after=after,
             repository=Repository(_field(repo, "id", int, "repository."), full_name),
             created=bool(document.get("created", False)), deleted=bool(document.get("deleted", False)),
             pusher=Pusher(_optional_str(pusher, "name"), _optional_str(pusher, "email")),
-            head_commit_timestamp=_optional_str(head, "timestamp"),
+            head_commit_timestamp=_optional_str(head, "timestamp"), sender_login=_optional_str(sender, "login"),
         )
 
 

@@ -44,6 +44,23 @@ def redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
+def _lost_mid_transaction(exc: BaseException) -> bool:
+    """Whether an asyncpg InterfaceError means the server dropped the connection while a transaction held it.
+
+    The pool detaches a connection the server closed, so the transaction's next statement finds it "released
+    back to the pool" and its end finds it "closed": neither is a bug of the caller, both mean "unreachable".
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncpg.InterfaceError) and any(text in str(seen) for text in _LOST):
+            return True
+        seen = seen.__context__
+    return False
+
+
+_LOST = ("the underlying connection is closed", "connection has been released back to the pool")
+
+
 class _SessionlessConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no type information
     """A pooled connection released without asyncpg's reset query (`RESET ALL`, `UNLISTEN *`, ...).
 
@@ -121,6 +138,10 @@ class PostgresConnection:
                 yield conn
         except UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
+        except asyncpg.InterfaceError as exc:
+            if _lost_mid_transaction(exc):
+                raise self._unavailable(exc) from exc
+            raise
 
     async def _execute(self, tenant_id: str, sql: str, *args: object) -> str:
         """Run one statement in its own tenant-bound transaction; returns its status (`INSERT 0 1`)."""

@@ -134,6 +134,18 @@ class PostgresJobStore(PostgresConnection):
         )
         return [_job_row(row) for row in rows]
 
+    async def busy_models(self, tenant_id: str) -> set[str]:
+        """The models with a step in the plan of a job that is planned, awaiting approval or running."""
+        rows = await self._fetch(
+            tenant_id,
+            "SELECT DISTINCT step ->> 'model' AS model FROM jobs j JOIN plans p "
+            "ON p.tenant_id = j.tenant_id AND p.plan_id = j.plan_id "
+            "CROSS JOIN LATERAL jsonb_array_elements(p.plan_json::jsonb -> 'steps') AS step "
+            "WHERE j.tenant_id = $1 AND j.status IN ('queued', 'awaiting_approval', 'running')",
+            tenant_id,
+        )
+        return {row["model"] for row in rows}
+
 
 def _job_row(row: Record) -> JobRow:
     return JobRow(

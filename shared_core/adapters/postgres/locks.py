@@ -68,13 +68,13 @@ class PostgresLockStore(PostgresConnection):
         attributes: Mapping[str, JSONValue], version: ModelVersion | None,
     ) -> None:
         """End a step in one transaction: release its lock, record its telemetry (`metrics`, with `attributes`
-        scrubbed) and, when `version` = (name, kind, materialization, content_hash, canonical_sql, header) is
-        given, its deployed model version, which becomes the model's current one."""
+        scrubbed) and, when `version` = (name, kind, materialization, content_hash, canonical_sql, header, tests)
+        is given, its deployed model version, which becomes the model's current one (deployed by `plan_id`)."""
         async with self._transaction(tenant_id) as conn:
             await conn.execute(_RELEASE_SQL, tenant_id, lock_id)
             await conn.executemany(_TELEMETRY_SQL, _telemetry_rows(tenant_id, plan_id, step_id, metrics, attributes))
             if version is not None:
-                await _record_model_version(conn, tenant_id, *version)
+                await _record_model_version(conn, tenant_id, plan_id, *version)
 
     async def renew_lock(self, tenant_id: str, lock_id: int, ttl_seconds: int) -> None:
         """Push a held lock's expiry to `ttl_seconds` from now."""
@@ -104,8 +104,8 @@ def _telemetry_rows(
 
 
 async def _record_model_version(
-    conn: Connection, tenant_id: str, name: str, kind: str, materialization: str, content_hash: str, canonical_sql: str,
-    header: Mapping[str, str],
+    conn: Connection, tenant_id: str, plan_id: str, name: str, kind: str, materialization: str, content_hash: str,
+    canonical_sql: str, header: Mapping[str, str], tests: str,
 ) -> None:
     await conn.execute(
         "INSERT INTO model_versions (tenant_id, name, content_hash, canonical_sql, header) "
@@ -113,8 +113,9 @@ async def _record_model_version(
         tenant_id, name, content_hash, canonical_sql, json.dumps(dict(header), sort_keys=True),
     )
     await conn.execute(
-        "INSERT INTO models (tenant_id, name, kind, materialization, current_hash) VALUES ($1, $2, $3, $4, $5) "
-        "ON CONFLICT (tenant_id, name) DO UPDATE SET kind = EXCLUDED.kind, "
-        "materialization = EXCLUDED.materialization, current_hash = EXCLUDED.current_hash, updated_at = now()",
-        tenant_id, name, kind, materialization, content_hash,
+        "INSERT INTO models (tenant_id, name, kind, materialization, current_hash, tests, plan_id) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, name) DO UPDATE SET kind = EXCLUDED.kind, "
+        "materialization = EXCLUDED.materialization, current_hash = EXCLUDED.current_hash, tests = EXCLUDED.tests, "
+        "plan_id = EXCLUDED.plan_id, updated_at = now()",
+        tenant_id, name, kind, materialization, content_hash, tests, plan_id,
     )

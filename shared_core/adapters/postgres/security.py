@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from shared_core.adapters.postgres._connection import PostgresConnection, Record
+from shared_core.adapters.postgres._connection import Connection, PostgresConnection, Record
 from shared_core.core.errors import StateError
 from shared_core.core.state import AuditRow, JSONValue, RateDecision, RateState
 
@@ -99,20 +99,7 @@ class PostgresSecurityStore(PostgresConnection):
         `build` can chain to the head even when the newest rows were removed: a truncation stays visible.
         """
         async with self._transaction(tenant_id) as conn:
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit/' || $1))", tenant_id)
-            last = await conn.fetchrow(
-                f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id
-            )
-            head = await conn.fetchval("SELECT audit_head FROM tenants WHERE tenant_id = $1", tenant_id)
-            row = build(_audit_row(last) if last else None, head)
-            await conn.execute(
-                "INSERT INTO audit_log (tenant_id, seq, at, actor, role, action, target, details, prev_hash, hash) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                row["tenant_id"], row["seq"], row["at"], row["actor"], row["role"], row["action"], row["target"],
-                row["details"], row["prev_hash"], row["hash"],
-            )
-            await conn.execute("UPDATE tenants SET audit_head = $2 WHERE tenant_id = $1", tenant_id, row["hash"])
-        return row
+            return await append_audit_row(conn, tenant_id, build)
 
     async def audit_rows(self, tenant_id: str) -> tuple[list[AuditRow], str | None]:
         """Every audit row of the tenant in `seq` order, and the head hash kept on the tenant row."""
@@ -206,6 +193,29 @@ class PostgresSecurityStore(PostgresConnection):
 
 
 _AUDIT_COLUMNS = "tenant_id, seq, at, actor, role, action, target, details, prev_hash, hash"
+
+
+async def append_audit_row(
+    conn: Connection, tenant_id: str, build: Callable[[AuditRow | None, str | None], AuditRow]
+) -> AuditRow:
+    """Append the audit row `build(previous row, head)` returns on `conn`, inside the caller's transaction.
+
+    Serialized per tenant by a transaction-scoped advisory lock; moves the head kept on the tenant row.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('audit/' || $1))", tenant_id)
+    last = await conn.fetchrow(
+        f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id
+    )
+    head = await conn.fetchval("SELECT audit_head FROM tenants WHERE tenant_id = $1", tenant_id)
+    row = build(_audit_row(last) if last else None, head)
+    await conn.execute(
+        "INSERT INTO audit_log (tenant_id, seq, at, actor, role, action, target, details, prev_hash, hash) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        row["tenant_id"], row["seq"], row["at"], row["actor"], row["role"], row["action"], row["target"],
+        row["details"], row["prev_hash"], row["hash"],
+    )
+    await conn.execute("UPDATE tenants SET audit_head = $2 WHERE tenant_id = $1", tenant_id, row["hash"])
+    return row
 
 
 def _audit_row(record: Record) -> AuditRow:

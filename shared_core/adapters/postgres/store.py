@@ -2,8 +2,9 @@
 
 The store is composed of one class per concern, each over the same pool (`_connection.PostgresConnection`):
 the ledger (`ledger.py`), plans (`plans.py`), runs (`runs.py`) and range locks (`locks.py`), jobs and
-webhook deliveries (`jobs.py`), security state (`security.py`), per-repository settings (`repositories.py`)
-and migrations (`migrate.py`). Every query
+webhook deliveries (`jobs.py`), security state (`security.py`), per-repository settings (`repositories.py`),
+identities and decisions (`approvals.py`), deployed versions and plan bases (`deployments.py`) and
+migrations (`migrate.py`). Every query
 names its tenant and runs in a transaction bound to it (row-level security); see `shared_core.ports` for
 the Protocols these classes implement.
 """
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from shared_core.adapters.postgres.approvals import PostgresApprovalStore
+from shared_core.adapters.postgres.deployments import PostgresDeploymentStore
 from shared_core.adapters.postgres.jobs import PostgresJobStore
 from shared_core.adapters.postgres.ledger import PostgresLedgerStore
 from shared_core.adapters.postgres.locks import PostgresLockStore
@@ -37,6 +40,8 @@ class PostgresStateStore(
     PostgresJobStore,
     PostgresSecurityStore,
     PostgresRepositoryStore,
+    PostgresApprovalStore,
+    PostgresDeploymentStore,
     PostgresMigrations,
 ):
     """The state store over one asyncpg pool (created lazily, reused): every concern, one object.
