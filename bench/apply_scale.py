@@ -296,11 +296,11 @@ class TimedDuckDBExecutor(DuckDBExecutor):
         finally:
             self.tally.add("run_batch", time.perf_counter() - began)
 
-    def committed_batches(self, plan_id: str, step_id: str) -> Any:
+    def committed_batches(self, models: Any) -> Any:
         began = time.perf_counter()
         self._key.value = "duckdb markers"
         try:
-            return super().committed_batches(plan_id, step_id)
+            return super().committed_batches(models)
         finally:
             self._key.value = "duckdb"
             self.tally.add("committed_batches", time.perf_counter() - began)

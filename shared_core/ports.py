@@ -43,6 +43,7 @@ from shared_core.core.state import (
 
 if TYPE_CHECKING:
     from shared_core.core.planning.intervals import Range
+    from shared_core.core.planning.markers import BatchMarker, CommittedBatch
     from shared_core.core.planning.plan import Plan
     from shared_core.core.project.models import Model
     from shared_core.services.messages import JobMessage
@@ -218,24 +219,22 @@ class Executor(Protocol):
 
     def run_batch(
         self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
-        marker: tuple[str, str] | None = None,
+        marker: BatchMarker | None = None,
     ) -> BatchOutcome:
         """Run one batch of `model` and publish it only if no BLOCK test fails.
 
-        `marker` (plan ID, step ID) is committed with the data, so a committed batch is never applied twice.
+        `marker` (model version, plan and step) is committed with the data, keyed by model version and range
+        (`shared_core.core.planning.markers`). A batch of an incremental model with a time column replaces
+        its range's rows; one without a time column never appends over a range the warehouse holds.
 
         Raises:
-            CoreError: the batch failed or was blocked (nothing published); a blocked batch's error carries
-                its test results as `outcomes`.
+            CoreError: the batch failed, was blocked or would append rows twice (nothing published); a blocked
+                batch's error carries its test results as `outcomes`.
         """
         ...
 
-    def committed_batches(self, plan_id: str, step_id: str) -> dict[datetime | None, int]:
-        """The batches of a step that committed in this warehouse: batch start -> rows written."""
-        ...
-
-    def committed_plan_batches(self, plan_id: str) -> dict[str, dict[datetime | None, int]]:
-        """`committed_batches` of every step of a plan: step ID -> batch start -> rows written."""
+    def committed_batches(self, models: Sequence[str]) -> dict[str, list[CommittedBatch]]:
+        """The batches of `models` whose rows this warehouse holds (their markers), by model."""
         ...
 
     def close(self) -> None:

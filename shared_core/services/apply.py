@@ -6,8 +6,12 @@ which step runs, which is skipped and how a plan ends (`first_broken_upstream`, 
 
 - a plan whose consulted watermarks or base (the deployed model versions it was built against) moved since
   planning is refused (`StalePlanError`, `shared_core.services.bases`);
-- each batch is one engine transaction that records its own marker, so a batch is never applied twice,
-  even when the process dies between the engine's commit and the state store's record;
+- each batch is one engine transaction that records its own marker, keyed by model version and range, so
+  a batch is never applied twice, even when the process dies between the engine's commit and the state
+  store's record: a resume of the plan records it, and so does a catch-up of an APPEND_ONLY model by
+  another plan (`shared_core.core.planning.markers.batch_action`); a backfill asked for again
+  (`RunOptions.rerun`) re-runs its batches, replacing their rows, and one that would append rows twice (an
+  APPEND_ONLY model without a time column) is refused before anything runs;
 - the ledger advances only for batches that committed; a failed step skips its downstream steps and
   lets independent branches finish; re-applying the plan resumes (successful batches are not re-run);
 - overlapping ranges of one model never run at the same time: the second apply waits for the lock up to
@@ -28,9 +32,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from shared_core.core.errors import CoreError, LockTimeoutError, PlanError, StalePlanError
+from shared_core.core.errors import CoreError, ExecutionError, LockTimeoutError, PlanError, StalePlanError
 from shared_core.core.planning.base import Version, render_tests
 from shared_core.core.planning.intervals import add_batches
+from shared_core.core.planning.markers import (
+    BatchAction,
+    BatchMarker,
+    CommittedBatch,
+    batch_action,
+    reappend_conflict,
+    reappend_refusal,
+)
 from shared_core.core.planning.plan import Plan, Step
 from shared_core.core.project.headers import parse_instant
 from shared_core.core.project.loading import load_commit
@@ -60,10 +72,12 @@ __all__ = [
     "first_broken_upstream",
     "plan_outcome",
     "plan_waves",
+    "refuse_reappends",
     "run_apply",
     "run_job_step",
     "run_step",
     "start_execution",
+    "step_actions",
     "step_batches",
     "verify_plan",
 ]
@@ -93,6 +107,7 @@ class RunOptions:
     lock_timeout: float = 60.0
     lock_ttl: int = 300
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    rerun: bool = False  # run every batch again, even those an earlier apply of the plan committed (a backfill)
 
 
 Event = Callable[[Literal["start", "end"], Step, StepOutcome | None], None]
@@ -143,6 +158,45 @@ def step_batches(step: Step) -> list[tuple[datetime | None, datetime | None]]:
     return batches
 
 
+def step_actions(
+    plan_id: str, step: Step, recorded: set[tuple[str, datetime | None]],
+    committed: Sequence[CommittedBatch], *, rerun: bool,
+) -> list[tuple[datetime | None, datetime | None, BatchAction, int]]:
+    """Each batch of a step with what the apply does about it (`batch_action`) and the rows its marker holds."""
+    return [
+        (start, end, *batch_action(
+            plan_id=plan_id, step_id=step.step_id, kind=step.kind, run_type=step.run_type, start=start,
+            end=end, recorded=(step.step_id, start) in recorded, committed=committed, rerun=rerun,
+        ))
+        for start, end in step_batches(step)
+    ]
+
+
+def refuse_reappends(
+    plan: Plan, project: Project, markers: Mapping[str, Sequence[CommittedBatch]],
+    recorded: set[tuple[str, datetime | None]], *, rerun: bool,
+) -> None:
+    """Refuse, before anything runs, a plan that would append rows the warehouse already holds: a batch to run
+    of an APPEND_ONLY model without a time column over a committed range (unless the plan rebuilds that model
+    from empty).
+
+    Raises:
+        ExecutionError: naming the model, the range and what to do.
+    """
+    rebuilt = {s.model for s in plan.steps if s.reset}
+    for step in plan.steps:
+        model = project[step.model]
+        header = model.header
+        if step.model in rebuilt or header.kind != "APPEND_ONLY" or header.time_column:
+            continue
+        committed = markers.get(step.model, [])
+        for start, end, action, _ in step_actions(plan.plan_id, step, recorded, committed, rerun=rerun):
+            held = reappend_conflict(header.kind, header.time_column, start, end, committed)
+            if action == "run" and held is not None and start is not None and end is not None:
+                raise ExecutionError(reappend_refusal(model.name, model.path, start, end, held)
+                                     + "; nothing was run")
+
+
 async def apply_plan(
     plan: Plan,
     project: Project,
@@ -157,9 +211,10 @@ async def apply_plan(
     plan_id = plan.plan_id
     await check_not_stale(store, options.tenant, plan)
     done = await store.successful_batches(options.tenant, plan_id)
-    # one warehouse read for the whole plan: a DuckDB file has one writer process, so no batch of this plan
-    # commits elsewhere while this apply runs
-    markers = await asyncio.to_thread(executor.committed_plan_batches, plan_id)
+    # one warehouse read for the whole plan; the executor re-checks, inside each batch's transaction, that it
+    # never appends rows twice, and the range locks keep other applies off these ranges meanwhile
+    markers = await asyncio.to_thread(executor.committed_batches, plan.step_models)
+    refuse_reappends(plan, project, markers, done, rerun=options.rerun)
     await store.set_plan_status(options.tenant, plan_id, "running")
     outcomes: dict[str, StepOutcome] = {}
     statuses: dict[str, str] = {}
@@ -177,7 +232,7 @@ async def apply_plan(
                     on_event("start", step, None)
                 outcomes[step.step_id] = await run_step(
                     plan_id, step, project[step.model], store, executor, options, done=done,
-                    canonical=(canonical or {}).get(step.model), committed=markers.get(step.step_id, {}),
+                    canonical=(canonical or {}).get(step.model), committed=markers.get(step.model, []),
                 )
         statuses[step.step_id] = outcomes[step.step_id].status
         if on_event:
@@ -199,20 +254,19 @@ async def run_step(
     *,
     done: set[tuple[str, datetime | None]] | None = None,
     canonical: str | None = None,
-    committed: Mapping[datetime | None, int] | None = None,
+    committed: Sequence[CommittedBatch] | None = None,
 ) -> StepOutcome:
     """Run the batches of one step under its range lock; never raises for a batch failure.
 
-    `done` and `committed` (the step's warehouse markers) are read here when the caller has not read them.
+    `done` and `committed` (the model's warehouse markers) are read here when the caller has not read them.
     """
     started = time.perf_counter()
     outcome = StepOutcome(step.step_id, model.name, "success")
-    batches = step_batches(step)
     recorded = done if done is not None else await store.successful_batches(options.tenant, plan_id)
     if committed is None:
-        committed = await asyncio.to_thread(executor.committed_batches, plan_id, step.step_id)
-    finished = {start for start, _ in batches if start in committed and (step.step_id, start) in recorded}
-    if len(finished) == len(batches):
+        committed = (await asyncio.to_thread(executor.committed_batches, [model.name])).get(model.name, [])
+    batches = step_actions(plan_id, step, recorded, committed, rerun=options.rerun)
+    if all(action == "done" for _, _, action, _ in batches):
         outcome.status = "done"
         return outcome
     start_all = parse_instant(step.start) if step.start else None
@@ -225,12 +279,13 @@ async def run_step(
         await store.finish_run(options.tenant, run_id, "failed", error=outcome.error)
         return outcome
     try:
-        for index, (start, end) in enumerate(batches):
-            if start in finished:
+        for index, (start, end, action, rows) in enumerate(batches):
+            if action == "done":
                 continue
             reset = step.reset and index == 0
             error = await _run_batch(
-                plan_id, step, model, store, executor, options, start, end, reset, outcome, committed.get(start)
+                plan_id, step, model, store, executor, options, start, end, reset, outcome,
+                rows if action == "record" else None,
             )
             if error:
                 outcome.status, outcome.error = "failed", error
@@ -264,7 +319,8 @@ async def _run_batch(
         began = time.perf_counter()
         try:
             result = await asyncio.to_thread(
-                executor.run_batch, model, start=start, end=end, reset=reset, marker=(plan_id, step_id)
+                executor.run_batch, model, start=start, end=end, reset=reset,
+                marker=BatchMarker(plan_id, step_id, step.model_hash),
             )
         except CoreError as exc:
             tests = [(t.test, t.severity, t.passed, t.failing_rows) for t in getattr(exc, "outcomes", ())]

@@ -34,13 +34,14 @@ SCRIPT = f"""
 import json, sys
 from datetime import UTC, datetime
 from shared_core.adapters.engines.duckdb import DuckDBExecutor
+from shared_core.core.planning.markers import BatchMarker
 from shared_core.core.project.headers import parse_instant
 from shared_core.core.project.models import ModelSource, load_project
 
 model = load_project([ModelSource("models/events.sql", {EVENTS!r})])["tz.events"]
 executor = DuckDBExecutor(sys.argv[1])
 executor.run_batch(model, start=parse_instant("2024-03-10"), end=parse_instant("2024-03-11"), reset=True,
-                   marker=("plan", "step"))
+                   marker=BatchMarker("plan", "step", "hash"))
 rows = executor.conn.execute("SELECT CAST(ts AS VARCHAR), h, day_start, epoch FROM tz.events").fetchall()
 (committed,) = executor.conn.execute("SELECT committed_at FROM _ironlayer.committed_batches").fetchone()
 hours = round((committed - datetime.now(UTC).replace(tzinfo=None)).total_seconds() / 3600)

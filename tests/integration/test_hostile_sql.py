@@ -23,6 +23,7 @@ import pytest
 from shared_core.adapters.engines.duckdb import DuckDBExecutor
 from shared_core.cli.main import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, main
 from shared_core.core.errors import ModelError
+from shared_core.core.planning.markers import BatchMarker
 from shared_core.core.project.models import ModelSource, load_project
 
 pytestmark = pytest.mark.integration
@@ -118,7 +119,7 @@ def test_apply_refuses_before_running_anything(case: dict[str, Any], scratch: Pa
         return
     before = catalog(executor)
     with pytest.raises(ModelError) as caught:
-        executor.run_batch(project["hostile.m"], start=None, end=None, reset=False, marker=("plan", "step"))
+        executor.run_batch(project["hostile.m"], start=None, end=None, reset=False, marker=BatchMarker("plan", "step", "hash"))
     assert case["refused"] in str(caught.value)
     assert f"{PATH}:{case['line']}" in str(caught.value)
     assert catalog(executor) == before

@@ -5,13 +5,20 @@ Each materialization is generated here from one description (never by transpilin
 - TABLE (FULL_REFRESH): build `schema.__il_stage_<table>`, audit it, then swap it in within one
   transaction; readers see the old table until the swap commits.
 - VIEW: `CREATE OR REPLACE VIEW`, then audit the view; a failed BLOCK test rolls the view back.
-- INCREMENTAL_BY_TIME_RANGE: in one transaction, delete exactly `[start, end)` by `time_column`,
-  insert the batch's rows of that window, audit, and commit or roll back.
-- APPEND_ONLY: in one transaction, insert the batch, audit, commit or roll back.
+- INCREMENTAL_BY_TIME_RANGE, and APPEND_ONLY with a `time_column`: in one transaction, delete exactly
+  `[start, end)` by `time_column`, insert the batch's rows of that window, audit, and commit or roll back;
+  running a batch again replaces its rows.
+- APPEND_ONLY without a time column: in one transaction, insert the batch, audit, commit or roll back; a
+  batch whose range overlaps one the warehouse already holds is refused (its rows cannot be told apart).
 - MERGE_BY_KEY: in one transaction, delete the rows whose `unique_key` arrives again, insert the
   new rows, audit, commit or roll back.
 A `reset` batch starts from an empty table. Quality tests run inside the transaction against what
 readers would see after it commits; a BLOCK failure publishes nothing.
+
+Each batch's marker (`shared_core.core.planning.markers`) is written in the batch's transaction into
+`_ironlayer.committed_batches`, keyed by model version and range, so the warehouse itself says which
+batches it holds; a reset drops the model's markers with its rows. A warehouse whose markers predate the
+model version (`model_hash`) is upgraded when it opens: the column is added and old markers keep NULL.
 
 The session is a sandbox for tenant SQL, as defence in depth behind the guard (`core/sql/guard.py`), which
 has already refused anything below: the database opens with external access off (no file, URL, COPY,
@@ -37,6 +44,13 @@ from typing import Any
 import duckdb
 
 from shared_core.core.errors import BlockedBatchError, ExecutionError
+from shared_core.core.planning.markers import (
+    BatchMarker,
+    CommittedBatch,
+    reappend_conflict,
+    reappend_refusal,
+    replaces_by_time,
+)
 from shared_core.core.project.headers import QualityTest
 from shared_core.core.project.models import Model
 from shared_core.core.sql.render import render_query, render_test_query
@@ -52,6 +66,10 @@ SANDBOX_CONFIG = {
 }
 #: Set once after the executor's own set-up, just before the configuration is locked.
 SESSION_TIME_ZONE = "UTC"
+#: The batch markers: one row per committed batch of a model version and range (`model_hash` NULL: a marker
+#: written before markers carried the version).
+MARKERS = "_ironlayer.committed_batches"
+_MARKER_COLUMNS = "model, model_hash, range_start, range_end, plan_id, step_id, rows_written"
 
 
 @dataclass(frozen=True)
@@ -116,17 +134,27 @@ class DuckDBExecutor:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.root = self._connect(wait_seconds)
             self.root.execute("CREATE SCHEMA IF NOT EXISTS _ironlayer")
-            self.root.execute(
-                "CREATE TABLE IF NOT EXISTS _ironlayer.committed_batches (plan_id VARCHAR NOT NULL, "
-                "step_id VARCHAR NOT NULL, model VARCHAR NOT NULL, range_start TIMESTAMP, range_end TIMESTAMP, "
-                "rows_written BIGINT NOT NULL, committed_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
-            )
+            self._create_markers()
             self._lock_session()
         except (duckdb.Error, OSError) as exc:
             raise ExecutionError(scrub(f"cannot open warehouse {self.path}: {exc}; check the path and that no "
                                        "other program holds it open")) from exc
         self._local = threading.local()
         self._catalog_lock = threading.Lock()  # DuckDB's optimistic catalog: serialize DDL on schemas
+
+    def _create_markers(self) -> None:
+        """Create the marker table, or upgrade one written before markers carried the model version."""
+        self.root.execute(
+            f"CREATE TABLE IF NOT EXISTS {MARKERS} (plan_id VARCHAR NOT NULL, step_id VARCHAR NOT NULL, "
+            "model VARCHAR NOT NULL, range_start TIMESTAMP, range_end TIMESTAMP, rows_written BIGINT NOT NULL, "
+            "committed_at TIMESTAMP NOT NULL DEFAULT current_timestamp, model_hash VARCHAR)"
+        )
+        has_hash = self.root.execute(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = '_ironlayer' "
+            "AND table_name = 'committed_batches' AND column_name = 'model_hash'"
+        ).fetchone()
+        if not (has_hash and has_hash[0]):  # markers keyed by plan and step: the version is unknown, kept NULL
+            self.root.execute(f"ALTER TABLE {MARKERS} ADD COLUMN model_hash VARCHAR")
 
     def _lock_session(self) -> None:
         """Pin the time zone and lock the configuration; or, when another executor of this process already
@@ -182,39 +210,37 @@ class DuckDBExecutor:
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", (schema, table)
         ))
 
-    def committed_batches(self, plan_id: str, step_id: str) -> dict[datetime | None, int]:
-        """The batches of a step that committed in this warehouse (batch start -> rows written).
+    def committed_batches(self, models: Sequence[str]) -> dict[str, list[CommittedBatch]]:
+        """The batches of `models` whose rows this warehouse holds (their markers), by model, oldest first.
 
         This, not the state store, is the truth about what data exists: a batch that committed just before
         a crash is here even if its run was never recorded, and a replaced warehouse has none.
         """
         rows = self.conn.execute(
-            "SELECT range_start, rows_written FROM _ironlayer.committed_batches WHERE plan_id = ? AND step_id = ?",
-            [plan_id, step_id],
+            f"SELECT {_MARKER_COLUMNS} FROM {MARKERS} WHERE model IN (SELECT unnest(?::VARCHAR[])) "
+            "ORDER BY model, committed_at, range_start",
+            [sorted(set(models))],
         ).fetchall()
-        return {(start.replace(tzinfo=UTC) if start is not None else None): int(n) for start, n in rows}
-
-    def committed_plan_batches(self, plan_id: str) -> dict[str, dict[datetime | None, int]]:
-        """`committed_batches` of every step of a plan at once: step ID -> batch start -> rows written."""
-        rows = self.conn.execute(
-            "SELECT step_id, range_start, rows_written FROM _ironlayer.committed_batches WHERE plan_id = ?", [plan_id]
-        ).fetchall()
-        found: dict[str, dict[datetime | None, int]] = {}
-        for step_id, start, n in rows:
-            found.setdefault(step_id, {})[start.replace(tzinfo=UTC) if start is not None else None] = int(n)
+        found: dict[str, list[CommittedBatch]] = {}
+        for model, model_hash, start, end, plan_id, step_id, rows_written in rows:
+            found.setdefault(model, []).append(
+                CommittedBatch(model, model_hash, _aware(start), _aware(end), plan_id, step_id, int(rows_written))
+            )
         return found
 
     def run_batch(
         self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
-        marker: tuple[str, str] | None = None,
+        marker: BatchMarker | None = None,
     ) -> BatchResult:
         """Run one batch of `model` and publish it only if no BLOCK test fails.
 
-        `marker` (plan ID, step ID) is recorded in the same transaction as the data, so a batch that
-        committed is never applied twice, even if the process dies before the state store hears of it.
+        `marker` (the model version, and the plan and step running the batch) is recorded in the same
+        transaction as the data, so the warehouse says which batches it holds even if the process dies
+        before the state store hears of it.
 
         Raises:
-            ExecutionError: a SQL error (nothing published) or a BLOCK test failure (nothing published).
+            ExecutionError: a SQL error, a BLOCK test failure, or a batch of an APPEND_ONLY model without a
+                time column over a range the warehouse already holds (nothing published).
         """
         for attempt in range(1, _CONFLICT_RETRIES + 1):
             try:
@@ -230,7 +256,7 @@ class DuckDBExecutor:
 
     def _run_batch_once(
         self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
-        marker: tuple[str, str] | None,
+        marker: BatchMarker | None,
     ) -> BatchResult:
         header = model.header
         query = render_query(model, dialect=self.DIALECT, start=start, end=end)  # guarded: raises UnsafeSqlError
@@ -243,17 +269,23 @@ class DuckDBExecutor:
             with self._catalog_lock:
                 self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             self.conn.execute("BEGIN TRANSACTION")
+            if reset:
+                self.conn.execute(f"DELETE FROM {MARKERS} WHERE model = ?", [model.name])
+            else:
+                self._refuse_reappend(model, start, end)
             if header.materialization == "VIEW":
                 self.conn.execute(f"CREATE OR REPLACE VIEW {target} AS {query}")
                 rows = 0
             elif header.kind == "FULL_REFRESH":
                 stage = relation(model.name.rpartition(".")[0] + ".__il_stage_" + model.name.rpartition(".")[2])
                 self.conn.execute(f"CREATE OR REPLACE TABLE {stage} AS {query}")
+                self._checkpoint("staged")
                 rows = int(self._scalar(f"SELECT count(*) FROM {stage}"))
                 self.conn.execute(f"DROP TABLE IF EXISTS {target}")
                 self.conn.execute(f"ALTER TABLE {stage} RENAME TO {_q(model.name.rpartition('.')[2])}")
             else:
                 rows = self._write_rows(model, query, target, start, end, reset)
+            self._checkpoint("written")
             outcomes = tuple(self._audit(tests))
             blocked = [o for o in outcomes if not o.passed and o.severity == "BLOCK"]
             if blocked:
@@ -261,14 +293,11 @@ class DuckDBExecutor:
                 names = ", ".join(f"{o.test} ({o.failing_rows} failing)" for o in blocked)
                 raise BlockedBatchError(f"{model.name}: blocked by quality tests: {names}; nothing was published",
                                         outcomes)
+            self._checkpoint("audited")
             if marker is not None:
-                self.conn.execute(
-                    "INSERT INTO _ironlayer.committed_batches (plan_id, step_id, model, range_start, range_end, "
-                    "rows_written) VALUES (?, ?, ?, ?, ?, ?)",
-                    [marker[0], marker[1], model.name, _naive(start), _naive(end), rows],
-                )
+                self._write_marker(model.name, marker, start, end, rows)
+            self._checkpoint("marked")
             self.conn.execute("COMMIT")
-            return BatchResult(rows, outcomes, True)
         except duckdb.TransactionException as exc:
             self._rollback()
             if "conflict" in str(exc).lower():
@@ -277,6 +306,51 @@ class DuckDBExecutor:
         except duckdb.Error as exc:
             self._rollback()
             raise self._engine_error(model, exc, query) from None  # the raw message may quote data: not chained
+        except BaseException:
+            self._rollback()  # an interruption inside the transaction publishes nothing
+            raise
+        self._checkpoint("committed")
+        return BatchResult(rows, outcomes, True)
+
+    def _checkpoint(self, point: str) -> None:
+        """Called at each point of a batch: `staged` (the batch's rows built, the table untouched), `written`
+        (the table changed in the open transaction), `audited` (no BLOCK test failed), `marked` (the marker
+        written, not yet committed) and `committed` (after the commit, before the caller records the batch).
+        Does nothing; a subclass may raise here to stand for a crash at that point (views have no `staged`).
+        """
+
+    def _refuse_reappend(self, model: Model, start: datetime | None, end: datetime | None) -> None:
+        """Refuse, inside the batch's transaction, to append rows the warehouse already holds (an APPEND_ONLY
+        model without a time column over a range one of its markers covers).
+
+        Raises:
+            ExecutionError: naming the committed batch and what to do.
+        """
+        header = model.header
+        if header.kind != "APPEND_ONLY" or header.time_column or start is None or end is None:
+            return
+        held = self.conn.execute(
+            f"SELECT {_MARKER_COLUMNS} FROM {MARKERS} WHERE model = ? AND range_start < ? AND range_end > ?",
+            [model.name, _naive(end), _naive(start)],
+        ).fetchall()
+        committed = [CommittedBatch(m, h, _aware(s), _aware(e), p, st, int(n)) for m, h, s, e, p, st, n in held]
+        conflict = reappend_conflict(header.kind, header.time_column, start, end, committed)
+        if conflict is not None:
+            raise ExecutionError(reappend_refusal(model.name, model.path, start, end, conflict)
+                                 + "; nothing was published")
+
+    def _write_marker(self, model: str, marker: BatchMarker, start: datetime | None, end: datetime | None,
+                      rows: int) -> None:
+        """Record the batch under its key (model, version, range), replacing that key's earlier marker."""
+        self.conn.execute(
+            f"DELETE FROM {MARKERS} WHERE model = ? AND model_hash = ? AND range_start IS NOT DISTINCT FROM ? "
+            "AND range_end IS NOT DISTINCT FROM ?",
+            [model, marker.model_hash, _naive(start), _naive(end)],
+        )
+        self.conn.execute(
+            f"INSERT INTO {MARKERS} ({_MARKER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [model, marker.model_hash, _naive(start), _naive(end), marker.plan_id, marker.step_id, rows],
+        )
 
     @staticmethod
     def _engine_error(model: Model, exc: duckdb.Error, query: str) -> ExecutionError:
@@ -302,8 +376,9 @@ class DuckDBExecutor:
         if reset or not self._exists(model.name):
             self.conn.execute(f"CREATE OR REPLACE TABLE {target} AS {batch} LIMIT 0")
         self.conn.execute(f"CREATE OR REPLACE TEMP TABLE __il_batch AS {batch}")
+        self._checkpoint("staged")
         rows = int(self._scalar("SELECT count(*) FROM __il_batch"))
-        if header.kind == "INCREMENTAL_BY_TIME_RANGE" and window:
+        if replaces_by_time(header.kind, header.time_column) and window:
             self.conn.execute(f"DELETE FROM {target} WHERE {window}")
         elif header.kind == "MERGE_BY_KEY":
             keys = ", ".join(_q(k) for k in header.unique_key)
@@ -327,3 +402,8 @@ class _ConflictError(Exception):
 def _naive(value: datetime | None) -> datetime | None:
     """DuckDB TIMESTAMP values are naive UTC."""
     return value.replace(tzinfo=None) if value is not None else None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A naive UTC TIMESTAMP read from DuckDB, made aware."""
+    return value.replace(tzinfo=UTC) if value is not None else None
