@@ -31,12 +31,16 @@ def add_commands(commands: _runtime.CommandParsers) -> None:
     apply.add_argument("--repo", required=True, help="the git repository the plan was made from")
     _execution_options(apply)
 
-    backfill = commands.add_parser("backfill", help="plan and apply exactly [start, end) of one incremental model")
+    backfill = commands.add_parser(
+        "backfill", help="plan and apply exactly [start, end) of one incremental model, replacing what those "
+        "batches wrote (running it again re-runs it)")
     backfill.add_argument("repo")
     backfill.add_argument("model")
     backfill.add_argument("--start", required=True)
     backfill.add_argument("--end", required=True)
     backfill.add_argument("--ref", default="HEAD")
+    backfill.add_argument("--downstream", action="store_true",
+                          help="also refresh, in the same plan, every model downstream that reads what re-ran")
     _execution_options(backfill)
 
     runs = commands.add_parser("runs", help="list runs (one per step and batch)")
@@ -73,12 +77,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except ValueError:
         raise SourceError(f"--start/--end '{args.start}'/'{args.end}' are not dates; use YYYY-MM-DD") from None
     source = LocalGitSource(args.repo)
+    ledger = _runtime.with_store(lambda store: store.load_ledger(_runtime.tenant())) if args.downstream else None
     plan, _ = plan_backfill(source, args.ref, args.model, start, end,
-                            analyzer=CachedAnalyzer(source.git_dir / "ironlayer" / "cache"))
-    return _apply(args, plan, source, record_base=True)  # planned now: its base is what is deployed now
+                            analyzer=CachedAnalyzer(source.git_dir / "ironlayer" / "cache"),
+                            downstream=args.downstream, ledger=ledger)
+    # planned now: its base is what is deployed now; a backfill asked for again runs again
+    return _apply(args, plan, source, record_base=True, rerun=True)
 
 
-def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, record_base: bool = False) -> int:
+def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, record_base: bool = False,
+           rerun: bool = False) -> int:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
     from shared_core.adapters.engines.duckdb import DuckDBExecutor
     from shared_core.cli.render import apply_progress, render_apply_summary, render_plan
@@ -102,7 +110,8 @@ def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, reco
             return EXIT_FAILED
     warehouse = Path(args.warehouse) if args.warehouse else _runtime.home() / "warehouse.duckdb"
     executor = DuckDBExecutor(warehouse, wait_seconds=args.lock_timeout)
-    options = RunOptions(tenant=_runtime.tenant(), parallelism=args.parallelism, lock_timeout=args.lock_timeout)
+    options = RunOptions(tenant=_runtime.tenant(), parallelism=args.parallelism, lock_timeout=args.lock_timeout,
+                         rerun=rerun)
 
     async def run(store: StateStore) -> list[StepOutcome]:
         with apply_progress(console, len(plan.steps)) as on_event:

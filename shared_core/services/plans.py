@@ -159,8 +159,12 @@ def plan_catchup(
 
 def plan_backfill(
     source: GitSource, ref: str, model: str, start: datetime, end: datetime, *, analyzer: QueryAnalyzer,
+    downstream: bool = False, ledger: Ledger | None = None,
 ) -> tuple[Plan, CommitProject]:
     """Plan exactly `[start, end)` of one incremental model at `ref`; returns the plan and the commit's project.
+
+    With `downstream`, the plan also refreshes every model downstream of it that reads what re-ran, in
+    dependency order (`ledger`: the completed ranges, which say which batches of those models exist).
 
     Raises:
         ModelError: the model is unknown, not incremental, or the range is empty.
@@ -169,7 +173,7 @@ def plan_backfill(
     commit = load_commit(source, source.resolve(ref))
     plan = build_backfill_plan(
         commit.project, commit.project.resolve_name(model), start, end, target_sha=commit.sha,
-        settings=commit.config.planner, analyzer=analyzer,
+        settings=commit.config.planner, analyzer=analyzer, downstream=downstream, ledger=ledger,
     )
     return plan, commit
 

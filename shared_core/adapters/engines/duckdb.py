@@ -279,13 +279,13 @@ class DuckDBExecutor:
             elif header.kind == "FULL_REFRESH":
                 stage = relation(model.name.rpartition(".")[0] + ".__il_stage_" + model.name.rpartition(".")[2])
                 self.conn.execute(f"CREATE OR REPLACE TABLE {stage} AS {query}")
-                self._checkpoint("staged")
+                self._checkpoint("staged", model.name)
                 rows = int(self._scalar(f"SELECT count(*) FROM {stage}"))
                 self.conn.execute(f"DROP TABLE IF EXISTS {target}")
                 self.conn.execute(f"ALTER TABLE {stage} RENAME TO {_q(model.name.rpartition('.')[2])}")
             else:
                 rows = self._write_rows(model, query, target, start, end, reset)
-            self._checkpoint("written")
+            self._checkpoint("written", model.name)
             outcomes = tuple(self._audit(tests))
             blocked = [o for o in outcomes if not o.passed and o.severity == "BLOCK"]
             if blocked:
@@ -293,10 +293,10 @@ class DuckDBExecutor:
                 names = ", ".join(f"{o.test} ({o.failing_rows} failing)" for o in blocked)
                 raise BlockedBatchError(f"{model.name}: blocked by quality tests: {names}; nothing was published",
                                         outcomes)
-            self._checkpoint("audited")
+            self._checkpoint("audited", model.name)
             if marker is not None:
                 self._write_marker(model.name, marker, start, end, rows)
-            self._checkpoint("marked")
+            self._checkpoint("marked", model.name)
             self.conn.execute("COMMIT")
         except duckdb.TransactionException as exc:
             self._rollback()
@@ -309,14 +309,15 @@ class DuckDBExecutor:
         except BaseException:
             self._rollback()  # an interruption inside the transaction publishes nothing
             raise
-        self._checkpoint("committed")
+        self._checkpoint("committed", model.name)
         return BatchResult(rows, outcomes, True)
 
-    def _checkpoint(self, point: str) -> None:
-        """Called at each point of a batch: `staged` (the batch's rows built, the table untouched), `written`
-        (the table changed in the open transaction), `audited` (no BLOCK test failed), `marked` (the marker
-        written, not yet committed) and `committed` (after the commit, before the caller records the batch).
-        Does nothing; a subclass may raise here to stand for a crash at that point (views have no `staged`).
+    def _checkpoint(self, point: str, model: str) -> None:
+        """Called at each point of a batch of `model`: `staged` (the batch's rows built, the table untouched),
+        `written` (the table changed in the open transaction), `audited` (no BLOCK test failed), `marked` (the
+        marker written, not yet committed) and `committed` (after the commit, before the caller records the
+        batch). Does nothing; a subclass may raise here to stand for a crash at that point (a view has no
+        `staged`).
         """
 
     def _refuse_reappend(self, model: Model, start: datetime | None, end: datetime | None) -> None:
@@ -376,7 +377,7 @@ class DuckDBExecutor:
         if reset or not self._exists(model.name):
             self.conn.execute(f"CREATE OR REPLACE TABLE {target} AS {batch} LIMIT 0")
         self.conn.execute(f"CREATE OR REPLACE TEMP TABLE __il_batch AS {batch}")
-        self._checkpoint("staged")
+        self._checkpoint("staged", model.name)
         rows = int(self._scalar("SELECT count(*) FROM __il_batch"))
         if replaces_by_time(header.kind, header.time_column) and window:
             self.conn.execute(f"DELETE FROM {target} WHERE {window}")

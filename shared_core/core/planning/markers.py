@@ -125,7 +125,7 @@ def reappend_refusal(model: str, path: str, start: datetime, end: datetime, held
     >>> from shared_core.core.project.headers import parse_instant as t
     >>> held = CommittedBatch("a.log", "h", t("2024-01-02"), t("2024-01-03"), "p" * 64, "s", 3)
     >>> reappend_refusal("a.log", "models/log.sql", t("2024-01-02"), t("2024-01-03"), held)[:60]
-    'a.log (models/log.sql): the warehouse already holds the rows '
+    'a.log (models/log.sql): the warehouse already holds the rows'
     """
     span = f"[{format_instant(start)}, {format_instant(end)})"
     committed = f"[{format_instant(held.start)}, {format_instant(held.end)})" if held.start and held.end else "it"

@@ -16,6 +16,9 @@ ledger range counts only for the whole batches it covers.
 
 Only complete batches before `as_of` are planned. Contiguous batches are grouped into steps of at
 most `max_batches_per_step`; the steps of one model run in order, each after its upstreams' steps.
+
+A requested backfill (`build_backfill_plan`) plans exactly its range of one model, as `backfill` steps
+(applied, they replace that range's rows); with `downstream` the same plan also refreshes what reads it.
 """
 
 from __future__ import annotations
@@ -255,8 +258,13 @@ def build_backfill_plan(
     target_sha: str,
     settings: PlannerSettings,
     analyzer: QueryAnalyzer,
+    downstream: bool = False,
+    ledger: Ledger | None = None,
 ) -> Plan:
     """Plan exactly the batches of `[start, end)` (widened to whole batches) of one incremental model.
+
+    With `downstream`, the same plan then refreshes, in dependency order, every model downstream of it that
+    reads what re-ran (`_downstream_steps`); `ledger` says which batches of those models exist.
 
     Raises:
         ModelError: the model is not incremental, or the range is empty or before the model's start.
@@ -281,10 +289,73 @@ def build_backfill_plan(
         step = _step(model, model_hash, "backfill", chunk, batches, False, (previous,) if previous else (), reason)
         steps.append(step)
         previous = step.step_id
+    watermarks: dict[str, tuple[WatermarkRange, ...]] = {}
+    if downstream:
+        assert previous is not None  # the window is not empty
+        more, read = _downstream_steps(target, model_name, window, previous, ledger or {}, settings, analyzer)
+        steps += more
+        watermarks = snapshot(ledger or {}, read)
     return _assemble(
-        base_sha=target_sha, target_sha=target_sha, as_of=window[-1][1], settings=settings, watermarks={},
+        base_sha=target_sha, target_sha=target_sha, as_of=window[-1][1], settings=settings, watermarks=watermarks,
         changes=[], steps=_order_steps(steps),
     )
+
+
+def _downstream_steps(
+    target: Project,
+    root: str,
+    window: list[Range],
+    root_step: str,
+    ledger: Ledger,
+    settings: PlannerSettings,
+    analyzer: QueryAnalyzer,
+) -> tuple[list[Step], list[str]]:
+    """The refresh of everything downstream of `root` after `window` of it re-ran, and the models whose ledger
+    decided it.
+
+    Walking the DAG in order, a model runs when an upstream it reads re-ran something: a non-incremental
+    model rebuilds (full refresh, or merge); an incremental model re-runs the batches of its ledger (what
+    exists) that overlap what its upstreams re-ran, widened to its batch, or all of them below a model that
+    was rebuilt whole. Those are `backfill` steps: they replace their ranges, never append them twice.
+    """
+    order = [n for n in target.order if n in target.graph.closure_downstream([root]) and n != root]
+    models = [target[n] for n in order]
+    analyses = analyzer.analyze_many([(m.key, m.path, m.text) for m in models])
+    effect: dict[str, list[Range] | None] = {root: window}
+    last_step = {root: root_step}
+    steps: list[Step] = []
+    read: list[str] = []
+    for model in models:
+        header = model.header
+        parents = [p for p in model.upstream if p in effect and effect[p] != []]
+        if not parents:
+            continue
+        reason = f"downstream of the backfill of {root}: upstream re-ran ({', '.join(parents)})"
+        upstream_steps = tuple(sorted(last_step[p] for p in parents if p in last_step))
+        model_hash = model.content_hash(analyses[model.key])
+        if not header.is_incremental:
+            run_type: RunType = "merge" if header.kind == "MERGE_BY_KEY" else "full_refresh"
+            step = _step(model, model_hash, run_type, None, 0, False, upstream_steps, reason)
+            steps.append(step)
+            last_step[model.name], effect[model.name] = step.step_id, _ALL
+            continue
+        read.append(model.name)
+        built = complete_batches(merge_ranges(ledger.get(model.name, ())), header.batch)
+        if any(effect[p] is _ALL for p in parents):
+            ranges = built
+        else:
+            dirty = align_ranges([r for p in parents for r in effect[p] or []], header.batch)
+            ranges = merge_ranges(piece for done in built for piece in intersect_ranges(dirty, done))
+        effect[model.name] = ranges
+        previous: str | None = None
+        for chunk, batches in chunk_ranges(ranges, header.batch, settings.max_batches_per_step):
+            depends = upstream_steps + ((previous,) if previous else ())
+            step = _step(model, model_hash, "backfill", chunk, batches, False, depends, reason)
+            steps.append(step)
+            previous = step.step_id
+        if previous:
+            last_step[model.name] = previous
+    return steps, read
 
 
 def build_catchup_plan(
