@@ -1,4 +1,4 @@
-"""DuckDBExecutor on real DuckDB files: every kind, idempotent re-runs, and write-audit-publish."""
+"""DuckDBExecutor on real DuckDB files: every kind, idempotent re-runs, write-audit-publish and batch markers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from shared_core.adapters.engines.duckdb import DuckDBExecutor
 from shared_core.core.errors import BlockedBatchError, ExecutionError
+from shared_core.core.planning.markers import BatchMarker
 from shared_core.core.project.headers import parse_instant as t
 from shared_core.core.project.models import ModelSource, Project, load_project
 
@@ -103,3 +104,50 @@ def test_sql_error_publishes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ExecutionError, match="DuckDB error"):
         executor.run_batch(broken["silver.orders"], start=t("2024-01-03"), end=t("2024-01-04"), reset=False)
     assert executor.conn.execute("SELECT count(*) FROM silver.orders").fetchone() == (12,)
+
+
+def test_an_append_only_batch_with_a_time_column_replaces_its_range_when_run_again(tmp_path: Path) -> None:
+    project = shop()
+    executor = DuckDBExecutor(tmp_path / "w.duckdb")
+    build_all(executor, project)
+    before = executor.conn.execute("SELECT * FROM silver.events ORDER BY event_id").fetchall()
+    for _ in range(3):
+        executor.run_batch(project["silver.events"], start=t("2024-01-02"), end=t("2024-01-03"), reset=False)
+    assert executor.conn.execute("SELECT * FROM silver.events ORDER BY event_id").fetchall() == before
+
+
+BARE_LOG = ("-- name: mart.bare\n-- kind: APPEND_ONLY\n-- start: 2024-01-01\n"
+            "SELECT 1 AS n FROM range(3) WHERE '{{ start_date }}' < '{{ end_date }}'\n")
+
+
+def test_markers_are_keyed_by_model_version_and_range_and_a_reset_drops_them(tmp_path: Path) -> None:
+    model = load_project([ModelSource("models/bare.sql", BARE_LOG)])["mart.bare"]
+    executor = DuckDBExecutor(tmp_path / "w.duckdb")
+    jan1, jan2, jan3 = t("2024-01-01"), t("2024-01-02"), t("2024-01-03")
+    executor.run_batch(model, start=jan1, end=jan2, reset=True, marker=BatchMarker("p1", "s1", "v1"))
+    executor.run_batch(model, start=jan2, end=jan3, reset=False, marker=BatchMarker("p2", "s2", "v1"))
+    held = executor.committed_batches(["mart.bare", "other.model"])
+    assert list(held) == ["mart.bare"]
+    assert [(c.start, c.end, c.model_hash, c.plan_id, c.step_id, c.rows_written) for c in held["mart.bare"]] == [
+        (jan1, jan2, "v1", "p1", "s1", 3), (jan2, jan3, "v1", "p2", "s2", 3)]
+    executor.run_batch(model, start=jan1, end=jan2, reset=True, marker=BatchMarker("p3", "s3", "v2"))
+    assert [(c.start, c.model_hash, c.plan_id) for c in executor.committed_batches(["mart.bare"])["mart.bare"]] == [
+        (jan1, "v2", "p3")]  # rebuilt from empty: the other batches' rows, and markers, are gone
+    assert executor.conn.execute("SELECT count(*) FROM mart.bare").fetchone() == (3,)
+
+
+def test_an_append_only_batch_without_a_time_column_never_appends_over_a_committed_range(tmp_path: Path) -> None:
+    model = load_project([ModelSource("models/bare.sql", BARE_LOG)])["mart.bare"]
+    executor = DuckDBExecutor(tmp_path / "w.duckdb")
+    executor.run_batch(model, start=t("2024-01-01"), end=t("2024-01-03"), reset=True,
+                       marker=BatchMarker("p1", "s1", "v1"))
+    with pytest.raises(ExecutionError) as caught:  # checked inside the batch's own transaction
+        executor.run_batch(model, start=t("2024-01-02"), end=t("2024-01-03"), reset=False,
+                           marker=BatchMarker("p2", "s2", "v1"))
+    assert str(caught.value).startswith("mart.bare (models/bare.sql): the warehouse already holds the rows appended "
+                                        "for [2024-01-01T00:00:00Z, 2024-01-03T00:00:00Z) (plan p1)")
+    assert str(caught.value).endswith("; nothing was published")
+    assert executor.conn.execute("SELECT count(*) FROM mart.bare").fetchone() == (3,)
+    executor.run_batch(model, start=t("2024-01-03"), end=t("2024-01-04"), reset=False,
+                       marker=BatchMarker("p2", "s2", "v1"))  # the next range appends
+    assert executor.conn.execute("SELECT count(*) FROM mart.bare").fetchone() == (6,)
