@@ -28,7 +28,8 @@ from shared_core.adapters.local_git import LocalGitSource
 from shared_core.adapters.postgres.store import PostgresStateStore, open_store
 from shared_core.cli.main import main
 from shared_core.core.planning.markers import BatchMarker
-from shared_core.core.planning.plan import load_plan
+from shared_core.core.planning.plan import Plan
+from shared_core.core.planning.plan_codec import load_plan, plan_to_json
 from shared_core.core.project.headers import parse_instant as t
 from shared_core.core.project.models import Model
 from shared_core.ports import InlineAnalyzer
@@ -136,7 +137,7 @@ class RecordingExecutor(DuckDBExecutor):
         return super().run_batch(model, start=start, end=end, reset=reset, marker=marker)
 
 
-def apply(env: Env, plan: dict[str, Any], warehouse: str, *, engine: Callable[[Path], DuckDBExecutor] = DuckDBExecutor,
+def apply(env: Env, plan: Plan, warehouse: str, *, engine: Callable[[Path], DuckDBExecutor] = DuckDBExecutor,
           tenant: str | None = None, rerun: bool = False) -> tuple[list[StepOutcome], DuckDBExecutor]:
     """Apply `plan` in-process as `ironlayer apply` does (verified against the repository), on `warehouse`."""
     verified = verify_plan(plan, LocalGitSource(env.repo), InlineAnalyzer(), where=str(env.repo))
@@ -157,10 +158,10 @@ def apply(env: Env, plan: dict[str, Any], warehouse: str, *, engine: Callable[[P
         executor.close()
 
 
-_PLANS: dict[tuple[str, ...], dict[str, Any]] = {}
+_PLANS: dict[tuple[str, ...], Plan] = {}
 
 
-def plan_file(env: Env, base: str, target: str, *extra: str) -> dict[str, Any]:
+def plan_file(env: Env, base: str, target: str, *extra: str) -> Plan:
     """`ironlayer plan` of two commits over an empty ledger file (a new branch needs no state store); once per
     commits and options (the same trees and times give the same commits in every test's repository)."""
     key = (base, target, *extra)
@@ -174,7 +175,7 @@ def plan_file(env: Env, base: str, target: str, *extra: str) -> dict[str, Any]:
     return _PLANS[key]
 
 
-def catch_up(env: Env, head: str, as_of: str) -> dict[str, Any]:
+def catch_up(env: Env, head: str, as_of: str) -> Plan:
     """The catch-up plan of mart.log over the tenant's ledger, as the schedule makes it."""
     return plan_catchup(LocalGitSource(env.repo), head, ["mart.log"], as_of=t(as_of),
                         ledger=run_on_store(env, lambda s: s.load_ledger(env.tenant)), analyzer=InlineAnalyzer())
@@ -239,9 +240,9 @@ def cli_backfill(env: Env, start: str, end: str, *extra: str, warehouse: str = "
                  str(env.tmp / warehouse), "--auto-approve", *extra])
 
 
-def cli_apply(env: Env, plan: dict[str, Any], warehouse: str = "w.duckdb") -> int:
-    path = env.tmp / f"apply-{plan['plan_id'][:8]}.json"
-    path.write_text(json.dumps(plan))
+def cli_apply(env: Env, plan: Plan, warehouse: str = "w.duckdb") -> int:
+    path = env.tmp / f"apply-{plan.plan_id[:8]}.json"
+    path.write_text(plan_to_json(plan))
     return main(["apply", str(path), "--repo", str(env.repo), "--warehouse", str(env.tmp / warehouse),
                  "--auto-approve"])
 
@@ -249,14 +250,14 @@ def cli_apply(env: Env, plan: dict[str, Any], warehouse: str = "w.duckdb") -> in
 _CLEAN: dict[str, dict[str, list[tuple[Any, ...]]]] = {}
 
 
-def clean(env: Env, plan: dict[str, Any], warehouse: str = "clean.duckdb") -> dict[str, list[tuple[Any, ...]]]:
+def clean(env: Env, plan: Plan, warehouse: str = "clean.duckdb") -> dict[str, list[tuple[Any, ...]]]:
     """The tables of `plan` applied without interruption on a fresh warehouse, for a fresh tenant (once per plan:
     the same commits give the same plan ID, and the same plan the same tables)."""
-    if plan["plan_id"] not in _CLEAN:
+    if plan.plan_id not in _CLEAN:
         outcomes, _ = apply(env, plan, warehouse, tenant=env.tenant + "c")
         assert {o.status for o in outcomes} == {"success"}
-        _CLEAN[plan["plan_id"]] = tables(env.tmp / warehouse)
-    return _CLEAN[plan["plan_id"]]
+        _CLEAN[plan.plan_id] = tables(env.tmp / warehouse)
+    return _CLEAN[plan.plan_id]
 
 
 # -- a crash at every point of a batch, then a resume or a catch-up ---------------------------------------
@@ -279,7 +280,7 @@ def test_a_crash_at_any_point_of_a_batch_then_resume_or_catch_up_is_exact(
 
     follow_up = plan if then == "resume" else catch_up(env, head, "2024-01-10T12:00:00Z")
     if then == "catch_up":
-        assert [(s["model"], s["run_type"], s["start"][:10], s["end"][:10]) for s in follow_up["steps"]] == [
+        assert [(s.model, s.run_type, (s.start or "")[:10], (s.end or "")[:10]) for s in follow_up.steps] == [
             ("mart.log", "incremental", "2024-01-04", "2024-01-10")]
     outcomes, executor = apply(env, follow_up, "w.duckdb", engine=RecordingExecutor)
     assert {o.status for o in outcomes} <= {"success", "done"}
@@ -298,7 +299,7 @@ def test_a_crash_after_the_commit_of_a_reset_batch_then_a_catch_up_is_exact(env:
     head = env.commit({"models/raw.sql": RAW.format(rows=raw_rows(9)), "models/log.sql": LOGS["append_bare"]},
                       "2024-01-10T12:00:00+00:00")
     plan = plan_file(env, ZERO, head)
-    assert [s["reset"] for s in plan["steps"] if s["model"] == "mart.log"] == [True]
+    assert [s.reset for s in plan.steps if s.model == "mart.log"] == [True]
     with pytest.raises(Crash):
         apply(env, plan, "w.duckdb", engine=crashing("committed", "mart.log", batch=1))
     assert ledger(env) == []
@@ -318,7 +319,7 @@ def test_backfilling_a_range_in_the_ledger_replaces_it_with_the_fixed_upstream_d
     before = tables(env.tmp / "w.duckdb")["mart.log"]
     fixed = env.commit({"models/raw.sql": RAW.format(rows=raw_rows(9, fixed=[3, 4, 5]))}, "2024-01-10T13:00:00+00:00")
     push = plan_file(env, first, fixed, "--watermarks", str(write_ledger(env)))
-    assert [s["model"] for s in push["steps"]] == ["raw.events"]  # appended history is never re-run by a push
+    assert [s.model for s in push.steps] == ["raw.events"]  # appended history is never re-run by a push
     assert cli_apply(env, push) == 0
     assert tables(env.tmp / "w.duckdb")["mart.log"] == before
 
