@@ -1,4 +1,5 @@
-# IronLayer developer commands. `make demo` and `make test` are the README quick start.
+# IronLayer developer commands. `make demo` and `make test` are the README quick start; `make package` builds the
+# Functions app's deployment zip and `make checkov` scans infra/terraform (docs/deploy.md).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,13 +9,17 @@ PY313 ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo $$p; break; }; done)
 WORKER_VENV := .venv-worker
 WORKER_STAMP := $(WORKER_VENV)/.installed
+# checkov has a virtual environment of its own: it pins a fork of python-hcl2 that the dev tools' one clashes with.
+CHECKOV_VENV := .ci/checkov-venv
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: demo test lint bench clean worker-venv
+.PHONY: demo test lint bench clean worker-venv requirements package checkov
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[cli,dev]'
 	touch $(STAMP)
 
 $(WORKER_STAMP): pyproject.toml .ci/worker-requirements.txt
@@ -31,7 +36,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared_core functions function_app.py tests bench
+	$(BIN)/mypy shared_core functions function_app.py tests bench infra
 	$(BIN)/lint-imports --no-cache
 
 test: lint $(WORKER_STAMP)
@@ -40,5 +45,21 @@ test: lint $(WORKER_STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
 
+# requirements.txt (what Azure's remote build installs) from pyproject.toml's runtime dependencies.
+requirements:
+	$(PY) infra/requirements_txt.py
+
+# dist/ironlayer-functionapp.zip: the app's sources, host.json and requirements.txt, less what .funcignore leaves out.
+package:
+	$(PY) infra/package_app.py
+
+$(CHECKOV):
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
+
+# Zero failed checks; a check that does not apply is skipped in the Terraform with `#checkov:skip=ID:reason`.
+checkov: | $(CHECKOV)
+	$(CHECKOV) -d infra/terraform --framework terraform --skip-download --compact --quiet
+
 clean:
-	rm -rf $(VENV) $(WORKER_VENV) .ironlayer
+	rm -rf $(VENV) $(WORKER_VENV) .ironlayer dist

