@@ -60,7 +60,6 @@ resource "azurerm_function_app_flex_consumption" "main" {
   storage_authentication_type                    = "SystemAssignedIdentity"
   https_only                                     = true
   public_network_access_enabled                  = true
-  client_certificate_mode                        = "Optional"
   webdeploy_publish_basic_authentication_enabled = false
   virtual_network_subnet_id                      = azurerm_subnet.app.id
   app_settings                                   = merge(local.app_settings, local.key_vault_references)

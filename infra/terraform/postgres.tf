@@ -83,6 +83,6 @@ resource "azurerm_monitor_diagnostic_setting" "postgres" {
   log_analytics_workspace_id = azurerm_log_analytics_workspace.main.id
 
   enabled_log {
-    category_group = "audit"
+    category_group = "allLogs"
   }
 }
