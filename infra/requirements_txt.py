@@ -9,6 +9,7 @@ naming what to run, when the checked-in file differs from what pyproject.toml gi
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -31,6 +32,23 @@ def requirements_text(pyproject: Path) -> str:
     """
     project = tomllib.loads(pyproject.read_text("utf-8"))["project"]
     return HEADER + "".join(f"{requirement}\n" for requirement in project["dependencies"])
+
+
+def requirement_name(requirement: str) -> str:
+    """The normalized distribution name of a requirement line (PEP 503: lower case, runs of `-_.` as `-`).
+
+    >>> requirement_name("sqlglot[c]>=30.30,<31"), requirement_name("PyJWT>=2.8"), requirement_name("a_b.c")
+    ('sqlglot', 'pyjwt', 'a-b-c')
+    """
+    match = re.match(r"[A-Za-z0-9._-]+", requirement.strip())
+    if not match:
+        raise ValueError(f"not a requirement: {requirement!r}")
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def shipped_names(text: str) -> set[str]:
+    """The normalized names of the distributions a requirements.txt `text` installs."""
+    return {requirement_name(line) for line in text.splitlines() if line.strip() and not line.startswith("#")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,16 +160,14 @@ def fmt_problems(source: str) -> list[str]:
             if actual != indents[line.number]:
                 problems.append(f"line {line.number}: indented {actual}, terraform fmt indents {indents[line.number]}")
         problems.extend(_spacing_problems(line))
-    run: list[Line] = []
+    run: list[tuple[int, int, int]] = []  # (line number, column of its `=`, width of the name before it)
     for line in [*lines, Line(0, "", 0, None, False, False)]:
         if line.assign_at is not None:
-            run.append(line)
+            run.append((line.number, line.assign_at, len(line.text[: line.assign_at].rstrip())))
             continue
         if run:
-            column = max(len(item.text[: item.assign_at].rstrip()) for item in run) + 1
-            for item in run:
-                if item.assign_at != column:
-                    problems.append(f"line {item.number}: `=` at column {item.assign_at + 1}, "
-                                    f"terraform fmt puts it at column {column + 1}")
+            column = max(width for _, _, width in run) + 1
+            problems.extend(f"line {number}: `=` at column {at + 1}, terraform fmt puts it at column {column + 1}"
+                            for number, at, _ in run if at != column)
         run = []
     return problems

@@ -12,7 +12,6 @@ looks the wheel up (`find_spec`) when it starts one.
 from __future__ import annotations
 
 import ast
-import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +20,9 @@ import pytest
 
 from shared_core.cli.main import CLI_EXTRA_MODULES, main
 from tests.infra.terraform import ROOT
+
+sys.path.insert(0, str(ROOT / "infra"))
+from requirements_txt import requirement_name, shipped_names  # a script beside the Terraform, not a package
 
 PROJECT = ("shared_core", "functions", "function_app")
 
@@ -62,8 +64,8 @@ def _imports(path: Path, module: str) -> set[str]:
               and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
               and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             found.add(node.args[0].value)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
+        for inner in ast.iter_child_nodes(node):
+            visit(inner)
 
     visit(ast.parse(path.read_text("utf-8")))
     return found
@@ -92,10 +94,6 @@ def _reachable() -> tuple[dict[str, str], dict[str, str]]:
     return modules, external
 
 
-def _distribution_name(requirement: str) -> str:
-    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement).group(0)).lower()  # type: ignore[union-attr]
-
-
 def test_the_app_never_imports_the_cli_or_its_packages() -> None:
     modules, external = _reachable()
     assert "functions.webhook" in modules and "shared_core.adapters.postgres.store" in modules  # the walk works
@@ -106,13 +104,12 @@ def test_the_app_never_imports_the_cli_or_its_packages() -> None:
 
 def test_every_package_the_app_imports_is_shipped() -> None:
     _, external = _reachable()
-    shipped = {_distribution_name(line) for line in (ROOT / "requirements.txt").read_text("utf-8").splitlines()
-               if line and not line.startswith("#")}
+    shipped = shipped_names((ROOT / "requirements.txt").read_text("utf-8"))
     providers = metadata.packages_distributions()
     for package, importer in external.items():
         if package in sys.stdlib_module_names or package == "__future__":
             continue
-        distributions = {_distribution_name(name) for name in providers.get(package, [])}
+        distributions = {requirement_name(name) for name in providers.get(package, [])}
         assert distributions & shipped, f"{importer} imports {package}, which requirements.txt does not install"
 
 

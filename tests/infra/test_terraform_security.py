@@ -9,15 +9,14 @@ verify their own signatures, secrets only as Key Vault references, and each role
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from typing import Any
 
 import pytest
 
 from shared_core.settings import app_settings_problems, load_settings
+from tests.infra.app_inventory import run_inventory
 from tests.infra.terraform import ROOT, app_settings, block, load, referenced, settings_at_defaults
 
 APP = "azurerm_function_app_flex_consumption.main"
@@ -135,12 +134,9 @@ def test_the_app_is_https_only_with_its_own_identity() -> None:
 
 def _served_routes() -> dict[str, str]:
     """Path -> module of every HTTP function the app registers, loaded in a fresh process as Azure loads it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IRONLAYER_")}
-    env.update(settings_at_defaults(load()))
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "infra" / "app_inventory.py")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    functions = run_inventory(sys.executable, ROOT, settings_at_defaults(load()))["functions"]
     prefix = json.loads((ROOT / "host.json").read_text())["extensions"]["http"]["routePrefix"]
-    return {f"/{prefix}/{f['route']}": f["module"] for f in json.loads(out)["functions"] if f["route"]}
+    return {f"/{prefix}/{f['route']}": f["module"] for f in functions if f["route"]}
 
 
 def test_entra_id_guards_every_route_but_the_signature_verified_webhooks() -> None:
