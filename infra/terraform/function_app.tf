@@ -18,6 +18,10 @@ locals {
     AzureWebJobsStorage__credential           = "managedidentity"
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "Authorization=AAD"
 
+    # App Service Authentication is on (auth_settings_v2 below): the platform strips X-MS-CLIENT-PRINCIPAL from
+    # requests and sets it for signed-in users, so the app may trust it to identify who decides a plan.
+    IRONLAYER_APP_SERVICE_AUTH = "true"
+
     IRONLAYER_ENVIRONMENT        = "production"
     IRONLAYER_TASK_HUB           = var.task_hub_name
     IRONLAYER_TENANT             = var.operator_tenant

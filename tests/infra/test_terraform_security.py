@@ -146,6 +146,8 @@ def test_entra_id_guards_every_route_but_the_signature_verified_webhooks() -> No
     assert auth["require_https"] is True
     assert auth["unauthenticated_action"] in ("RedirectToLoginPage", "Return401", "Return403")
     assert block(auth, "active_directory_v2")["client_id"] == "${var.entra_client_id}"
+    # the app trusts X-MS-CLIENT-PRINCIPAL only because the platform, with authentication on, sets it
+    assert app_settings(model)["IRONLAYER_APP_SERVICE_AUTH"] == "true"
     excluded = model.local(auth["excluded_paths"])
     assert sorted(excluded) == sorted(SIGNATURE_VERIFIED)
     served = _served_routes()
