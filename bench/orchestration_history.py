@@ -50,11 +50,12 @@ APPROVAL = Raise("approval", {"decision": "approve", "by": "reviewer@example.com
                  after=timedelta(minutes=1))
 
 
-def synthetic_waves(waves: int, steps: int) -> list[list[dict[str, Any]]]:
-    """`waves` waves of `steps` steps with 64-hex IDs; step i of a wave depends on step i of the wave before."""
-    ids = [[hashlib.sha256(f"step/{w}/{i}".encode()).hexdigest() for i in range(steps)] for w in range(waves)]
-    return [[{"step_id": ids[w][i], "depends_on": [ids[w - 1][i]] if w else []} for i in range(steps)]
-            for w in range(waves)]
+def synthetic_waves(waves: int, steps: int) -> tuple[list[list[int]], list[list[int]]]:
+    """`waves` waves of `steps` steps, as the plan's positions (what `build_plan_activity` returns): step i of a
+    wave depends on step i of the wave before."""
+    positions = [[w * steps + i for i in range(steps)] for w in range(waves)]
+    depends_on = [[(w - 1) * steps + i] if w else [] for w in range(waves) for i in range(steps)]
+    return positions, depends_on
 
 
 def instant(name: str, payload: Any) -> timedelta:
@@ -65,18 +66,20 @@ def instant(name: str, payload: Any) -> timedelta:
 class World:
     """Every activity succeeds; the plan is the synthetic one."""
 
-    def __init__(self, waves: list[list[dict[str, Any]]]) -> None:
-        self.waves = waves
+    def __init__(self, plan: tuple[list[list[int]], list[list[int]]]) -> None:
+        self.waves, self.depends_on = plan
 
     def respond(self, name: str, payload: Any) -> Any:
         if name == "build_plan_activity":
-            return {"plan_id": PLAN_ID, "waves": self.waves}
+            return {"status": "planned", "plan_id": PLAN_ID, "waves": self.waves, "depends_on": self.depends_on}
         if name == "request_approval_activity":
-            return {"link_expires_in_hours": payload["ttl_hours"]}
+            return {"status": "requested", "link_expires_in_hours": payload["ttl_hours"]}
         if name == "start_execution_activity":
             return {"status": "ok", "detail": ""}
         if name == "run_step_activity":
-            return {"status": "success", "error": None, "rows_written": 1000, "batches": 1}
+            step_id = hashlib.sha256(f"step/{payload['step']}".encode()).hexdigest()
+            return {"status": "success", "error": None, "step_id": step_id, "model": f"gold.model_{payload['step']}",
+                    "rows_written": 1000, "batches": 1}
         if name == "finalize_activity":
             return {"status": payload["outcome"]}
         raise AssertionError(f"unexpected activity {name}")
@@ -98,9 +101,10 @@ class Figures:
     steps_run: int
 
 
-def measure(orchestrators: dict[str, Orchestration], waves: list[list[dict[str, Any]]], delivery: str) -> Figures:
+def measure(orchestrators: dict[str, Orchestration], plan: tuple[list[list[int]], list[list[int]]],
+            delivery: str) -> Figures:
     """Run the plan once with `delivery` and collect the figures of every instance."""
-    script = Script(World(waves).respond, (APPROVAL,), duration=instant, orchestrators=orchestrators,
+    script = Script(World(plan).respond, (APPROVAL,), duration=instant, orchestrators=orchestrators,
                     max_batch=1 if delivery == "one" else None)
     started = time.perf_counter()
     run = run_orchestration(orchestrators["plan_orchestrator"], JOB, script, instance_id=INSTANCE)
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     import function_app  # the app as the host indexes it
 
     orchestrators = app_orchestrations(function_app.app.get_functions())
-    waves = synthetic_waves(args.waves, args.steps)
+    plan = synthetic_waves(args.waves, args.steps)
     deliveries = ("wave", "one") if args.delivery == "both" else (args.delivery,)
     print(f"plan_orchestrator, {args.waves} waves x {args.steps} steps = {args.waves * args.steps:,} steps; "
           f"orchestrators in the app: {', '.join(sorted(orchestrators))}")
@@ -145,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
               "replayed", "CPU", "slowest episode", "wall")
     print(" | ".join(header))
     for delivery in deliveries:
-        f = measure(orchestrators, waves, delivery)
+        f = measure(orchestrators, plan, delivery)
         if f.steps_run != args.waves * args.steps:
             raise SystemExit(f"{f.steps_run} steps ran, expected {args.waves * args.steps}")
         label = "one message per episode" if delivery == "one" else "a wave per episode"

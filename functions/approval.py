@@ -14,6 +14,7 @@ staleness; then link, job, event and audit in one transaction). Users never see 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -35,7 +36,7 @@ from shared_core.core.errors import (
     PayloadTooLargeError,
     StalePlanError,
 )
-from shared_core.services.messages import ApprovalRequest, ApprovalRequested
+from shared_core.services.messages import ActivityFailure, ApprovalRequest, ApprovalRequested
 from shared_core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -59,23 +60,35 @@ _TITLES: tuple[tuple[type[CoreError], str], ...] = (
 
 @bp.activity_trigger(input_name="request")
 @scrubbed
-async def request_approval_activity(request: ApprovalRequest) -> ApprovalRequested:
+async def request_approval_activity(request: ApprovalRequest) -> ApprovalRequested | ActivityFailure:
     """Sign a `decide` link for the plan and set the pending commit status that carries it (on the status
-    target of the job's repository)."""
+    target of the job's repository).
+
+    Returns:
+        `{"status": "requested", "link_expires_in_hours"}`, or `{"status": "failed", "detail"}` when the request
+        cannot be made (the commit status refused for good, a secret too short); a transient failure raises.
+    """
     from functions.resources import clients_for, get_store
+    from shared_core.core.errors import is_transient
     from shared_core.services.approvals import request_approval
+    from shared_core.services.failures import failure_text
 
     settings = get_settings()
     plan_id = request["plan_id"]
-    # An activity, not the orchestrator, so the service may read the clock: the link is valid from now.
-    publisher = (await clients_for(request["tenant_id"], request["repository"], settings)).publisher
-    await request_approval(
-        await get_store(settings), publisher, secret=settings.approval_secret,
-        approval_url=f"{settings.public_base_url}/api/plans/{plan_id}/approval", tenant_id=request["tenant_id"],
-        plan_id=plan_id, instance_id=request["instance_id"], target=request["target"],
-        ttl_hours=request["ttl_hours"],
-    )
-    return ApprovalRequested(link_expires_in_hours=request["ttl_hours"])
+    try:
+        # An activity, not the orchestrator, so the service may read the clock: the link is valid from now.
+        publisher = (await clients_for(request["tenant_id"], request["repository"], settings)).publisher
+        await request_approval(
+            await get_store(settings), publisher, secret=settings.approval_secret,
+            approval_url=f"{settings.public_base_url}/api/plans/{plan_id}/approval", tenant_id=request["tenant_id"],
+            plan_id=plan_id, instance_id=request["instance_id"], target=request["target"],
+            ttl_hours=request["ttl_hours"],
+        )
+    except CoreError as exc:  # e.g. GitHub refuses the pending status: no reviewer would ever see the link
+        if is_transient(exc):
+            raise
+        return ActivityFailure(status="failed", detail=failure_text(exc))
+    return ApprovalRequested(status="requested", link_expires_in_hours=request["ttl_hours"])
 
 
 @bp.route(route="plans/{plan_id}/approval", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -131,11 +144,14 @@ async def _show(req: func.HttpRequest, plan_id: str) -> func.HttpResponse:
         return html_response(render_result_page("Plan not found", f"plan {plan_id[:12]} is not stored here",
                                                 status=404), 404, SECURITY_HEADERS)
     review = await read_review(blobs, plan_id)
-    sql = {name: (format_sql_for_review(old) if old is not None else None, format_sql_for_review(new))
-           for name, (old, new) in review["sql"].items()}
-    page = render_approval_page(plan, token=_token(req), action_url=f"/api/plans/{plan_id}/approval",
-                                sql_diffs=sql, checks=review["checks"])
-    return html_response(page, 200, SECURITY_HEADERS)
+
+    def render() -> str:  # formatting every model's SQL is parser work: off the event loop
+        sql = {name: (format_sql_for_review(old) if old is not None else None, format_sql_for_review(new))
+               for name, (old, new) in review["sql"].items()}
+        return render_approval_page(plan, token=_token(req), action_url=f"/api/plans/{plan_id}/approval",
+                                    sql_diffs=sql, checks=review["checks"])
+
+    return html_response(await asyncio.to_thread(render), 200, SECURITY_HEADERS)
 
 
 async def _decide(req: func.HttpRequest, plan_id: str, client: df.DurableOrchestrationClient) -> func.HttpResponse:

@@ -2,12 +2,15 @@
 
 The orchestrator only decides; every side effect is an activity. It is deterministic: time comes from
 `context.current_utc_datetime`, settings from its input (a `JobInput`, fixed when the job was started),
-and it passes plan and step IDs, never plan bodies. Which step is skipped and how the plan ends are the
-runner's rules (`shared_core.services.apply`).
+and it passes the plan's ID and its steps' positions, never plan bodies. Which step is skipped and how the
+plan ends are the runner's rules (`shared_core.services.apply`); retries, fan-outs that wait for every
+task and typed failures are `functions.durable`'s; the steps themselves run in `run_steps_orchestrator`
+(`functions.execution`), one sub-orchestration per chunk of a wave.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Generator
@@ -18,19 +21,20 @@ import azure.durable_functions as df
 
 from functions.history import scrubbed
 from shared_core.services.messages import (
+    ActivityFailure,
     ApprovalEvent,
     ApprovalRequest,
+    ApprovalRequested,
+    ChunkRequest,
+    ChunkResult,
     ExecutionStarted,
     FinalizeRequest,
     JobIds,
     JobOutcome,
     JobRef,
     JobResult,
-    PlanFailure,
     PlanJobRequest,
     PlanRef,
-    StepRequest,
-    StepResult,
 )
 from shared_core.settings import get_settings
 
@@ -45,65 +49,80 @@ Orchestration = Generator[Any, Any, JobResult]
 
 @bp.orchestration_trigger(context_name="context")
 def plan_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
+    """Plan, ask for approval, execute wave by wave in sub-orchestrations, and always finalize with a reason.
+
+    Every failure path ends in `finalize_activity` (a terminal job, a final commit status): a plan that
+    cannot be built, an approval that cannot be requested, a stale plan, a step whose retries ran out. Steps
+    run in `run_steps_orchestrator`s of at most `STEPS_PER_CHUNK` steps each, so no history grows with the
+    plan: this one holds the waves as step positions and each chunk's statuses.
+    """
+    from functions.durable import FINALIZE_RETRY, attempt, chunks, settle
     from shared_core.services.apply import failed_steps, first_broken_upstream, plan_outcome
     from shared_core.services.jobs import JobInput
 
     job = JobInput.model_validate(context.get_input())
     job_ref = JobRef(tenant_id=job.tenant_id, instance_id=context.instance_id, repository=job.repository,
                      target=job.target)
+    plan_id: str | None = None
+
+    def finalize(outcome: JobOutcome, detail: str) -> Orchestration:
+        # retried longer than any other activity; if even that runs out, the orchestration fails loudly
+        yield context.call_activity_with_retry("finalize_activity", FINALIZE_RETRY,
+                                               FinalizeRequest(**job_ref, plan_id=plan_id, outcome=outcome,
+                                                               detail=detail))
+        return JobResult(plan_id=plan_id, status=outcome)
+
     request: PlanJobRequest = {**job.to_input(), "instance_id": context.instance_id}
-    planned: PlanRef | PlanFailure = yield context.call_activity("build_plan_activity", request)
-    if "status" in planned:  # the commits cannot be planned (unknown commit, invalid model): no plan
-        yield context.call_activity("finalize_activity", FinalizeRequest(**job_ref, plan_id=None, outcome="failed",
-                                                                         detail=planned["detail"]))
-        return {"plan_id": None, "status": "failed"}
-    ref = planned
-    plan_id = ref["plan_id"]
+    planned: PlanRef | ActivityFailure = yield from attempt(context, "build_plan_activity", request)
+    if planned["status"] != "planned":  # the commits cannot be planned, or planning kept failing: no plan
+        return (yield from finalize("failed", planned["detail"]))
+    plan_id = planned["plan_id"]
     ids = JobIds(**job_ref, plan_id=plan_id)
-
-    def finalize(outcome: JobOutcome, detail: str) -> Any:  # Any: a Durable task (untyped SDK)
-        return context.call_activity("finalize_activity", FinalizeRequest(**ids, outcome=outcome, detail=detail))
-
-    if not ref["waves"] and not ref.get("checks_changed"):
-        yield finalize("succeeded", "nothing to run: no model's data, tests or contract changed")
-        return {"plan_id": plan_id, "status": "succeeded"}
+    if not planned["waves"] and not planned.get("checks_changed"):
+        return (yield from finalize("succeeded", "nothing to run: no model's data, tests or contract changed"))
     if not job.auto_approve:
-        yield context.call_activity("request_approval_activity",
-                                    ApprovalRequest(**ids, author=job.author, ttl_hours=job.approval_ttl_hours))
+        requested: ApprovalRequested | ActivityFailure = yield from attempt(
+            context, "request_approval_activity", ApprovalRequest(**ids, author=job.author,
+                                                                  ttl_hours=job.approval_ttl_hours))
+        if requested["status"] != "requested":
+            return (yield from finalize("failed", f"approval could not be requested: {requested['detail']}"))
         context.set_custom_status({"status": "awaiting_approval", "plan_id": plan_id})
         answer = yield from await_approval(context, job.approval_ttl_hours)
         if answer is None:
-            yield finalize("expired", f"not approved within {job.approval_ttl_hours} h")
-            return {"plan_id": plan_id, "status": "expired"}
+            return (yield from finalize("expired", f"not approved within {job.approval_ttl_hours} h"))
         decision = _decision(answer)
         if decision["decision"] != "approve":
-            yield finalize("rejected", f"rejected by {decision['by']}")
-            return {"plan_id": plan_id, "status": "rejected"}
-    started: ExecutionStarted = yield context.call_activity("start_execution_activity", ids)
+            return (yield from finalize("rejected", f"rejected by {decision['by']}"))
+    started: ExecutionStarted | ActivityFailure = yield from attempt(context, "start_execution_activity", ids)
     if started["status"] != "ok":
-        yield finalize("failed", started["detail"])
-        return {"plan_id": plan_id, "status": "failed"}
-    context.set_custom_status({"status": "running", "plan_id": plan_id})
-    retry = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=job.step_retries)
-    outcomes: dict[str, str] = {}
-    for wave in ref["waves"]:
-        tasks = []
-        for step in wave:
-            broken = first_broken_upstream(step["depends_on"], outcomes)
-            skip = "skipped: an upstream step did not succeed" if broken is not None else None
-            tasks.append(context.call_activity_with_retry(
-                "run_step_activity", retry, StepRequest(**ids, step_id=step["step_id"], skip_reason=skip)))
-        try:
-            results: list[StepResult] = yield context.task_all(tasks)
-        except Exception as exc:  # retries exhausted: the step's infrastructure kept failing
-            yield finalize("failed", f"a step kept failing after {job.step_retries} attempts: {exc}")
-            return {"plan_id": plan_id, "status": "failed"}
-        for step, result in zip(wave, results, strict=True):
-            outcomes[step["step_id"]] = result["status"]
-    failed, outcome = failed_steps(outcomes), plan_outcome(outcomes)
-    yield finalize(outcome, f"{len(failed)} of {len(outcomes)} steps did not succeed" if failed else
-                   f"{len(outcomes)} steps succeeded" if outcomes else "tests or contracts changed; nothing to rebuild")
-    return {"plan_id": plan_id, "status": outcome}
+        return (yield from finalize("failed", started["detail"]))
+    waves, depends_on = planned["waves"], planned["depends_on"]
+    statuses: dict[int, str] = {}
+    for number, wave in enumerate(waves):
+        context.set_custom_status({"status": "running", "plan_id": plan_id, "wave": number + 1, "waves": len(waves)})
+        parts = chunks(wave)
+        tasks = [context.call_sub_orchestrator(
+            "run_steps_orchestrator",
+            ChunkRequest(ids=ids, steps=part, attempts=job.step_retries,
+                         skip=[p for p in part if first_broken_upstream(depends_on[p], statuses) is not None]),
+            f"{context.instance_id}-w{number}-c{index}") for index, part in enumerate(parts)]
+        stuck: list[str] = []  # steps whose activity kept failing: their infrastructure, not their SQL
+        for part, settled in zip(parts, (yield from settle(context, tasks)), strict=True):
+            if settled.ok:
+                result: ChunkResult = settled.value
+                statuses.update(zip(part, result["statuses"], strict=True))
+                stuck += [f"step #{e['step']}: {e['detail']}" for e in result["exhausted"]]
+            else:  # the chunk itself failed (a bug): its steps are unaccounted for
+                statuses.update(dict.fromkeys(part, "failed"))
+                stuck.append(f"steps #{part[0]}-#{part[-1]}: {settled.error}")
+        if stuck:
+            return (yield from finalize("failed", f"{len(stuck)} step(s) of wave {number + 1} of {len(waves)} kept "
+                                                  f"failing after {job.step_retries} attempts, so later waves did "
+                                                  f"not run; {stuck[0]}"))
+    failed, outcome = failed_steps(statuses), plan_outcome(statuses)
+    return (yield from finalize(outcome, f"{len(failed)} of {len(statuses)} steps did not succeed" if failed else
+                                f"{len(statuses)} steps succeeded" if statuses else
+                                "tests or contracts changed; nothing to rebuild"))
 
 
 #: The longest durable timer the orchestrator creates. Azure Storage's longest single timer is 6 days; the
@@ -146,19 +165,20 @@ def _decision(value: object) -> ApprovalEvent:
 
 @bp.activity_trigger(input_name="job")
 @scrubbed
-async def build_plan_activity(job: PlanJobRequest) -> PlanRef | PlanFailure:
+async def build_plan_activity(job: PlanJobRequest) -> PlanRef | ActivityFailure:
     """Plan the job's commits (or its scheduled catch-up) with its repository's resources, store the plan in the
     tenant's blobs and PostgreSQL.
 
     Returns:
-        The plan ID, its steps by wave, `[[{"step_id", "depends_on"}, ...], ...]`, and whether tests or contracts
-        change (`checks_changed`: approval is needed even with no step): IDs only, never the body; or
-        `{"status": "failed", "detail"}` when the commits cannot be planned (a commit that is not in the
-        repository, an invalid model): a terminal failure of the job, not a retry. A state store or blob
-        store that cannot be reached raises (safe to retry).
+        The plan's ID, its steps as positions in the plan (each wave's, and each step's upstream steps'),
+        never the body, and whether tests or contracts change (`checks_changed`: approval is needed even with
+        no step); or `{"status": "failed", "detail"}` when the commits cannot be planned (bad SQL pushed,
+        a commit that is not in the repository, GitHub refusing the token): a terminal failure of the job, not
+        a retry. A transient failure (PostgreSQL or GitHub unavailable) raises, and the orchestrator's policy
+        retries it.
     """
     from functions.resources import clients_for, get_analyzer, get_store
-    from shared_core.core.errors import CoreError, StateUnavailableError
+    from shared_core.core.errors import CoreError, is_transient
     from shared_core.services.failures import failure_text
     from shared_core.services.jobs import JobInput
     from shared_core.services.plans import plan_job
@@ -166,19 +186,19 @@ async def build_plan_activity(job: PlanJobRequest) -> PlanRef | PlanFailure:
     instance = job["instance_id"]
     parsed = JobInput.model_validate({key: value for key, value in job.items() if key != "instance_id"})
     settings = get_settings()
-    store = await get_store(settings)
     try:
+        store = await get_store(settings)
         clients = await clients_for(parsed.tenant_id, parsed.repository, settings)
         analyzer = get_analyzer(parsed.tenant_id, settings)
         try:
             planned = await plan_job(parsed, instance, store=store, blobs=clients.blobs, source=clients.source,
                                      analyzer=analyzer)
         finally:
-            analyzer.close()
-    except StateUnavailableError:
-        raise
+            await asyncio.to_thread(analyzer.close)
     except CoreError as exc:
+        if is_transient(exc):
+            raise
         logger.warning("job %s of %s cannot be planned: %s", instance, parsed.repository, exc)
-        return PlanFailure(status="failed",
-                           detail=f"cannot plan {parsed.target[:12]} of {parsed.repository}: {failure_text(exc)}")
+        return ActivityFailure(status="failed",
+                               detail=f"cannot plan {parsed.target[:12]} of {parsed.repository}: {failure_text(exc)}")
     return planned

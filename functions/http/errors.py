@@ -34,6 +34,7 @@ STATUSES: Mapping[type[errors.CoreError], int] = MappingProxyType({
     errors.WatermarkError: 400,
     errors.PlanError: 500,  # the Functions read only plans they stored: a bad one is our data at fault
     errors.SourceError: 400,
+    errors.SourceUnavailableError: 503,
     errors.ExecutionError: 400,
     errors.BlockedBatchError: 400,
     errors.StateError: 500,

@@ -24,6 +24,7 @@ CoreError                      root of every error raised by shared_core
 ├── PlanError                  a plan document is invalid or was not produced by this planner [500: the
 │                              Functions only read plans they stored; the CLI reads files it is given]
 ├── SourceError                a git repository or ref cannot be read [400]
+│   └── SourceUnavailableError GitHub cannot be reached, fails (5xx) or rate-limits us; safe to retry [503]
 ├── ExecutionError             a batch failed on the engine (the model's SQL) [400]
 │   └── BlockedBatchError      a BLOCK quality test failed; the batch was rolled back
 ├── StateError                 the state store refused or failed an operation [500]
@@ -52,6 +53,10 @@ CoreError                      root of every error raised by shared_core
 ```
 Every message says what went wrong, which file/field/value it concerns, and what to do next. Programming
 errors (a naive `now`, an endpoint missing from the role policy) stay `ValueError`s: no caller can fix them.
+
+Transient errors (`TRANSIENT_ERRORS`: a dependency that is down, busy or rate-limiting) say "try again
+later": the Functions retry them with a bounded policy. Every other error is permanent: retrying the same
+input gives the same answer, so it ends the job at once with its message.
 """
 
 from __future__ import annotations
@@ -152,6 +157,10 @@ class PlanError(CoreError):
 
 class SourceError(CoreError):
     """A repository, commit or file cannot be read from the source."""
+
+
+class SourceUnavailableError(SourceError):
+    """GitHub (or the repository's host) cannot be reached, fails with 5xx or rate-limits us; safe to retry."""
 
 
 class ExecutionError(CoreError):
@@ -259,3 +268,16 @@ class RateLimitedError(CoreError):
     def __init__(self, message: str, *, retry_after_seconds: int) -> None:
         self.retry_after_seconds = retry_after_seconds
         super().__init__(message)
+
+
+#: The errors that mean "the same call may succeed later": a dependency that is down, busy or rate-limiting.
+TRANSIENT_ERRORS: tuple[type[CoreError], ...] = (StateUnavailableError, SourceUnavailableError, JwksUnavailableError)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` is worth retrying as it is (see `TRANSIENT_ERRORS`); permanent errors are not.
+
+    >>> is_transient(StateUnavailableError("state store unreachable")), is_transient(ModelError("bad SQL"))
+    (True, False)
+    """
+    return isinstance(error, TRANSIENT_ERRORS)

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from shared_core.core.errors import CoreError, ExecutionError, LockTimeoutError, PlanError, StalePlanError
 from shared_core.core.planning.base import Version, render_tests
@@ -79,9 +79,11 @@ __all__ = [
     "start_execution",
     "step_actions",
     "step_batches",
+    "step_positions",
     "verify_plan",
 ]
 
+K = TypeVar("K", str, int)  # a step's name in a statuses mapping: its ID, or its position in the plan
 NOT_SUCCEEDED = frozenset({"failed", "skipped"})  # step statuses that make the plan fail and skip downstream
 
 
@@ -122,8 +124,20 @@ def plan_waves(plan: Plan) -> list[list[Step]]:
     return [waves[wave] for wave in sorted(waves)]
 
 
-def first_broken_upstream(depends_on: Sequence[str], statuses: Mapping[str, str]) -> str | None:
+def step_positions(plan: Plan) -> tuple[list[list[int]], list[list[int]]]:
+    """The plan's steps by position in `plan.steps`: each wave's positions, and each step's upstream positions.
+
+    Orchestrations pass these small numbers instead of step IDs; the plan (stored by its ID) names the steps.
+    """
+    position = {step.step_id: index for index, step in enumerate(plan.steps)}
+    waves = [[position[step.step_id] for step in wave] for wave in plan_waves(plan)]
+    return waves, [[position[upstream] for upstream in step.depends_on] for step in plan.steps]
+
+
+def first_broken_upstream(depends_on: Sequence[K], statuses: Mapping[K, str]) -> K | None:
     """The first upstream step that did not succeed (its step is skipped), or None when the step may run.
+
+    Steps are named by ID or by position, as long as `depends_on` and `statuses` agree.
 
     >>> first_broken_upstream(["a", "b"], {"a": "success", "b": "skipped"})
     'b'
@@ -131,8 +145,8 @@ def first_broken_upstream(depends_on: Sequence[str], statuses: Mapping[str, str]
     return next((d for d in depends_on if statuses.get(d) in NOT_SUCCEEDED), None)
 
 
-def failed_steps(statuses: Mapping[str, str]) -> list[str]:
-    """The IDs of the steps that failed or were skipped, sorted.
+def failed_steps(statuses: Mapping[K, str]) -> list[K]:
+    """The steps (IDs or positions) that failed or were skipped, sorted.
 
     >>> failed_steps({"b": "failed", "a": "done", "c": "success"})
     ['b']
@@ -140,7 +154,7 @@ def failed_steps(statuses: Mapping[str, str]) -> list[str]:
     return sorted(step for step, status in statuses.items() if status in NOT_SUCCEEDED)
 
 
-def plan_outcome(statuses: Mapping[str, str]) -> Literal["succeeded", "failed"]:
+def plan_outcome(statuses: Mapping[K, str]) -> Literal["succeeded", "failed"]:
     """How a plan ends: failed when any step failed or was skipped, else succeeded."""
     return "failed" if failed_steps(statuses) else "succeeded"
 
@@ -499,20 +513,27 @@ async def start_execution(store: StateStore, blobs: BlobStore, *, tenant_id: str
 
 @dataclass(frozen=True)
 class StepReport:
-    """How one step of a job ended; `rows_written` and `batches` are None when the step did not run."""
+    """How one step of a job ended; `rows_written` and `batches` are None when the step did not run.
+
+    `step_id` and `model` name the step (empty when the position is not in the plan).
+    """
 
     status: StepStatus
     error: str | None
     rows_written: int | None = None
     batches: int | None = None
+    step_id: str = ""
+    model: str = ""
 
 
 async def run_job_step(store: RunStore, blobs: BlobStore, source: GitSource, open_executor: Callable[[], Executor], *,
-                       tenant_id: str, plan_id: str, step_id: str, skip_reason: str | None) -> StepReport:
+                       tenant_id: str, plan_id: str, step: int, skip_reason: str | None) -> StepReport:
     """Run (or, with `skip_reason`, record as skipped) one step of a job's stored plan, as `ironlayer apply` does.
 
-    A step whose SQL or BLOCK test fails, or whose engine cannot be opened, reports `failed`; an
-    infrastructure failure (the state store unreachable) raises, so that the step is retried.
+    `step` is the step's position in the plan's `steps` (orchestrations pass positions: the stored plan,
+    found by its ID, names the step). A step whose SQL or BLOCK test fails, or whose engine cannot be
+    opened, reports `failed`; an infrastructure failure (the state store unreachable) raises, so that the
+    step is retried. Every blocking call (blob, git, engine, SQL parser) runs in a worker thread.
 
     Raises:
         PlanError: the plan is missing from the blob store.
@@ -522,25 +543,26 @@ async def run_job_step(store: RunStore, blobs: BlobStore, source: GitSource, ope
     from shared_core.services.plans import require_stored_plan
 
     plan = await require_stored_plan(blobs, plan_id)
-    project = (await asyncio.to_thread(load_commit, source, plan.target)).project
-    step = plan.step(step_id)
-    if step is None:
-        return StepReport("failed", f"step {step_id[:12]} is not in plan {plan_id[:12]}")
+    if not 0 <= step < len(plan.steps):
+        return StepReport("failed", f"plan {plan_id[:12]} has no step #{step}")
+    planned = plan.steps[step]
+    step_id, name = planned.step_id, planned.model
     if skip_reason:
-        await store.record_skipped(tenant_id, plan_id, step_id, step.model, skip_reason)
-        return StepReport("skipped", skip_reason)
-    model = project[step.model]
+        await store.record_skipped(tenant_id, plan_id, step_id, name, skip_reason)
+        return StepReport("skipped", skip_reason, step_id=step_id, model=name)
+    project = (await asyncio.to_thread(load_commit, source, plan.target)).project
+    model = project[name]
     try:
-        executor = open_executor()
+        executor = await asyncio.to_thread(open_executor)
     except CoreError as exc:  # a configured engine that cannot run: the step fails, clearly
         run_id = await store.start_run(tenant_id, plan_id, step_id, model.name, None, None)
         error = failure_text(exc)
         await store.finish_run(tenant_id, run_id, "failed", error=error)
-        return StepReport("failed", error)
+        return StepReport("failed", error, step_id=step_id, model=name)
     try:
-        analysis = InlineAnalyzer().analyze_many([(model.key, model.path, model.text)])[model.key]
-        outcome = await run_step(plan_id, step, model, store, executor, RunOptions(tenant=tenant_id, parallelism=1),
-                                 canonical=resolve_canonical(analysis, model.ref_targets))
+        analyses = await asyncio.to_thread(InlineAnalyzer().analyze_many, [(model.key, model.path, model.text)])
+        outcome = await run_step(plan_id, planned, model, store, executor, RunOptions(tenant=tenant_id, parallelism=1),
+                                 canonical=resolve_canonical(analyses[model.key], model.ref_targets))
     finally:
-        executor.close()
-    return StepReport(outcome.status, outcome.error, outcome.rows_written, outcome.batches)
+        await asyncio.to_thread(executor.close)
+    return StepReport(outcome.status, outcome.error, outcome.rows_written, outcome.batches, step_id, name)

@@ -251,16 +251,23 @@ async def start_job(store: JobStore, orchestrations: Orchestrations, job: JobInp
     return JobStart("accepted", instance)
 
 
-async def finish_job(store: StateStore, publisher: StatusPublisher, *, tenant_id: str, plan_id: str | None,
+async def finish_job(store: StateStore, publisher: StatusPublisher | None, *, tenant_id: str, plan_id: str | None,
                      instance: str, target: str, outcome: JobOutcome, detail: str) -> None:
     """Record how the job ended: the plan's status (when it got a plan), the job's status, the final commit status.
 
     A job without a plan failed before one could be made (its commits cannot be planned). A succeeded plan
     also deploys the tests it changed without rebuilding their models. A rejected or expired plan is a
-    failure on the commit, never neutral. A commit status that cannot be set is logged, not raised: the
-    job's outcome is recorded either way. The detail is scrubbed once (`failure_text`) for the job row and
-    the commit status alike.
+    failure on the commit, never neutral. Every write is idempotent, so the caller may run it again: a
+    commit status GitHub cannot take right now (`SourceUnavailableError`) is raised after the job's outcome
+    is recorded, so the retry sets it; one GitHub refuses for good (the token's permission), or no publisher
+    at all (the repository's clients cannot be built), is logged. The detail is scrubbed once
+    (`failure_text`) for the job row and the commit status alike.
+
+    Raises:
+        StateUnavailableError: the state store cannot be reached (safe to retry).
+        SourceUnavailableError: the commit status could not be set yet (safe to retry).
     """
+    from shared_core.core.errors import is_transient
     from shared_core.services.failures import failure_text
 
     detail = failure_text(detail)
@@ -272,11 +279,16 @@ async def finish_job(store: StateStore, publisher: StatusPublisher, *, tenant_id
         await store.set_plan_status(tenant_id, plan_id, outcome)
     job_status: JobStatus = outcome if outcome in ("succeeded", "cancelled") else "failed"
     await store.upsert_job(tenant_id, instance, status=job_status, detail=detail)
+    if publisher is None:
+        logger.warning("job %s ended %s; no commit status can be set for %s", instance, outcome, target[:12])
+        return
     state = "success" if outcome == "succeeded" else "failure"
     subject = f"IronLayer plan {plan_id[:12]}" if plan_id is not None else "IronLayer planning"
     try:
         await asyncio.to_thread(publisher.publish, target, state, f"{subject} {outcome}: {detail}")
     except CoreError as exc:
+        if is_transient(exc):
+            raise
         logger.warning("could not set the commit status of %s: %s", target[:12], exc)
 
 

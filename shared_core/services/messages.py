@@ -5,13 +5,20 @@ and value types known to mypy. The activities annotate their input and output wi
 Python worker binds a `TypedDict` class, and refuses generic annotations such as `dict[str, Any]`). This
 module imports nothing but `typing`, so the Functions can import it at start-up without cost.
 
-The orchestrator passes plan and step IDs, never plan bodies:
+The orchestrator passes the plan's ID and its steps' positions in the plan, never plan bodies (nor step IDs:
+its history stays small whatever the plan's size):
 
-    JobMessage -> build_plan_activity(PlanJobRequest) -> PlanRef, or PlanFailure (the job ends: no plan)
-    request_approval_activity(ApprovalRequest) -> ApprovalRequested;  event "approval": ApprovalEvent
+    JobMessage -> build_plan_activity(PlanJobRequest) -> PlanRef, or ActivityFailure (the job ends: no plan)
+    request_approval_activity(ApprovalRequest) -> ApprovalRequested or ActivityFailure;  event "approval":
+        ApprovalEvent
     start_execution_activity(JobIds) -> ExecutionStarted
-    run_step_activity(StepRequest) -> StepResult, for each step of each wave
+    run_steps_orchestrator(ChunkRequest) -> ChunkResult, for each chunk of at most 100 steps of each wave:
+        run_step_activity(StepRequest) -> StepResult, for each step of the chunk
     finalize_activity(FinalizeRequest) -> FinalizeResult;  the orchestration returns JobResult
+
+An activity answers a permanent error (bad input: the same call fails the same way) with its typed failure
+(`status` "failed" and a `detail`) and raises a transient one, which Durable retries; a result's `status`
+tells the two apart.
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ from typing import Literal, NotRequired, TypedDict, final
 from shared_core.core.state import JobKind
 
 __all__ = [
+    "ActivityFailure",
     "ApprovalEvent",
     "ApprovalRequest",
     "ApprovalRequested",
+    "ChunkRequest",
+    "ChunkResult",
     "Decision",
     "ExecutionStarted",
+    "ExhaustedStep",
     "FinalizeRequest",
     "FinalizeResult",
     "JobIds",
@@ -37,7 +48,6 @@ __all__ = [
     "PlanFailure",
     "PlanJobRequest",
     "PlanRef",
-    "StepRef",
     "StepRequest",
     "StepResult",
     "StepStatus",
@@ -74,29 +84,32 @@ class PlanJobRequest(JobMessage):
     instance_id: str
 
 
-class StepRef(TypedDict):
-    """A step as the orchestrator sees it: its ID and the IDs of the steps it depends on."""
-
-    step_id: str
-    depends_on: list[str]
-
-
-@final  # nothing extends it, so `"status" in result` tells it from a PlanFailure
+@final
 class PlanRef(TypedDict):
-    """`build_plan_activity`'s result: the stored plan's ID and its steps by wave (IDs only, never the body)."""
+    """`build_plan_activity`'s result: the stored plan's ID and its steps as positions in `plan.steps`.
 
+    `waves[w]` lists the positions of wave w's steps; `depends_on[p]` the positions of step p's upstream steps.
+    """
+
+    status: Literal["planned"]
     plan_id: str
-    waves: list[list[StepRef]]
+    waves: list[list[int]]
+    depends_on: list[list[int]]
     # tests or contracts change: the plan needs approval even with no step (absent from histories before it)
     checks_changed: NotRequired[bool]
 
 
 @final
-class PlanFailure(TypedDict):
-    """`build_plan_activity`'s result when the commits cannot be planned (an unknown commit, an invalid model)."""
+class ActivityFailure(TypedDict):
+    """An activity's result when its work failed for good (an invalid model, a commit status GitHub refuses), or
+    the orchestrator's stand-in for one whose retries ran out."""
 
     status: Literal["failed"]
     detail: str
+
+
+PlanFailure = ActivityFailure
+"""`build_plan_activity`'s result when the commits cannot be planned (an unknown commit, an invalid model)."""
 
 
 class JobRef(TypedDict):
@@ -122,8 +135,9 @@ class ApprovalRequest(JobIds):
 
 
 class ApprovalRequested(TypedDict):
-    """`request_approval_activity`'s result."""
+    """`request_approval_activity`'s result when the pending commit status carries the link."""
 
+    status: Literal["requested"]
     link_expires_in_hours: int
 
 
@@ -142,18 +156,44 @@ class ExecutionStarted(TypedDict):
     detail: str
 
 
-class StepRequest(JobIds):
-    """`run_step_activity`'s input: one step, and why it is skipped (None: run it)."""
+class ChunkRequest(TypedDict):
+    """`run_steps_orchestrator`'s input: at most 100 steps of one wave, by position, and which to record skipped."""
 
-    step_id: str
+    ids: JobIds
+    steps: list[int]
+    skip: list[int]
+    attempts: int  # each step's attempts (the job's step_retries)
+
+
+class ExhaustedStep(TypedDict):
+    """A step whose activity kept failing after every attempt (its infrastructure, not its SQL)."""
+
+    step: int
+    detail: str
+
+
+class ChunkResult(TypedDict):
+    """`run_steps_orchestrator`'s result: each step's status, in order; the exhausted steps count as failed."""
+
+    statuses: list[StepStatus]
+    exhausted: list[ExhaustedStep]
+
+
+class StepRequest(JobIds):
+    """`run_step_activity`'s input: one step (its position in the plan), and why it is skipped (None: run it)."""
+
+    step: int
     skip_reason: str | None
 
 
 class StepResult(TypedDict):
-    """`run_step_activity`'s result; `rows_written` and `batches` only when the step ran."""
+    """`run_step_activity`'s result: the step's ID and model name (empty when the position is not in the plan);
+    `rows_written` and `batches` only when the step ran."""
 
     status: StepStatus
     error: str | None
+    step_id: str
+    model: str
     rows_written: NotRequired[int]
     batches: NotRequired[int]
 

@@ -26,7 +26,7 @@ from shared_core.core.project.loading import CommitProject, load_commit, load_co
 from shared_core.core.project.models import Model, Project, ScannedSource
 from shared_core.core.sql.canonical import resolve_canonical
 from shared_core.ports import BatchAnalyzer, BlobStore, GitSource, PlanStore, QueryAnalyzer, StateStore
-from shared_core.services.messages import PlanRef, StepRef
+from shared_core.services.messages import PlanRef
 
 if TYPE_CHECKING:
     from shared_core.services.jobs import JobInput
@@ -184,14 +184,15 @@ async def plan_job(job: JobInput, instance: str, *, store: StateStore, blobs: Bl
     review data and its base (the deployed versions it is built against), link the job.
 
     Returns:
-        The plan's ID, its steps by wave (IDs only, never the plan body) and whether tests or contracts change
-        (then it needs approval even with no step), for the orchestrator.
+        The plan's ID, its steps as positions in the plan (never the body, not even step IDs: each wave's
+        positions, and each step's upstream positions) and whether tests or contracts change (then it needs
+        approval even with no step), for the orchestrator.
 
     Raises:
         CoreError: the commits cannot be read or planned, or a store refuses.
     """
     from shared_core.core.project.headers import parse_instant
-    from shared_core.services.apply import plan_waves
+    from shared_core.services.apply import step_positions
     from shared_core.services.bases import record_plan_base
 
     ledger = await store.load_ledger(job.tenant_id)
@@ -208,9 +209,9 @@ async def plan_job(job: JobInput, instance: str, *, store: StateStore, blobs: Bl
     await record_plan_base(store, job.tenant_id, plan, tests=deployed_tests(plan, review["checks"]))
     await store.upsert_job(job.tenant_id, instance, plan_id=plan.plan_id, kind=job.kind,
                            repository=job.repository, target=job.target)
-    waves = [[StepRef(step_id=step.step_id, depends_on=list(step.depends_on)) for step in wave]
-             for wave in plan_waves(plan)]
-    return PlanRef(plan_id=plan.plan_id, waves=waves, checks_changed=bool(review["checks"]))
+    waves, depends_on = step_positions(plan)
+    return PlanRef(status="planned", plan_id=plan.plan_id, waves=waves, depends_on=depends_on,
+                   checks_changed=bool(review["checks"]))
 
 
 def plan_key(plan_id: str) -> str:
@@ -226,7 +227,7 @@ def review_key(plan_id: str) -> str:
 async def store_plan(store: PlanStore, blobs: BlobStore, tenant_id: str, plan: Plan, *,
                      review: ReviewDoc | None = None) -> None:
     """Keep a plan: its bytes (and its review data) in the blob store by plan ID, then its row in the state store."""
-    text = plan_to_json(plan)
+    text = await asyncio.to_thread(plan_to_json, plan)
     await asyncio.to_thread(blobs.put, plan_key(plan.plan_id), text.encode(), content_type="application/json")
     await asyncio.to_thread(blobs.put, review_key(plan.plan_id),
                             json.dumps(review or ReviewDoc(checks={}, sql={}), sort_keys=True).encode(),
@@ -261,7 +262,8 @@ async def read_stored_plan(blobs: BlobStore, plan_id: str) -> Plan | None:
         PlanError: the stored bytes are not the plan they claim to be.
     """
     data = await asyncio.to_thread(blobs.get, plan_key(plan_id))
-    return None if data is None else load_plan(data.decode(), plan_key(plan_id))
+    # checking a big plan's IDs is CPU work: off the event loop, like the read
+    return None if data is None else await asyncio.to_thread(load_plan, data.decode(), plan_key(plan_id))
 
 
 async def require_stored_plan(blobs: BlobStore, plan_id: str) -> Plan:

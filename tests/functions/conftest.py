@@ -8,12 +8,13 @@ outside an explicit development or test environment, so this module says `test` 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, Mock
@@ -46,6 +47,57 @@ def handler(name: str) -> Callable[..., Any]:
     code: Callable[..., Any] = functions_by_name()[name].get_user_function()
     wrapped: Callable[..., Any] = getattr(code, "__wrapped__", code)
     return wrapped
+
+
+def run_activity(name: str, payload: Any) -> Any:
+    """Run one registered activity for real (its own event loop, as a worker's invocation), return its output."""
+    return asyncio.run(handler(name)(payload))
+
+
+#: The `approval` event `approve_plan` raises: the reviewer's GitHub login names them.
+APPROVED = {"decision": "approve", "by": "reviewer", "comment": ""}
+
+
+async def approve_plan(tenant: str, plan_id: str) -> dict[str, str]:
+    """The reviewer approves as the product records it: a registered identity, decided in one transaction.
+
+    Returns:
+        The payload of the `approval` event the decision raised.
+    """
+    from shared_core.services.approvals import Approver, decide_plan
+
+    store = await resources.get_store()
+    await store.set_identity(tenant, "api", "reviewer", role="operator", github_login="reviewer", name="Reviewer")
+    raised: dict[str, str] = {}
+
+    async def deliver(instance: str, name: str, payload: Any) -> None:
+        raised.update(payload)
+
+    await decide_plan(store, deliver, tenant_id=tenant, plan_id=plan_id, decision="approve",
+                      approver=Approver(provider="api", subject="reviewer", via="api"), comment="")
+    return raised
+
+
+def orchestrate(job_input: dict[str, Any], instance_id: str, *, approve: bool = False, events: Sequence[Any] = (),
+                respond: Callable[[str, Any], Any] = run_activity) -> Any:
+    """Run `plan_orchestrator` through the Durable SDK's executor (tests/functions/durable_replay.py) with every
+    activity run for real by `respond`; `events` are the external events raised meanwhile. With `approve`, the
+    reviewer approves for real (`approve_plan`) once approval is requested, and the event follows. Returns the
+    `Run`."""
+    from tests.functions.durable_replay import Raise, Script, app_orchestrations, run_orchestration
+
+    answer = respond
+    if approve:
+        def answer(name: str, payload: Any) -> Any:
+            value = respond(name, payload)
+            if name == "request_approval_activity" and value.get("status") == "requested":
+                assert asyncio.run(approve_plan(job_input["tenant_id"], payload["plan_id"])) == APPROVED
+            return value
+
+        events = (*events, Raise("approval", APPROVED))
+    orchestrators = app_orchestrations(functions_by_name().values())
+    return run_orchestration(orchestrators["plan_orchestrator"], job_input,
+                             Script(answer, tuple(events), orchestrators=orchestrators), instance_id=instance_id)
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:

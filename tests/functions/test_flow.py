@@ -66,12 +66,15 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     assert main(["plan", str(repo["repo"]), ZERO, repo["v1"], "--out", str(out), "--no-cache"]) == 0
     assert stored == out.read_bytes()
     plan = load_plan(stored.decode(), "stored")
-    assert [len(w) for w in ref["waves"]] == [3, 3, 3, 1]
-    assert sorted(s["step_id"] for w in ref["waves"] for s in w) == sorted(s.step_id for s in plan.steps)
+    assert ref["status"] == "planned" and [len(w) for w in ref["waves"]] == [3, 3, 3, 1]
+    assert sorted(p for w in ref["waves"] for p in w) == list(range(len(plan.steps)))  # positions, not IDs
+    ids_in_order = [s.step_id for s in plan.steps]
+    assert ref["depends_on"] == [[ids_in_order.index(d) for d in s.depends_on] for s in plan.steps]
 
     ids = JobIds(tenant_id=repo["tenant"], instance_id="push-" + "1" * 32, repository="binkkatal/sample_app",
                  target=repo["v1"], plan_id=plan_id)
-    run("request_approval_activity", {**ids, "author": "octocat", "ttl_hours": 24})
+    assert run("request_approval_activity", {**ids, "author": "octocat", "ttl_hours": 24}) == {
+        "status": "requested", "link_expires_in_hours": 24}
     publisher = asyncio.run(resources.clients_for(repo["tenant"], "binkkatal/sample_app")).publisher
     assert isinstance(publisher, LoggedStatusPublisher)
     sha, state, description, link = publisher.published[-1]
@@ -119,8 +122,9 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     outcomes = {}
     for wave in ref["waves"]:
         for step in wave:
-            result = run("run_step_activity", {**ids, "step_id": step["step_id"], "skip_reason": None})
-            outcomes[step["step_id"]] = result["status"]
+            result = run("run_step_activity", {**ids, "step": step, "skip_reason": None})
+            assert (result["step_id"], result["model"]) == (plan.steps[step].step_id, plan.steps[step].model)
+            outcomes[result["step_id"]] = result["status"]
     assert set(outcomes.values()) == {"success"}
     assert run("finalize_activity", {**ids, "outcome": "succeeded", "detail": "10 steps succeeded"}) == {
         "status": "succeeded"}
@@ -156,8 +160,7 @@ def test_push_to_approved_execution(repo: dict[str, Any], client: Mock, capsys: 
     assert run("start_execution_activity", ids2) == {"status": "ok", "detail": ""}
     for wave in v2["waves"]:
         for step in wave:
-            assert run("run_step_activity", {**ids2, "step_id": step["step_id"], "skip_reason": None})["status"] == (
-                "success")
+            assert run("run_step_activity", {**ids2, "step": step, "skip_reason": None})["status"] == "success"
     run("finalize_activity", {**ids2, "outcome": "succeeded", "detail": "steps succeeded"})
     asyncio.run(tick(Mock(past_due=False), client=client))
     scheduled = [(iid, inp) for iid, inp in client.started.items() if iid.startswith("schedule-")]
@@ -236,7 +239,7 @@ def test_configured_but_unavailable_engine_fails_the_step_clearly(repo: dict[str
     resources.reset()
     ids = {"tenant_id": repo["tenant"], "instance_id": "push-" + "1" * 32, "repository": "binkkatal/sample_app",
            "target": repo["v1"], "plan_id": ref["plan_id"]}
-    result = run("run_step_activity", {**ids, "step_id": ref["waves"][0][0]["step_id"], "skip_reason": None})
+    result = run("run_step_activity", {**ids, "step": ref["waves"][0][0], "skip_reason": None})
     assert result["status"] == "failed"
     assert "IRONLAYER_ENGINE=databricks (host adb-123.azuredatabricks.net)" in result["error"]
 

@@ -70,18 +70,39 @@ def test_every_registered_activity_fails_with_scrubbed_text(app_env: dict[str, A
                                 "step_retries": 1, "instance_id": ids["instance_id"]},
         "request_approval_activity": {**ids, "author": "x", "ttl_hours": 1},
         "start_execution_activity": ids,
-        "run_step_activity": {**ids, "step_id": "s", "skip_reason": None},
+        "run_step_activity": {**ids, "step": 0, "skip_reason": None},
         "finalize_activity": {**ids, "outcome": "failed", "detail": f"token {TOKEN}"},
     }[name]
-    if name == "build_plan_activity":  # a job that cannot be planned ends the job: a scrubbed output, no raise
-        text = json.dumps(asyncio.run(handler(name)(payload)))
-        assert '"status": "failed"' in text and "is not onboarded" in text
+    # a repository that is not onboarded is a permanent error: a typed, scrubbed failure, never a retry
+    output = asyncio.run(handler(name)(payload))
+    if name == "finalize_activity":  # the outcome is recorded even without a commit status target
+        assert output == {"status": "failed"}
+        job = asyncio.run(_job(app_env["tenant"], ids["instance_id"]))
+        assert job is not None and job["status"] == "failed"
+        text = str(job["detail"])
     else:
-        with pytest.raises(ActivityError) as failed:
-            asyncio.run(handler(name)(payload))
-        text = str(failed.value)
-        assert text.startswith("NotOnboardedError: repository o/r-password=***")
+        text = json.dumps(output)
+        assert output["status"] == "failed" and "is not onboarded" in text and "repository o/r-password=***" in text
     assert PASSWORD not in text and TOKEN not in text
+
+
+async def _job(tenant: str, instance: str) -> Any:
+    return await (await resources.get_store()).get_job(tenant, instance)
+
+
+def test_a_transient_failure_raises_scrubbed_so_that_durable_retries_it(app_env: dict[str, Any],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IRONLAYER_DATABASE_URL", f"postgresql://ironlayer_app:{PASSWORD}@127.0.0.1:1/ironlayer")
+    monkeypatch.setenv("IRONLAYER_MIGRATION_DATABASE_URL", "")
+    resources.reset()
+    job = {"kind": "push", "tenant_id": app_env["tenant"], "repository": "binkkatal/sample_app", "base": ZERO,
+           "target": "a" * 40, "auto_approve": True, "approval_ttl_hours": 1, "step_retries": 1,
+           "instance_id": "push-" + "0" * 32}
+    with pytest.raises(ActivityError) as failed:  # PostgreSQL down: raised, so Durable's retry policy runs it again
+        asyncio.run(handler("build_plan_activity")(job))
+    assert str(failed.value).startswith("StateUnavailableError: state store unreachable at "
+                                        "postgresql://ironlayer_app:***@127.0.0.1:1/ironlayer")
+    assert PASSWORD not in "".join(traceback.format_exception(failed.value))
 
 
 @pytest.fixture()
@@ -112,8 +133,7 @@ def test_a_failing_step_shows_one_scrubbed_text_in_history_the_run_table_and_the
     ref = asyncio.run(handler("build_plan_activity")(job))
     ids = {"tenant_id": leaky["tenant"], "instance_id": job["instance_id"], "repository": job["repository"],
            "target": leaky["sha"], "plan_id": ref["plan_id"]}
-    step = ref["waves"][0][0]["step_id"]
-    result = asyncio.run(handler("run_step_activity")({**ids, "step_id": step, "skip_reason": None}))
+    result = asyncio.run(handler("run_step_activity")({**ids, "step": ref["waves"][0][0], "skip_reason": None}))
     assert result["status"] == "failed"
     history = result["error"]
     assert PASSWORD not in history and TOKEN not in history

@@ -31,7 +31,7 @@ EXPECTED = {
     "WebhookSignatureError": 401, "SecurityCommandError": 400, "RepositorySettingsError": 400, "NotFoundError": 404,
     "NotOnboardedError": 404, "ConflictError": 409,
     "ModelError": 400, "UnsafeSqlError": 400, "RefError": 400, "CycleError": 400, "ProjectError": 400,
-    "WatermarkError": 400, "PlanError": 500, "SourceError": 400, "ExecutionError": 400, "BlockedBatchError": 400,
+    "WatermarkError": 400, "PlanError": 500, "SourceError": 400, "SourceUnavailableError": 503, "ExecutionError": 400, "BlockedBatchError": 400,
     "StateError": 500, "StateUnavailableError": 503, "BlobMissingError": 500, "StalePlanError": 409,
     "LockTimeoutError": 409, "SettingsError": 500, "AuthSettingsError": 500, "ApprovalError": 400,
     "InvalidTokenError": 401, "ExpiredTokenError": 410, "ReusedTokenError": 410, "WrongPlanError": 403,

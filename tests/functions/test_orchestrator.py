@@ -1,223 +1,300 @@
-"""`plan_orchestrator` driven as a generator: approve, reject, expiry, step failure with retry, empty plan."""
+"""`plan_orchestrator` and `run_steps_orchestrator` through the Durable SDK's own executor, with scripted activities.
+
+Every path ends in `finalize_activity` with a reason: a plan that cannot be built, planning that keeps failing,
+an approval that cannot be requested, a plan that cannot start, a step whose retries run out (after the rest of
+its wave finished), a rejection, an expiry; and finalize itself is retried until it records the outcome. Steps
+run in sub-orchestrations of at most 100 steps per wave; the root's history holds positions and statuses only.
+Each run is replayed again through fresh executors (`check_replays`): the same actions every time.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from datetime import UTC, datetime, timedelta
+import functools
+import itertools
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.durable_functions.models.history.HistoryEventType import HistoryEventType as E
 
-from tests.functions.conftest import functions_by_name
+from tests.functions.durable_replay import Orchestration, Raise, Run, Script, app_orchestrations, check_replays, iso
+from tests.functions.durable_replay import run_orchestration as drive
 
-NOW = datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
-JOB = {"kind": "push", "tenant_id": "t1", "repository": "o/r", "base": "a" * 40, "target": "b" * 40,
-       "branch": "main", "author": "octocat", "auto_approve": False, "approval_ttl_hours": 24, "step_retries": 3}
-IDS = {"tenant_id": "t1", "instance_id": "push-" + "0" * 32, "repository": "o/r", "target": "b" * 40,
-       "plan_id": "p" * 64}
-WAVES = [[{"step_id": "s1", "depends_on": []}, {"step_id": "s2", "depends_on": []}],
-         [{"step_id": "s3", "depends_on": ["s1"]}, {"step_id": "s4", "depends_on": ["s2"]}]]
-
-
-class Task:
-    def __init__(self, kind: str, name: str, payload: Any = None, retry: Any = None) -> None:
-        self.kind, self.name, self.payload, self.retry = kind, name, payload, retry
-        self.result: Any = None
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
+Json = dict[str, Any]
+INSTANCE = "push-" + "0" * 32
+PLAN_ID = "p" * 64
+JOB: Json = {"kind": "push", "tenant_id": "t1", "repository": "o/r", "base": "a" * 40, "target": "b" * 40,
+             "branch": "main", "author": "octocat", "sequence": 1, "auto_approve": False, "approval_ttl_hours": 24,
+             "step_retries": 3}
+IDS: Json = {"tenant_id": "t1", "instance_id": INSTANCE, "repository": "o/r", "target": "b" * 40, "plan_id": PLAN_ID}
+APPROVE = Raise("approval", {"decision": "approve", "by": "reviewer", "comment": ""}, after=timedelta(minutes=10))
+REJECT = Raise("approval", {"decision": "reject", "by": "reviewer", "comment": "no"}, after=timedelta(minutes=10))
+DOWN = "state store unreachable"
+SKIPPED = "skipped: an upstream step did not succeed"
 
 
-class FakeContext:
-    """Records what the orchestrator asks for; results are sent back by the test."""
-
-    def __init__(self, job: dict[str, Any]) -> None:
-        self._job = job
-        self.instance_id = IDS["instance_id"]
-        self.current_utc_datetime = NOW
-        self.custom_status: Any = None
-        self.timers: list[Task] = []
-
-    def get_input(self) -> dict[str, Any]:
-        return self._job
-
-    def call_activity(self, name: str, payload: Any) -> Task:
-        return Task("activity", name, payload)
-
-    def call_activity_with_retry(self, name: str, retry: Any, payload: Any) -> Task:
-        return Task("activity", name, payload, retry)
-
-    def create_timer(self, fire_at: datetime) -> Task:
-        timer = Task("timer", "timer", fire_at)
-        self.timers.append(timer)
-        return timer
-
-    def wait_for_external_event(self, name: str) -> Task:
-        return Task("event", name)
-
-    def task_any(self, tasks: list[Task]) -> Task:
-        return Task("any", "any", tasks)
-
-    def task_all(self, tasks: list[Task]) -> Task:
-        return Task("all", "all", tasks)
-
-    def set_custom_status(self, status: Any) -> None:
-        self.custom_status = status
+def small_plan() -> tuple[list[list[int]], list[list[int]]]:
+    """Two waves of two steps: 2 depends on 0, 3 on 1."""
+    return [[0, 1], [2, 3]], [[], [], [0], [1]]
 
 
-def start(job: dict[str, Any] | None = None) -> tuple[FakeContext, Generator[Any, Any, Any]]:
-    ctx = FakeContext(job or JOB)
-    orchestrator = functions_by_name()["plan_orchestrator"].get_user_function().orchestrator_function
-    return ctx, orchestrator(ctx)
+class World:
+    """The activities' answers: a plan of `waves`; `raises[name]` failed attempts before an activity answers;
+    `answers[name]` replaces an activity's answer; steps fail `step_raises[p]` times first, end with
+    `step_status[p]`, take `slow[p]` seconds."""
+
+    def __init__(self, plan: tuple[list[list[int]], list[list[int]]] | None = None, *,
+                 raises: Mapping[str, int] = {}, answers: Mapping[str, Json] = {},
+                 step_raises: Mapping[int, int] = {}, step_status: Mapping[int, str] = {},
+                 slow: Mapping[int, int] = {}, checks_changed: bool = False) -> None:
+        self.waves, self.depends_on = plan or small_plan()
+        self.checks_changed = checks_changed
+        self.raises, self.answers = raises, answers
+        self.step_raises, self.step_status, self.slow = step_raises, step_status, slow
+        self.attempts: dict[Any, int] = {}
+
+    def respond(self, name: str, payload: Any) -> Any:
+        key = (name, payload["step"]) if name == "run_step_activity" else name
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        budget = self.step_raises.get(payload["step"], 0) if name == "run_step_activity" else self.raises.get(name, 0)
+        if self.attempts[key] <= budget:
+            raise RuntimeError(DOWN)
+        if name in self.answers:
+            return self.answers[name]
+        if name == "build_plan_activity":
+            return {"status": "planned", "plan_id": PLAN_ID, "waves": self.waves, "depends_on": self.depends_on,
+                    "checks_changed": self.checks_changed}
+        if name == "request_approval_activity":
+            return {"status": "requested", "link_expires_in_hours": payload["ttl_hours"]}
+        if name == "start_execution_activity":
+            return {"status": "ok", "detail": ""}
+        if name == "run_step_activity":
+            step = payload["step"]
+            if payload["skip_reason"]:
+                return {"status": "skipped", "error": payload["skip_reason"], "step_id": f"s{step}", "model": "m"}
+            return {"status": self.step_status.get(step, "success"), "error": None, "step_id": f"s{step}",
+                    "model": "m", "rows_written": 3, "batches": 1}
+        if name == "finalize_activity":
+            return {"status": payload["outcome"]}
+        raise AssertionError(f"unexpected activity {name}")
+
+    def duration(self, name: str, payload: Any) -> timedelta:
+        return timedelta(seconds=self.slow.get(payload["step"], 1) if name == "run_step_activity" else 1)
 
 
-def through_approval(decision: str) -> tuple[FakeContext, Generator[Any, Any, Any], Task]:
-    ctx, gen = start()
-    task = next(gen)
-    assert (task.kind, task.name) == ("activity", "build_plan_activity")
-    assert task.payload == {**JOB, "instance_id": IDS["instance_id"]}
-    task = gen.send({"plan_id": IDS["plan_id"], "waves": WAVES})
-    assert (task.name, task.payload) == ("request_approval_activity", {**IDS, "author": "octocat", "ttl_hours": 24})
-    race = gen.send({"link_expires_in_hours": 24})
-    assert race.kind == "any"
-    event, timer = race.payload
-    assert (event.kind, event.name) == ("event", "approval")
-    assert (timer.kind, timer.payload) == ("timer", NOW + timedelta(hours=24))
-    assert ctx.custom_status == {"status": "awaiting_approval", "plan_id": IDS["plan_id"]}
-    event.result = {"decision": decision, "by": "reviewer", "comment": ""}
-    return ctx, gen, event
+@functools.cache
+def orchestrators() -> dict[str, Orchestration]:
+    from tests.functions.conftest import functions_by_name
+
+    return app_orchestrations(functions_by_name().values())
 
 
-def finish(gen: Generator[Any, Any, Any], task: Task, outcome: str, detail: str) -> Any:
-    assert (task.name, task.payload) == ("finalize_activity", {**IDS, "outcome": outcome, "detail": detail})
-    with pytest.raises(StopIteration) as stop:
-        gen.send({"status": outcome})
-    return stop.value.value
+def run(world: World, events: tuple[Raise, ...] = (APPROVE,), job: Json = JOB) -> Run:
+    script = Script(world.respond, events, duration=world.duration, orchestrators=orchestrators())
+    result = drive(orchestrators()["plan_orchestrator"], job, script, instance_id=INSTANCE)
+    check_replays(result)
+    return result
 
 
-def test_approved_plan_runs_wave_by_wave_with_retries_then_succeeds() -> None:
-    ctx, gen, event = through_approval("approve")
-    task = gen.send(event)
-    assert ctx.timers[0].cancelled  # the expiry timer is cancelled after approval
-    assert (task.name, task.payload) == ("start_execution_activity", IDS)
-    wave = gen.send({"status": "ok", "detail": ""})
-    assert wave.kind == "all"
-    assert [(t.name, t.payload["step_id"], t.payload["skip_reason"]) for t in wave.payload] == [
-        ("run_step_activity", "s1", None), ("run_step_activity", "s2", None)]
-    assert all(t.retry._max_number_of_attempts == 3 for t in wave.payload)
-    assert set(wave.payload[0].payload) == {*IDS, "step_id", "skip_reason"}  # IDs only, never the plan body
-    wave = gen.send([{"status": "success"}, {"status": "success"}])
-    assert [t.payload["step_id"] for t in wave.payload] == ["s3", "s4"]
-    task = gen.send([{"status": "success"}, {"status": "done"}])
-    assert finish(gen, task, "succeeded", "4 steps succeeded") == {"plan_id": IDS["plan_id"], "status": "succeeded"}
+def root_calls(run_: Run) -> list[tuple[str, Any]]:
+    return [(name, payload) for name, payload in run_.calls]
+
+
+def finalize(outcome: str, detail: str, plan_id: str | None = PLAN_ID) -> tuple[str, Json]:
+    return "finalize_activity", {**IDS, "plan_id": plan_id, "outcome": outcome, "detail": detail}
+
+
+BUILD = ("build_plan_activity", {**JOB, "instance_id": INSTANCE})
+REQUEST = ("request_approval_activity", {**IDS, "author": "octocat", "ttl_hours": 24})
+START = ("start_execution_activity", IDS)
+
+
+def chunk_input(child: Run) -> Json:
+    """A chunk's input: the extension hands a sub-orchestration its input as JSON text."""
+    value: Json = json.loads(child.input) if isinstance(child.input, str) else child.input
+    return value
+
+
+def steps_run(run_: Run) -> list[tuple[int, str | None]]:
+    """Every step activity of the run's chunks (attempts included): (position, skip reason), in chunk order."""
+    return [(payload["step"], payload["skip_reason"]) for child in run_.children for name, payload in child.calls
+            if name == "run_step_activity"]
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# -- the happy path and its shape --------------------------------------------------------------------------------
+
+
+def test_each_wave_runs_in_chunks_of_at_most_100_steps_with_deterministic_child_ids() -> None:
+    waves = [list(range(250)), [250, 251, 252]]
+    depends_on: list[list[int]] = [[] for _ in range(250)] + [[0], [1], [2]]
+    result = run(World((waves, depends_on)))
+    assert root_calls(result) == [BUILD, REQUEST, START, finalize("succeeded", "253 steps succeeded")]
+    assert (result.status, result.output) == ("Completed", {"plan_id": PLAN_ID, "status": "succeeded"})
+    assert [child.instance_id for child in result.children] == [
+        f"{INSTANCE}-w0-c0", f"{INSTANCE}-w0-c1", f"{INSTANCE}-w0-c2", f"{INSTANCE}-w1-c0"]
+    assert [chunk_input(child)["steps"] for child in result.children] == [
+        list(range(100)), list(range(100, 200)), list(range(200, 250)), [250, 251, 252]]
+    assert all(chunk_input(child) == {"ids": IDS, "steps": chunk_input(child)["steps"], "skip": [], "attempts": 3}
+               for child in result.children)
+    assert max(len(child.calls) for child in result.children) == 100  # no history holds more steps than a chunk
+    assert not result.events(E.TASK_SCHEDULED)[3:-1]  # the root schedules no step itself
+    assert result.custom_status == {"status": "running", "plan_id": PLAN_ID, "wave": 2, "waves": 2}
+    created = result.events(E.SUB_ORCHESTRATION_INSTANCE_CREATED)
+    assert [e["Name"] for e in created] == ["run_steps_orchestrator"] * 4
+    assert len(json.dumps(result.history)) < 40_000  # positions and statuses, not step IDs or plan bodies
+
+
+def test_a_step_that_fails_once_succeeds_on_its_retry() -> None:
+    result = run(World(step_raises={0: 1}))
+    assert steps_run(result) == [(0, None), (1, None), (0, None), (2, None), (3, None)]
+    assert root_calls(result)[-1] == finalize("succeeded", "4 steps succeeded")
 
 
 def test_a_failed_step_skips_its_downstream_and_fails_the_plan() -> None:
-    _, gen, event = through_approval("approve")
-    gen.send(event)
-    gen.send({"status": "ok", "detail": ""})
-    wave = gen.send([{"status": "failed"}, {"status": "success"}])
-    assert [(t.payload["step_id"], t.payload["skip_reason"]) for t in wave.payload] == [
-        ("s3", "skipped: an upstream step did not succeed"), ("s4", None)]
-    task = gen.send([{"status": "skipped"}, {"status": "success"}])
-    assert finish(gen, task, "failed", "2 of 4 steps did not succeed")["status"] == "failed"
+    result = run(World(step_status={0: "failed"}))
+    assert steps_run(result) == [(0, None), (1, None), (2, SKIPPED), (3, None)]
+    assert chunk_input(result.children[1])["skip"] == [2]
+    assert root_calls(result)[-1] == finalize("failed", "2 of 4 steps did not succeed")
+    assert result.output == {"plan_id": PLAN_ID, "status": "failed"}
 
 
-def test_retries_exhausted_fail_the_plan() -> None:
-    _, gen, event = through_approval("approve")
-    gen.send(event)
-    gen.send({"status": "ok", "detail": ""})
-    task = gen.throw(RuntimeError("state store unreachable"))
-    assert finish(gen, task, "failed", "a step kept failing after 3 attempts: state store unreachable")
+def test_a_step_that_exhausts_its_retries_lets_its_whole_wave_finish_before_the_plan_fails() -> None:
+    waves = [list(range(150)), [150]]
+    depends_on: list[list[int]] = [[] for _ in range(150)] + [[7]]
+    result = run(World((waves, depends_on), step_raises={5: 3}, slow={6: 90, 140: 120}))
+    detail = ("1 step(s) of wave 1 of 2 kept failing after 3 attempts, so later waves did not run; "
+              f"step #5: RuntimeError: {DOWN}")
+    assert root_calls(result)[-1] == finalize("failed", detail)
+    assert result.output == {"plan_id": PLAN_ID, "status": "failed"}
+    assert [p for p, _ in steps_run(result)].count(5) == 3 and 150 not in [p for p, _ in steps_run(result)]
+    first, second = result.children
+    assert first.output["statuses"][5] == "failed" and first.output["exhausted"] == [{"step": 5, "detail": f"RuntimeError: {DOWN}"}]
+    assert first.output["statuses"].count("success") == 99 and set(second.output["statuses"]) == {"success"}
+    finalized = result.events(E.TASK_SCHEDULED)[-1]
+    last_step_done = max(at(e["Timestamp"]) for child in result.children for e in child.events(E.TASK_COMPLETED))
+    assert at(finalized["Timestamp"]) >= last_step_done > at(first.events(E.TASK_FAILED)[-1]["Timestamp"])
+    position = {id(e): i for i, e in enumerate(result.history)}
+    assert all(position[id(done)] < position[id(finalized)]  # the slow siblings, in both chunks, reported first
+               for done in result.events(E.SUB_ORCHESTRATION_INSTANCE_COMPLETED))
 
 
-def test_rejected_plan_finishes_as_rejected_without_running() -> None:
-    _, gen, event = through_approval("reject")
-    task = gen.send(event)
-    assert finish(gen, task, "rejected", "rejected by reviewer") == {"plan_id": IDS["plan_id"], "status": "rejected"}
+# -- every failure path ends in finalize with a reason ----------------------------------------------------------------
 
 
-def test_expired_approval_fails_the_plan() -> None:
-    ctx, gen, _ = through_approval("approve")
-    task = gen.send(ctx.timers[0])  # the timer won the race
-    assert finish(gen, task, "expired", "not approved within 24 h")["status"] == "expired"
+def test_a_plan_that_cannot_be_built_fails_the_job_without_a_plan() -> None:
+    detail = "cannot plan bbbbbbbbbbbb of o/r: models/x.sql:2: unknown upstream 'nope'"
+    result = run(World(answers={"build_plan_activity": {"status": "failed", "detail": detail}}))
+    assert root_calls(result) == [BUILD, finalize("failed", detail, plan_id=None)]
+    assert result.output == {"plan_id": None, "status": "failed"} and not result.children
 
 
-def test_stale_plan_is_not_executed() -> None:
-    _, gen, event = through_approval("approve")
-    gen.send(event)
-    task = gen.send({"status": "failed", "detail": "stale plan pppp: re-plan"})
-    assert finish(gen, task, "failed", "stale plan pppp: re-plan")
+def test_planning_that_keeps_failing_is_retried_six_times_then_fails_the_job() -> None:
+    result = run(World(raises={"build_plan_activity": 6}))
+    detail = f"build_plan_activity kept failing after 6 attempts: RuntimeError: {DOWN}"
+    assert root_calls(result) == [BUILD] * 6 + [finalize("failed", detail, plan_id=None)]
+    scheduled = [at(e["Timestamp"]) for e in result.events(E.TASK_SCHEDULED)][:6]
+    assert all(later - earlier >= timedelta(seconds=30) for earlier, later in itertools.pairwise(scheduled))
 
 
-def test_empty_plan_completes_at_once_with_success() -> None:
-    _, gen = start()
-    next(gen)
-    task = gen.send({"plan_id": IDS["plan_id"], "waves": [], "checks_changed": False})
-    assert finish(gen, task, "succeeded", "nothing to run: no model's data, tests or contract changed")["status"] == (
-        "succeeded")
+def test_planning_that_recovers_within_its_retries_goes_on() -> None:
+    result = run(World(raises={"build_plan_activity": 2}))
+    assert root_calls(result)[:4] == [BUILD, BUILD, BUILD, REQUEST]
+    assert result.output == {"plan_id": PLAN_ID, "status": "succeeded"}
 
 
-@pytest.mark.parametrize("decision", ["approve", "reject"])
-def test_a_plan_that_only_changes_tests_or_contracts_waits_for_approval(decision: str) -> None:
-    _, gen = start()
-    next(gen)
-    task = gen.send({"plan_id": IDS["plan_id"], "waves": [], "checks_changed": True})
-    assert (task.name, task.payload) == ("request_approval_activity", {**IDS, "author": "octocat", "ttl_hours": 24})
-    event, _ = gen.send({"link_expires_in_hours": 24}).payload
-    event.result = {"decision": decision, "by": "reviewer", "comment": ""}
-    task = gen.send(event)
-    if decision == "reject":
-        assert finish(gen, task, "rejected", "rejected by reviewer")["status"] == "rejected"
+def test_an_approval_that_cannot_be_requested_fails_the_job() -> None:
+    refused = {"status": "failed", "detail": "GitHub refused the commit status of o/r@bbbbbbbbbbbb: HTTP 403"}
+    result = run(World(answers={"request_approval_activity": refused}), events=())
+    assert root_calls(result) == [BUILD, REQUEST, finalize("failed", f"approval could not be requested: "
+                                                                     f"{refused['detail']}")]
+    exhausted = run(World(raises={"request_approval_activity": 6}), events=())
+    assert root_calls(exhausted)[-1] == finalize(
+        "failed", f"approval could not be requested: request_approval_activity kept failing after 6 attempts: "
+                  f"RuntimeError: {DOWN}")
+
+
+@pytest.mark.parametrize(("world", "detail"), [
+    (World(answers={"start_execution_activity": {"status": "failed", "detail": "stale plan pppp: re-plan"}}),
+     "stale plan pppp: re-plan"),
+    (World(raises={"start_execution_activity": 6}),
+     f"start_execution_activity kept failing after 6 attempts: RuntimeError: {DOWN}"),
+], ids=["stale", "state store down"])
+def test_a_plan_that_cannot_start_fails_the_job_without_running_a_step(world: World, detail: str) -> None:
+    result = run(world)
+    assert root_calls(result)[-1] == finalize("failed", detail) and not result.children
+    assert result.output == {"plan_id": PLAN_ID, "status": "failed"}
+
+
+def test_finalize_is_retried_until_the_outcome_is_recorded() -> None:
+    result = run(World(raises={"finalize_activity": 3}))
+    assert root_calls(result)[-4:] == [finalize("succeeded", "4 steps succeeded")] * 4
+    assert (result.status, result.output) == ("Completed", {"plan_id": PLAN_ID, "status": "succeeded"})
+
+
+def test_a_finalize_that_never_succeeds_fails_the_orchestration_loudly() -> None:
+    result = run(World(raises={"finalize_activity": 16}))
+    assert [name for name, _ in root_calls(result)].count("finalize_activity") == 16
+    assert result.status == "Failed" and "finalize_activity" in (result.error or "")
+
+
+# -- decisions --------------------------------------------------------------------------------------------------------
+
+
+def test_a_rejected_plan_finishes_as_rejected_without_running() -> None:
+    result = run(World(), events=(REJECT,))
+    assert root_calls(result) == [BUILD, REQUEST, finalize("rejected", "rejected by reviewer")]
+    assert result.custom_status == {"status": "awaiting_approval", "plan_id": PLAN_ID}
+
+
+def test_an_unanswered_approval_expires() -> None:
+    result = run(World(), events=())
+    assert root_calls(result) == [BUILD, REQUEST, finalize("expired", "not approved within 24 h")]
+
+
+def test_an_empty_plan_succeeds_at_once() -> None:
+    result = run(World(([], [])), events=())
+    assert root_calls(result) == [BUILD, finalize("succeeded",
+                                                  "nothing to run: no model's data, tests or contract changed")]
+
+
+@pytest.mark.parametrize("decision", [APPROVE, REJECT], ids=["approved", "rejected"])
+def test_a_plan_that_only_changes_tests_or_contracts_waits_for_approval(decision: Raise) -> None:
+    result = run(World(([], []), checks_changed=True), events=(decision,))
+    if decision is REJECT:
+        assert root_calls(result) == [BUILD, REQUEST, finalize("rejected", "rejected by reviewer")]
         return
-    assert (task.name, task.payload) == ("start_execution_activity", IDS)  # the stale check still applies
-    task = gen.send({"status": "ok", "detail": ""})
-    assert finish(gen, task, "succeeded", "tests or contracts changed; nothing to rebuild")["status"] == "succeeded"
+    assert root_calls(result) == [BUILD, REQUEST, START, finalize("succeeded",  # the stale check still applies
+                                                                   "tests or contracts changed; nothing to rebuild")]
+    assert not result.children
 
 
 def test_auto_approval_skips_the_approval_request() -> None:
-    _, gen = start({**JOB, "auto_approve": True})
-    next(gen)
-    task = gen.send({"plan_id": IDS["plan_id"], "waves": WAVES})
-    assert task.name == "start_execution_activity"
+    job = {**JOB, "auto_approve": True}
+    result = run(World(), events=(), job=job)
+    assert [name for name, _ in root_calls(result)] == ["build_plan_activity", "start_execution_activity",
+                                                        "finalize_activity"]
 
 
-def test_a_week_long_approval_waits_in_timers_of_at_most_72_hours() -> None:
-    ctx, gen = start({**JOB, "approval_ttl_hours": 168})
-    next(gen)
-    gen.send({"plan_id": IDS["plan_id"], "waves": WAVES})
-    race = gen.send({"link_expires_in_hours": 168})
-    fired = []
-    for _ in range(3):  # 72 h, 72 h, then the last 24 h; each a plain timer the backend holds in one piece
-        _event, timer = race.payload
-        fired.append(timer.payload)
-        race = gen.send(timer)
-    assert fired == [NOW + timedelta(hours=72), NOW + timedelta(hours=144), NOW + timedelta(hours=168)]
-    assert not any(timer.cancelled for timer in ctx.timers)
-    assert finish(gen, race, "expired", "not approved within 168 h")["status"] == "expired"
+def test_a_week_long_approval_waits_in_plain_timers_of_at_most_72_hours() -> None:
+    job = {**JOB, "approval_ttl_hours": 168}
+    expired = run(World(), events=(), job=job)
+    requested = expired.events(E.TASK_COMPLETED)[1]
+    began = at(next(e for e in reversed(expired.history[:expired.history.index(requested)])
+                    if e["EventType"] == E.ORCHESTRATOR_STARTED)["Timestamp"])
+    assert [e["FireAt"] for e in expired.events(E.TIMER_CREATED)] == [
+        iso(began + timedelta(hours=hours)) for hours in (72, 144, 168)]  # not split by the SDK: one timer each
+    assert root_calls(expired)[-1] == finalize("expired", "not approved within 168 h")
 
-
-def test_a_decision_in_a_later_slice_cancels_the_running_timer() -> None:
-    ctx, gen = start({**JOB, "approval_ttl_hours": 100})
-    next(gen)
-    gen.send({"plan_id": IDS["plan_id"], "waves": WAVES})
-    race = gen.send({"link_expires_in_hours": 100})
-    race = gen.send(race.payload[1])  # the first 72 h pass
-    event, timer = race.payload
-    assert timer.payload == NOW + timedelta(hours=100) and event.name == "approval"
-    event.result = {"decision": "approve", "by": "reviewer"}
-    task = gen.send(event)
-    assert [t.cancelled for t in ctx.timers] == [False, True]
-    assert task.name == "start_execution_activity"
-
-
-def test_commits_that_cannot_be_planned_fail_the_job_without_a_plan() -> None:
-    _, gen = start()
-    next(gen)
-    task = gen.send({"status": "failed", "detail": "cannot plan bbbbbbbbbbbb of o/r: unknown git ref"})
-    assert (task.name, task.payload) == ("finalize_activity", {**IDS, "plan_id": None, "outcome": "failed",
-                                                               "detail": "cannot plan bbbbbbbbbbbb of o/r: unknown git ref"})
-    with pytest.raises(StopIteration) as stop:
-        gen.send({"status": "failed"})
-    assert stop.value.value == {"plan_id": None, "status": "failed"}
+    late = Raise("approval", {"decision": "approve", "by": "reviewer", "comment": ""}, after=timedelta(hours=100))
+    approved = run(World(), events=(late,), job=job)
+    assert len(approved.events(E.TIMER_CREATED)) == 2 and not approved.events(E.TIMER_FIRED)[1:]
+    races = [a for a in approved.actions() if a.get("actionType") == 11]  # WhenAny: the event, then each timer
+    assert [[a["actionType"] for a in race["compoundActions"]] for race in races] == [[6, 5], [5]]
+    assert [race["compoundActions"][-1]["isCanceled"] for race in races] == [False, True]  # the running one
+    assert approved.output == {"plan_id": PLAN_ID, "status": "succeeded"}

@@ -35,7 +35,6 @@ from tests.functions.durable_replay import (
     app_orchestrations,
     check_replays,
     check_replays_in_subprocesses,
-    compact,
     iso,
     load_orchestrator,
     run_orchestration,
@@ -47,8 +46,8 @@ PLAN_ID = "p" * 64
 JOB: Json = {"kind": "push", "tenant_id": "t1", "repository": "o/r", "base": "a" * 40, "target": "b" * 40,
              "branch": "main", "author": "octocat", "auto_approve": False, "approval_ttl_hours": 24, "step_retries": 3}
 IDS: Json = {"tenant_id": "t1", "instance_id": INSTANCE, "repository": "o/r", "target": "b" * 40, "plan_id": PLAN_ID}
-WAVES = [[{"step_id": "s1", "depends_on": []}, {"step_id": "s2", "depends_on": []}],
-         [{"step_id": "s3", "depends_on": ["s1"]}, {"step_id": "s4", "depends_on": ["s2"]}]]
+WAVES = [[0, 1], [2, 3]]  # step positions in the plan, by wave
+DEPENDS_ON = [[], [], [0], [1]]  # the upstream positions of each step
 APPROVE = Raise("approval", {"decision": "approve", "by": "reviewer", "comment": ""}, after=timedelta(minutes=10))
 REJECT = Raise("approval", {"decision": "reject", "by": "reviewer", "comment": "no"}, after=timedelta(minutes=10))
 SKIPPED = "skipped: an upstream step did not succeed"
@@ -70,39 +69,41 @@ def plan_orchestrator() -> Orchestration:
 class World:
     """The activities' answers in one scenario: a plan of `waves`, steps that fail `failures[step]` times first."""
 
-    def __init__(self, waves: list[list[Json]], *, start: Json | None = None, failures: Mapping[str, int] = {},
-                 statuses: Mapping[str, str] = {}, slow: Mapping[str, int] = {}, checks_changed: bool = False) -> None:
+    def __init__(self, waves: list[list[int]], *, start: Json | None = None, failures: Mapping[int, int] = {},
+                 statuses: Mapping[int, str] = {}, slow: Mapping[int, int] = {}, checks_changed: bool = False) -> None:
         self.waves, self.failures, self.statuses, self.slow = waves, failures, statuses, slow
         self.checks_changed = checks_changed
         self.start = start or {"status": "ok", "detail": ""}
-        self.attempts: dict[str, int] = {}
+        self.attempts: dict[int, int] = {}
 
     def respond(self, name: str, payload: Any) -> Any:
         if name == "build_plan_activity":
-            return {"plan_id": PLAN_ID, "waves": self.waves, "checks_changed": self.checks_changed}
+            return {"status": "planned", "plan_id": PLAN_ID, "waves": self.waves,
+                    "depends_on": DEPENDS_ON if self.waves else [], "checks_changed": self.checks_changed}
         if name == "request_approval_activity":
-            return {"link_expires_in_hours": payload["ttl_hours"]}
+            return {"status": "requested", "link_expires_in_hours": payload["ttl_hours"]}
         if name == "start_execution_activity":
             return self.start
         if name == "run_step_activity":
-            step = payload["step_id"]
+            step = payload["step"]
             self.attempts[step] = self.attempts.get(step, 0) + 1
             if self.attempts[step] <= self.failures.get(step, 0):
                 raise RuntimeError(UNREACHABLE)
             if payload["skip_reason"]:
-                return {"status": "skipped", "error": payload["skip_reason"]}
-            return {"status": self.statuses.get(step, "success"), "error": None, "rows_written": 3, "batches": 1}
+                return {"status": "skipped", "error": payload["skip_reason"], "step_id": f"s{step}", "model": "m"}
+            return {"status": self.statuses.get(step, "success"), "error": None, "step_id": f"s{step}",
+                    "model": "m", "rows_written": 3, "batches": 1}
         if name == "finalize_activity":
             return {"status": payload["outcome"]}
         raise AssertionError(f"unexpected activity {name}")
 
     def duration(self, name: str, payload: Any) -> timedelta:
-        step = payload.get("step_id", "") if isinstance(payload, dict) else ""
+        step = payload.get("step", -1) if isinstance(payload, dict) else -1
         return timedelta(seconds=self.slow.get(step, 1))
 
 
-def step(step_id: str, skip: str | None = None) -> tuple[str, Json]:
-    return "run_step_activity", {**IDS, "step_id": step_id, "skip_reason": skip}
+def step(position: int, skip: str | None = None) -> tuple[str, Json]:
+    return "run_step_activity", {**IDS, "step": position, "skip_reason": skip}
 
 
 def finalize(outcome: str, detail: str) -> tuple[str, Json]:
@@ -112,53 +113,51 @@ def finalize(outcome: str, detail: str) -> tuple[str, Json]:
 BUILD = ("build_plan_activity", {**JOB, "instance_id": INSTANCE})
 REQUEST = ("request_approval_activity", {**IDS, "author": "octocat", "ttl_hours": 24})
 START_EXECUTION = ("start_execution_activity", IDS)
-RUNNING = {"status": "running", "plan_id": PLAN_ID}
+RUNNING = {"status": "running", "plan_id": PLAN_ID, "wave": 2, "waves": 2}
 AWAITING = {"status": "awaiting_approval", "plan_id": PLAN_ID}
 FAILURE = f"Activity function 'run_step_activity' failed: RuntimeError: {UNREACHABLE}"  # TaskFailed's Reason
-# The SDK turns TaskFailed into Exception(f"{Reason} \n {Details}"); the driver's Details name the exception.
-DETAILS = compact({"ClassName": "RuntimeError", "Message": UNREACHABLE})
-EXHAUSTED = f"a step kept failing after 3 attempts: {FAILURE} \n {DETAILS}"
+EXHAUSTED = ("1 step(s) of wave 1 of 2 kept failing after 3 attempts, so later waves did not run; "
+             f"step #0: RuntimeError: {UNREACHABLE}")
 
-# name -> (job, world, events, expected activity calls, expected output status, expected custom status)
-SCENARIOS: dict[str, tuple[Json, World, tuple[Raise, ...], list[tuple[str, Any]], str, Json | None]] = {
+# name -> (job, world, events, the root's expected activity calls, then the chunks', in order, the expected output
+# status, the expected custom status)
+SCENARIOS: dict[str, tuple[Json, World, tuple[Raise, ...], list[tuple[str, Any]], list[tuple[str, Any]], str,
+                           Json | None]] = {
     "approved, every step succeeds": (
-        JOB, World(WAVES), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, step("s1"), step("s2"), step("s3"), step("s4"),
-         finalize("succeeded", "4 steps succeeded")], "succeeded", RUNNING),
+        JOB, World(WAVES), (APPROVE,), [BUILD, REQUEST, START_EXECUTION, finalize("succeeded", "4 steps succeeded")],
+        [step(0), step(1), step(2), step(3)], "succeeded", RUNNING),
     "approved, a step fails once and succeeds on its retry": (
-        JOB, World(WAVES, failures={"s1": 1}), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, step("s1"), step("s2"), step("s1"), step("s3"), step("s4"),
-         finalize("succeeded", "4 steps succeeded")], "succeeded", RUNNING),
+        JOB, World(WAVES, failures={0: 1}), (APPROVE,),
+        [BUILD, REQUEST, START_EXECUTION, finalize("succeeded", "4 steps succeeded")],
+        [step(0), step(1), step(0), step(2), step(3)], "succeeded", RUNNING),
     "approved, a step exhausts its retries while the other step of its wave finishes": (
-        JOB, World(WAVES, failures={"s1": 3}, slow={"s2": 60}), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, step("s1"), step("s2"), step("s1"), step("s1"),
-         finalize("failed", EXHAUSTED)], "failed", RUNNING),
+        JOB, World(WAVES, failures={0: 3}, slow={1: 60}), (APPROVE,),
+        [BUILD, REQUEST, START_EXECUTION, finalize("failed", EXHAUSTED)],
+        [step(0), step(1), step(0), step(0)], "failed", {**RUNNING, "wave": 1}),
     "approved, a failed step skips its downstream": (
-        JOB, World(WAVES, statuses={"s1": "failed"}), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, step("s1"), step("s2"), step("s3", SKIPPED), step("s4"),
-         finalize("failed", "2 of 4 steps did not succeed")], "failed", RUNNING),
+        JOB, World(WAVES, statuses={0: "failed"}), (APPROVE,),
+        [BUILD, REQUEST, START_EXECUTION, finalize("failed", "2 of 4 steps did not succeed")],
+        [step(0), step(1), step(2, SKIPPED), step(3)], "failed", RUNNING),
     "approved, but the plan went stale": (
         JOB, World(WAVES, start={"status": "failed", "detail": "stale plan pppp: re-plan"}), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, finalize("failed", "stale plan pppp: re-plan")], "failed", AWAITING),
+        [BUILD, REQUEST, START_EXECUTION, finalize("failed", "stale plan pppp: re-plan")], [], "failed", AWAITING),
     "rejected": (
-        JOB, World(WAVES), (REJECT,),
-        [BUILD, REQUEST, finalize("rejected", "rejected by reviewer")], "rejected", AWAITING),
+        JOB, World(WAVES), (REJECT,), [BUILD, REQUEST, finalize("rejected", "rejected by reviewer")], [], "rejected",
+        AWAITING),
     "approval expired": (
-        JOB, World(WAVES), (),
-        [BUILD, REQUEST, finalize("expired", "not approved within 24 h")], "expired", AWAITING),
+        JOB, World(WAVES), (), [BUILD, REQUEST, finalize("expired", "not approved within 24 h")], [], "expired",
+        AWAITING),
     "empty plan": (
-        JOB, World([]), (),
-        [BUILD, finalize("succeeded", "nothing to run: no model's data, tests or contract changed")], "succeeded",
-        None),
+        JOB, World([]), (), [BUILD, finalize("succeeded", "nothing to run: no model's data, tests or contract changed")],
+        [], "succeeded", None),
     "only tests changed: approved, nothing rebuilt": (
         JOB, World([], checks_changed=True), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, finalize("succeeded", "tests or contracts changed; nothing to rebuild")],
-        "succeeded", RUNNING),
+        [BUILD, REQUEST, START_EXECUTION, finalize("succeeded", "tests or contracts changed; nothing to rebuild")], [],
+        "succeeded", AWAITING),
     "auto-approved": (
         {**JOB, "auto_approve": True}, World(WAVES), (),
         [("build_plan_activity", {**JOB, "auto_approve": True, "instance_id": INSTANCE}), START_EXECUTION,
-         step("s1"), step("s2"), step("s3"), step("s4"), finalize("succeeded", "4 steps succeeded")],
-        "succeeded", RUNNING),
+         finalize("succeeded", "4 steps succeeded")], [step(0), step(1), step(2), step(3)], "succeeded", RUNNING),
 }
 
 
@@ -214,13 +213,15 @@ def check_history(run: Run) -> None:
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_scenario_runs_as_on_the_host_and_replays_to_the_same_actions(name: str) -> None:
-    _, _, _, calls, status, custom_status = SCENARIOS[name]
+    _, _, _, calls, chunk_calls, status, custom_status = SCENARIOS[name]
     run = scenario_run(name)
     assert run.calls == calls
+    assert [call for child in run.children for call in child.calls] == chunk_calls
     assert (run.status, run.output, run.custom_status) == ("Completed", {"plan_id": PLAN_ID, "status": status},
                                                            custom_status)
     assert [(e["Name"], scheduled_input(e)) for e in run.events(E.TASK_SCHEDULED)] == calls
-    check_history(run)
+    for each in run.all_runs():
+        check_history(each)
     check_replays(run)
 
 
@@ -262,18 +263,20 @@ def test_expiry_is_the_timer_firing_24_hours_later() -> None:
 
 def test_exhausted_retries_are_failures_and_timers_and_the_wave_finishes_before_the_outcome() -> None:
     run = scenario_run("approved, a step exhausts its retries while the other step of its wave finishes")
-    s1_attempts = [e["EventId"] for e in run.events(E.TASK_SCHEDULED) if scheduled_input(e).get("step_id") == "s1"]
-    failed = run.events(E.TASK_FAILED)
-    assert [e["TaskScheduledId"] for e in failed] == s1_attempts and len(s1_attempts) == 3
+    (chunk,) = run.children  # wave 1 only: wave 2 never starts
+    s0_attempts = [e["EventId"] for e in chunk.events(E.TASK_SCHEDULED) if scheduled_input(e).get("step") == 0]
+    failed = chunk.events(E.TASK_FAILED)
+    assert [e["TaskScheduledId"] for e in failed] == s0_attempts and len(s0_attempts) == 3
     assert all(e["Reason"] == FAILURE for e in failed)
-    timers = run.events(E.TIMER_CREATED)[1:]  # after the approval timer: one retry timer per failure
-    assert [t["FireAt"] for t in timers] == [iso(episode_time(run, f) + timedelta(seconds=5)) for f in failed]
-    position = {id(e): i for i, e in enumerate(run.history)}
-    s2_done = next(e for e in run.events(E.TASK_COMPLETED) if json.loads(e["Result"]).get("rows_written"))
+    timers = chunk.events(E.TIMER_CREATED)  # one retry timer per failure
+    assert [t["FireAt"] for t in timers] == [iso(episode_time(chunk, f) + timedelta(seconds=5)) for f in failed]
+    position = {id(e): i for i, e in enumerate(chunk.history)}
+    s1_done = next(e for e in chunk.events(E.TASK_COMPLETED) if json.loads(e["Result"]).get("rows_written"))
+    assert position[id(s1_done)] > position[id(failed[-1])]  # the slow sibling finished after the last failure
+    assert chunk.output == {"statuses": ["failed", "success"], "exhausted": [{"step": 0, "detail": f"RuntimeError: {UNREACHABLE}"}]}
     finalize_scheduled = run.events(E.TASK_SCHEDULED)[-1]
     assert finalize_scheduled["Name"] == "finalize_activity"
-    assert position[id(s2_done)] < position[id(finalize_scheduled)]
-    assert "s3" not in [scheduled_input(e).get("step_id") for e in run.events(E.TASK_SCHEDULED)]  # no wave 2
+    assert at(finalize_scheduled["Timestamp"]) >= at(s1_done["Timestamp"])
 
 
 # --------------------------------------------------------------------------------------------------

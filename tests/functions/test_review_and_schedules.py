@@ -83,8 +83,7 @@ def execute(ref: dict[str, Any], ids: dict[str, Any]) -> None:
     assert run("start_execution_activity", ids) == {"status": "ok", "detail": ""}
     for wave in ref["waves"]:
         for step in wave:
-            assert run("run_step_activity", {**ids, "step_id": step["step_id"], "skip_reason": None})["status"] == (
-                "success")
+            assert run("run_step_activity", {**ids, "step": step, "skip_reason": None})["status"] == "success"
     run("finalize_activity", {**ids, "outcome": "succeeded", "detail": "done"})
 
 

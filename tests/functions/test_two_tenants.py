@@ -32,7 +32,6 @@ from shared_core.core.errors import StateError
 from shared_core.services.plans import plan_key
 from tests.conftest import write_commits
 from tests.functions.conftest import handler, json_body, request, sign
-from tests.functions.test_orchestrator import FakeContext, Task
 
 pytestmark = pytest.mark.integration
 ZERO = "0" * 40
@@ -145,49 +144,11 @@ def push(client: Mock, repository: str, before: str, after: str) -> dict[str, An
 
 def orchestrate(started: dict[str, Any]) -> dict[str, Any]:
     """Run `plan_orchestrator` for one job with every activity executed for real; the reviewer approves."""
-    from tests.functions.conftest import functions_by_name
+    from tests.functions.conftest import orchestrate as run_for_real
 
-    context = FakeContext(started["input"])
-    context.instance_id = started["instance_id"]
-    generator = functions_by_name()["plan_orchestrator"].get_user_function().orchestrator_function(context)
-
-    planned: dict[str, str] = {}
-
-    def result(task: Task) -> Any:
-        if task.kind == "activity":
-            value = asyncio.run(handler(task.name)(task.payload))
-            if task.name == "build_plan_activity" and "plan_id" in value:
-                planned["plan_id"] = value["plan_id"]
-            return value
-        if task.kind == "all":
-            return [result(inner) for inner in task.payload]
-        approval = task.payload[0]  # task_any([approval, timer]): the reviewer answers before the expiry
-        approval.result = asyncio.run(approve(started["input"]["tenant_id"], planned["plan_id"]))
-        return approval
-
-    value: Any = None
-    while True:
-        try:
-            task = generator.send(value)
-        except StopIteration as done:
-            return dict(done.value)
-        value = result(task)
-
-
-async def approve(tenant: str, plan_id: str) -> dict[str, str]:
-    """The reviewer approves as the product records it: a registered identity, decided in one transaction."""
-    from shared_core.services.approvals import Approver, decide_plan
-
-    store = await resources.get_store()
-    await store.set_identity(tenant, "api", "reviewer", role="operator", github_login="reviewer", name="Reviewer")
-    raised: dict[str, str] = {}
-
-    async def deliver(instance: str, name: str, payload: Any) -> None:
-        raised.update(payload)
-
-    await decide_plan(store, deliver, tenant_id=tenant, plan_id=plan_id, decision="approve",
-                      approver=Approver(provider="api", subject="reviewer", via="api"), comment="")
-    return raised
+    run = run_for_real(started["input"], started["instance_id"], approve=True)
+    assert run.status == "Completed", run.error
+    return dict(run.output)
 
 
 def table(path: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -29,6 +29,7 @@ def test_the_host_loads_exactly_these_functions_and_bindings() -> None:
         "github_webhook": [("durableClient", None, (), None, None), ("http", None, (), None, None),
                            ("httpTrigger", "github/webhook", ("POST",), None, None)],
         "plan_orchestrator": [("orchestrationTrigger", None, (), None, None)],
+        "run_steps_orchestrator": [("orchestrationTrigger", None, (), None, None)],
         "build_plan_activity": [("activityTrigger", None, (), None, None)],
         "request_approval_activity": [("activityTrigger", None, (), None, None)],
         "plan_approval": [("durableClient", None, (), None, None), ("http", None, (), None, None),

@@ -1,8 +1,9 @@
 """What the GitHub source's modules share about GitHub's REST API: constants, answer checks, error mapping.
 
-HTTP failures become one-line `SourceError`s: rate limits (with the reset time in UTC), token problems
-(401/403), GitHub being unavailable (5xx) and anything else with GitHub's own message. The token is
-only ever in a request's `Authorization` header, so it cannot show up in these messages.
+HTTP failures become one-line `SourceError`s: rate limits (with the reset time in UTC) and GitHub being
+unavailable (5xx) as `SourceUnavailableError` (safe to retry), token problems (401/403) and anything else
+with GitHub's own message. The token is only ever in a request's `Authorization` header, so it cannot
+show up in these messages.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from shared_core.core.errors import SourceError
+from shared_core.core.errors import SourceError, SourceUnavailableError
 
 API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -54,13 +55,14 @@ def failure(response: httpx.Response, what: str, repository: str) -> SourceError
     if status in (401, 403, 429):
         if headers.get("x-ratelimit-remaining") == "0":
             reset = reset_time(headers.get("x-ratelimit-reset"))
-            return SourceError(
+            return SourceUnavailableError(
                 f"GitHub API rate limit exhausted {where}; it resets at {reset}; retry then, or use a token "
                 "with a higher limit"
             )
         if status == 429 or "retry-after" in headers:
             wait = headers.get("retry-after", "60")
-            return SourceError(f"GitHub rate-limited requests {where} (secondary limit); retry after {wait} s")
+            return SourceUnavailableError(
+                f"GitHub rate-limited requests {where} (secondary limit); retry after {wait} s")
         if status == 401:
             return SourceError(
                 f"GitHub rejected the token (401) {where}; check that the GitHub token is set, valid and not expired"
@@ -69,7 +71,7 @@ def failure(response: httpx.Response, what: str, repository: str) -> SourceError
             f"GitHub refused access (403) {where}; give the token read access to the repository's contents"
         )
     if status >= 500:
-        return SourceError(f"GitHub is unavailable (HTTP {status}) {where}; retry later")
+        return SourceUnavailableError(f"GitHub is unavailable (HTTP {status}) {where}; retry later")
     return SourceError(f"GitHub answered HTTP {status} {where}: {message(response)}")
 
 

@@ -26,7 +26,8 @@ modes (a file turned symlink) and at most 300 of them, and compares against the 
 listing would still be needed to trust its answer.
 
 HTTP failures become one-line `SourceError`s: unknown repository, ref or blob (404/422), rate limits
-(with the reset time in UTC), token problems (401/403) and GitHub being unavailable (5xx, network).
+(with the reset time in UTC), token problems (401/403) and GitHub being unavailable (5xx, network); rate
+limits and unavailability are `SourceUnavailableError`s (safe to retry).
 The token is sent only in the `Authorization` header, only to the API's own host, and never appears
 in messages or logs.
 """
@@ -48,7 +49,7 @@ import httpx
 
 from shared_core.adapters.github._api import API_URL, API_VERSION, USER_AGENT, blob_id, failure, field
 from shared_core.adapters.github.archive import ArchiveLimits, Extraction, download_files
-from shared_core.core.errors import SourceError, StateError
+from shared_core.core.errors import SourceError, SourceUnavailableError, StateError
 from shared_core.ports import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -430,7 +431,8 @@ class GitHubSource:
                 data = None
             if isinstance(data, dict):
                 return data
-            raise SourceError(f"GitHub sent an unreadable answer for {what} of {self.repository}; retry later")
+            raise SourceUnavailableError(
+                f"GitHub sent an unreadable answer for {what} of {self.repository}; retry later")
         if response.status_code == 422:  # "No commit found for SHA: ...": the repository exists, the ref not
             raise SourceError(f"unknown {what} in GitHub repository {self.repository}; {hint}")
         if response.status_code == 404:
@@ -442,7 +444,7 @@ class GitHubSource:
         try:
             return self._client.get(url, params=params)
         except httpx.HTTPError as exc:
-            raise SourceError(
+            raise SourceUnavailableError(
                 f"GitHub is unreachable ({type(exc).__name__}) reading {what} of {self.repository}; retry later"
             ) from exc
 

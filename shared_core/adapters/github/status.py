@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from shared_core.core.errors import SourceError
+from shared_core.core.errors import SourceError, SourceUnavailableError
 
 if TYPE_CHECKING:
     import httpx
@@ -34,7 +34,12 @@ class GitHubStatusPublisher:
         )
 
     def publish(self, sha: str, state: str, description: str, target_url: str | None = None) -> None:
-        """Set the commit status; raises SourceError (one line, no token) when GitHub refuses or is down."""
+        """Set the commit status.
+
+        Raises:
+            SourceUnavailableError: GitHub cannot be reached, fails (5xx) or rate-limits (safe to retry).
+            SourceError: GitHub refuses the status (the token's permission); one line, never the token.
+        """
         import httpx
 
         if state not in STATES:
@@ -45,8 +50,11 @@ class GitHubStatusPublisher:
         try:
             response = self._client.post(f"/repos/{self.repository}/statuses/{sha}", json=body)
         except httpx.HTTPError as exc:
-            raise SourceError(f"GitHub unreachable setting the status of {sha[:12]}: {type(exc).__name__}; "
-                              "retry later") from None
+            raise SourceUnavailableError(f"GitHub unreachable setting the status of {sha[:12]}: "
+                                         f"{type(exc).__name__}; retry later") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise SourceUnavailableError(f"GitHub could not set the commit status of {self.repository}@{sha[:12]}: "
+                                         f"HTTP {response.status_code}; retry later")
         if response.status_code >= 400:
             raise SourceError(f"GitHub refused the commit status of {self.repository}@{sha[:12]}: "
                               f"HTTP {response.status_code}; check the token's repo:status permission")
