@@ -106,19 +106,20 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
             ChunkRequest(ids=ids, steps=part, attempts=job.step_retries,
                          skip=[p for p in part if first_broken_upstream(depends_on[p], statuses) is not None]),
             f"{context.instance_id}-w{number}-c{index}") for index, part in enumerate(parts)]
-        stuck: list[str] = []  # steps whose activity kept failing: their infrastructure, not their SQL
+        problems: list[str] = []  # steps that kept failing (their infrastructure, not their SQL), failed chunks
         for part, settled in zip(parts, (yield from settle(context, tasks)), strict=True):
             if settled.ok:
                 result: ChunkResult = settled.value
                 statuses.update(zip(part, result["statuses"], strict=True))
-                stuck += [f"step #{e['step']}: {e['detail']}" for e in result["exhausted"]]
+                problems += [f"step #{e['step']} kept failing after {job.step_retries} attempts: {e['detail']}"
+                             for e in result["exhausted"]]
             else:  # the chunk itself failed (a bug): its steps are unaccounted for
                 statuses.update(dict.fromkeys(part, "failed"))
-                stuck.append(f"steps #{part[0]}-#{part[-1]}: {settled.error}")
-        if stuck:
-            return (yield from finalize("failed", f"{len(stuck)} step(s) of wave {number + 1} of {len(waves)} kept "
-                                                  f"failing after {job.step_retries} attempts, so later waves did "
-                                                  f"not run; {stuck[0]}"))
+                problems.append(f"the chunk of steps #{part[0]}-#{part[-1]} failed: {settled.error}")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return (yield from finalize("failed", f"{problems[0]}{more}; wave {number + 1} of {len(waves)} "
+                                                  "finished, later waves did not run"))
     failed, outcome = failed_steps(statuses), plan_outcome(statuses)
     return (yield from finalize(outcome, f"{len(failed)} of {len(statuses)} steps did not succeed" if failed else
                                 f"{len(statuses)} steps succeeded" if statuses else

@@ -265,7 +265,9 @@ def test_a_step_whose_state_store_stays_down_lets_its_wave_finish_then_fails_the
 
     run = orchestrate(job, instance, events=[APPROVE], respond=recording(world, around))
     row = ended(run, world, instance, world.v1, "failed")
-    assert row["detail"] is not None and "1 step(s) of wave 1 of 4 kept failing after 3 attempts" in row["detail"]
+    assert row["detail"] is not None and f"step #{broken[0]} kept failing after 3 attempts: ActivityError: " \
+        "StateUnavailableError: state store unreachable" in row["detail"]
+    assert row["detail"].endswith("; wave 1 of 4 finished, later waves did not run")
     first_wave = run.children[0]
     assert first_wave.output["statuses"].count("success") == len(first_wave.output["statuses"]) - 1
     assert [c.instance_id for c in run.children] == [f"{instance}-w0-c0"]  # later waves never started

@@ -168,8 +168,7 @@ def test_a_step_that_exhausts_its_retries_lets_its_whole_wave_finish_before_the_
     waves = [list(range(150)), [150]]
     depends_on: list[list[int]] = [[] for _ in range(150)] + [[7]]
     result = run(World((waves, depends_on), step_raises={5: 3}, slow={6: 90, 140: 120}))
-    detail = ("1 step(s) of wave 1 of 2 kept failing after 3 attempts, so later waves did not run; "
-              f"step #5: RuntimeError: {DOWN}")
+    detail = f"step #5 kept failing after 3 attempts: RuntimeError: {DOWN}; wave 1 of 2 finished, later waves did not run"
     assert root_calls(result)[-1] == finalize("failed", detail)
     assert result.output == {"plan_id": PLAN_ID, "status": "failed"}
     assert [p for p, _ in steps_run(result)].count(5) == 3 and 150 not in [p for p, _ in steps_run(result)]
@@ -182,6 +181,17 @@ def test_a_step_that_exhausts_its_retries_lets_its_whole_wave_finish_before_the_
     position = {id(e): i for i, e in enumerate(result.history)}
     assert all(position[id(done)] < position[id(finalized)]  # the slow siblings, in both chunks, reported first
                for done in result.events(E.SUB_ORCHESTRATION_INSTANCE_COMPLETED))
+
+
+def test_a_chunk_that_fails_itself_fails_the_plan_after_the_other_chunks_finish() -> None:
+    waves = [list(range(120))]
+    malformed = World((waves, [[] for _ in range(120)]), answers={"run_step_activity": {"oops": True}})
+    result = run(malformed)
+    assert [child.status for child in result.children] == ["Failed", "Failed"]
+    detail = root_calls(result)[-1][1]["detail"]
+    assert detail.startswith("the chunk of steps #0-#99 failed: ")
+    assert detail.endswith(" (and 1 more); wave 1 of 1 finished, later waves did not run")
+    assert result.output == {"plan_id": PLAN_ID, "status": "failed"}
 
 
 # -- every failure path ends in finalize with a reason ----------------------------------------------------------------

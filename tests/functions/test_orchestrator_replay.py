@@ -116,8 +116,8 @@ START_EXECUTION = ("start_execution_activity", IDS)
 RUNNING = {"status": "running", "plan_id": PLAN_ID, "wave": 2, "waves": 2}
 AWAITING = {"status": "awaiting_approval", "plan_id": PLAN_ID}
 FAILURE = f"Activity function 'run_step_activity' failed: RuntimeError: {UNREACHABLE}"  # TaskFailed's Reason
-EXHAUSTED = ("1 step(s) of wave 1 of 2 kept failing after 3 attempts, so later waves did not run; "
-             f"step #0: RuntimeError: {UNREACHABLE}")
+EXHAUSTED = (f"step #0 kept failing after 3 attempts: RuntimeError: {UNREACHABLE}; wave 1 of 2 finished, later "
+             "waves did not run")
 
 # name -> (job, world, events, the root's expected activity calls, then the chunks', in order, the expected output
 # status, the expected custom status)
