@@ -159,7 +159,8 @@ async def decide_plan(store: ApprovalStore, raise_event: RaiseEvent, *, tenant_i
         text = await store.get_plan(tenant_id, plan_id)
         if text is None:
             raise NotFoundError(f"plan {plan_id[:12]} is not stored for this tenant; nothing was changed")
-        await check_not_stale(store, tenant_id, load_plan(text, f"stored plan {plan_id[:12]}"))
+        stored = await asyncio.to_thread(load_plan, text, f"stored plan {plan_id[:12]}")  # CPU: off the event loop
+        await check_not_stale(store, tenant_id, stored)
     instance: str = job["instance_id"]
     who = identity["github_login"] or identity["name"] or approver.subject
     payload = {"decision": decision, "by": who, "comment": comment}

@@ -28,7 +28,7 @@ from shared_core.adapters.local_git import LocalGitSource
 from shared_core.cli.demo import build_demo_repo, default_examples_dir
 from shared_core.ports import InlineAnalyzer
 from shared_core.security.approval_tokens import issue_approval_token
-from tests.functions.conftest import APPROVAL_SECRET, request, run_activity
+from tests.functions.conftest import APPROVAL_SECRET, APPROVED, approve_plan, request, run_activity
 from tests.functions.conftest import handler as function
 
 pytestmark = pytest.mark.integration
@@ -90,6 +90,7 @@ def test_a_push_from_plan_to_finalize_never_blocks_the_event_loop(app_env: dict[
             request("GET", f"/api/plans/{ref['plan_id']}/approval", params={"token": link},
                     route_params={"plan_id": ref["plan_id"]}), client=Mock()))
         assert page.status_code == 200
+        assert asyncio.run(approve_plan(app_env["tenant"], ref["plan_id"])) == APPROVED
         assert run_activity("start_execution_activity", ids)["status"] == "ok"
         statuses = [run_activity("run_step_activity", {**ids, "step": step, "skip_reason": None})["status"]
                     for wave in ref["waves"] for step in wave]

@@ -31,11 +31,10 @@ from shared_core.cli.demo import build_demo_repo, default_examples_dir
 from shared_core.cli.main import main
 from shared_core.core.state import JobRow
 from tests.functions.conftest import orchestrate, run_activity
-from tests.functions.durable_replay import Raise, Run
+from tests.functions.durable_replay import Run
 
 pytestmark = pytest.mark.integration
 ZERO = "0" * 40
-APPROVE = Raise("approval", {"decision": "approve", "by": "reviewer", "comment": ""})
 TOKEN = "ghp_" + "c3" * 18
 
 
@@ -247,7 +246,7 @@ def test_github_down_when_finalizing_is_retried_until_the_final_status_is_set(wo
         return run_activity(name, payload)
 
     job, instance = push(world, world.local, ZERO, world.v1)
-    run = orchestrate(job, instance, events=[APPROVE], respond=recording(world, around))
+    run = orchestrate(job, instance, approve=True, respond=recording(world, around))
     ended(run, world, instance, world.v1, "succeeded")
     assert world.calls.count("finalize_activity") == 3
     assert world.github.states(world.v1) == ["pending", "success"]
@@ -263,7 +262,7 @@ def test_a_step_whose_state_store_stays_down_lets_its_wave_finish_then_fails_the
             return with_postgres_down(name, payload)
         return run_activity(name, payload)
 
-    run = orchestrate(job, instance, events=[APPROVE], respond=recording(world, around))
+    run = orchestrate(job, instance, approve=True, respond=recording(world, around))
     row = ended(run, world, instance, world.v1, "failed")
     assert row["detail"] is not None and f"step #{broken[0]} kept failing after 3 attempts: ActivityError: " \
         "StateUnavailableError: state store unreachable" in row["detail"]
