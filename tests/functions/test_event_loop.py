@@ -36,7 +36,7 @@ ZERO = "0" * 40
 BLOCKING: dict[type, tuple[str, ...]] = {
     LocalGitSource: ("resolve", "commit_time", "read_file", "list_files", "read_blobs"),
     LocalBlobStore: ("get", "put", "exists", "health"),
-    DuckDBExecutor: ("__init__", "close", "committed_batches", "committed_plan_batches", "run_batch"),
+    DuckDBExecutor: ("__init__", "close", "committed_batches", "run_batch"),
     CachedAnalyzer: ("analyze_many", "prefetch", "start_workers", "close"),
     InlineAnalyzer: ("analyze_many",),
     LoggedStatusPublisher: ("publish",),
