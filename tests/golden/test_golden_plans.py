@@ -319,3 +319,35 @@ def test_header_data_change_names_fields() -> None:
         ("mart.customer_ltv", "full_refresh", None, None, 0, False, 0),
         ("mart.daily_revenue", "backfill", "2024-01-01" + D, "2024-03-15" + D, 74, True, 0),
     ]
+
+
+def test_the_review_mask_hides_ids_and_hashes_and_nothing_else() -> None:
+    """`tests/golden/compare.py` (the review of regenerated golden plans) sees every change but IDs and hashes."""
+    import hashlib
+    import re
+
+    from tests.golden.compare import differences
+
+    plan = _golden("logic_change")
+    text = json.dumps(plan)
+    rehashed = json.loads(re.sub(r"[0-9a-f]{64}", lambda m: hashlib.sha256(m.group().encode()).hexdigest(), text))
+    rehashed["inputs"]["canonicalizer"] = "v9"
+    assert rehashed["plan_id"] != plan["plan_id"] and differences(plan, rehashed) == []
+    reclassified = json.loads(text)
+    reclassified["models"][0]["change"] = "cosmetic"
+    assert differences(plan, reclassified) == [
+        "models[0]: " + str({**_masked_change(plan, 0)}) + " -> " + str({**_masked_change(plan, 0), "change": "cosmetic"})
+    ]
+    reordered = json.loads(text)
+    reordered["steps"][0], reordered["steps"][1] = reordered["steps"][1], reordered["steps"][0]
+    assert differences(plan, reordered)
+    moved = json.loads(text)
+    moved["steps"][-1]["end"] = "2024-03-12T00:00:00Z"
+    found = differences(plan, moved)
+    assert len(found) == 1 and found[0].startswith(f"steps[{len(plan['steps']) - 1}]: ")
+
+
+def _masked_change(plan: dict[str, Any], index: int) -> dict[str, Any]:
+    from tests.golden.compare import masked_plan
+
+    return dict(masked_plan(plan)["models"][index])

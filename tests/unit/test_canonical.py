@@ -1,4 +1,4 @@
-"""Canonicalization v1 and the safety guard: pinned canonical strings and rejected statements."""
+"""Canonicalization (v2) and the safety guard: pinned canonical strings, change classes and rejected statements."""
 
 from __future__ import annotations
 
@@ -6,53 +6,95 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlglot
 
 from shared_core.core.errors import ModelError, UnsafeSqlError
+from shared_core.core.planning.diff import diff_projects
+from shared_core.core.project.models import ModelSource, load_project
 from shared_core.core.project.templating import render_template
+from shared_core.core.sql.analysis import InlineAnalyzer
 from shared_core.core.sql.canonical import (
     CANONICALIZER_VERSION,
     analyze_query,
     canonical_sql,
+    canonicalize,
     canonicalize_tree,
     content_key,
     parse_query,
     resolve_canonical,
 )
 
-CASES = json.loads((Path(__file__).parents[1] / "fixtures" / "canonical_v1.json").read_text("utf-8"))
-# Pinned canonical forms of SQL that the guard refuses (user-defined functions): the canonicalizer
-# still has one form for them, but `analyze_query` refuses the model before canonicalizing.
-REFUSED_BY_GUARD = {"unknown function names upper-cased"}
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+CASES = json.loads((FIXTURES / "canonical_v2.json").read_text("utf-8"))
+V1_CASES = json.loads((FIXTURES / "canonical_v1.json").read_text("utf-8"))  # the record of v1, never edited
+PAIRS = json.loads((FIXTURES / "change_classification.json").read_text("utf-8"))
 
 
 def _canonical(sql: str) -> str:
     """The canonicalizer alone, without the guard's function and relation rules."""
-    tree = parse_query(render_template(sql, "m.sql").rendered, "m.sql")
-    canonicalize_tree(tree)
-    return canonical_sql(tree)
+    return canonicalize(render_template(sql, "m.sql").rendered, "m.sql")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["why"] for c in CASES])
 def test_canonical_form_is_pinned(case: dict[str, str]) -> None:
-    if case["why"] in REFUSED_BY_GUARD:
+    if case.get("guard") == "refused":  # user-defined functions: one form, but `analyze_query` refuses the model
         with pytest.raises(UnsafeSqlError, match="is not allowed"):
             analyze_query(case["sql"], "m.sql")
-        assert _canonical(case["sql"]) == case["canonical"]
     else:
         assert analyze_query(case["sql"], "m.sql").canonical == case["canonical"]
-        assert _canonical(case["sql"]) == case["canonical"]
+    assert _canonical(case["sql"]) == case["canonical"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["why"] for c in CASES])
 def test_canonical_form_is_a_fixed_point(case: dict[str, str]) -> None:
     once = _canonical(case["sql"])
     assert _canonical(once) == once
-    if case["why"] not in REFUSED_BY_GUARD:
+    if case.get("guard") != "refused":
         assert analyze_query(once, "m.sql").canonical == once
 
 
-def test_version_is_v1_and_enters_the_content_key() -> None:
-    assert CANONICALIZER_VERSION == "v1"
+@pytest.mark.parametrize("case", CASES, ids=[c["why"] for c in CASES])
+def test_sqlglot_printed_forms_canonicalize_equal(case: dict[str, str]) -> None:
+    rendered = render_template(case["sql"], "m.sql").rendered
+    for pretty in (False, True):
+        printed = sqlglot.transpile(rendered, read="databricks", write="databricks", pretty=pretty)[0]
+        assert _canonical(printed) == case["canonical"], printed
+
+
+def test_every_v1_case_is_carried_into_v2_and_every_change_is_explained() -> None:
+    by_sql = {case["sql"]: case for case in CASES}
+    for old in V1_CASES:
+        new = by_sql[old["sql"]]
+        assert (new["canonical"] != old["canonical"]) == ("changed_from_v1" in new), old["why"]
+    assert [c["why"] for c in CASES if "changed_from_v1" in c] == [
+        "a column aliased to its own lower-case name; an alias in another case is kept",
+    ]
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=[p["why"] for p in PAIRS])
+def test_change_classification(pair: dict[str, str]) -> None:
+    header = "-- name: s.m\n-- kind: FULL_REFRESH\n"
+    base = load_project([ModelSource("models/m.sql", header + pair["old"])])
+    target = load_project([ModelSource("models/m.sql", header + pair["new"])])
+    changes, _ = diff_projects(base, target, InlineAnalyzer())
+    assert [(c.name, c.change) for c in changes] == [("s.m", pair["change"])]
+
+
+def test_the_pairs_cover_both_classes_and_the_issue_cases() -> None:
+    assert {p["change"] for p in PAIRS} == {"modified", "cosmetic"}
+    modified = " ".join(p["old"] for p in PAIRS if p["change"] == "modified")
+    for needle in ("named_struct('OrderId'", "struct(1 AS Key)", "to_json(struct(*))", "map('Key'"):
+        assert needle in modified
+
+
+def test_canonical_sql_prints_a_normalized_tree() -> None:
+    tree = parse_query("select A AS Key from T", "m.sql")
+    canonicalize_tree(tree)
+    assert canonical_sql(tree) == "SELECT `a` AS `Key` FROM `t`"
+
+
+def test_version_is_v2_and_enters_the_content_key() -> None:
+    assert CANONICALIZER_VERSION == "v2"
     assert content_key("SELECT 1") != content_key("SELECT 1 ")
     assert content_key("SELECT 1") == content_key("SELECT 1")
 

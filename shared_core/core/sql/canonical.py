@@ -1,24 +1,15 @@
 """Canonicalize a model's SQL (Databricks dialect), after the guard (`guard.py`) has checked it.
 
-Canonicalization "v1" parses the rendered body with sqlglot and prints it back in one fixed form, so
-edits that cannot change the result do not change the content hash. Exactly these differences vanish:
+Canonicalization "v2" parses the rendered body with sqlglot, applies the rules of `normalize.py` and prints
+the tree back in one fixed form (one line, every identifier quoted), so that edits which cannot change the
+data a model produces do not change its content hash, and every edit that can does. The printed form is
+then put through the same parse-normalize-print again until it no longer changes (at most
+`SETTLE_ROUNDS` times): sqlglot's generator rewrites some forms it reads (`((VALUES 1))`, a derived alias
+it names itself), and settling makes a query and the form sqlglot prints for it canonicalize equal.
 
-1. comments (`--`, `/* */`) and all whitespace and line breaks;
-2. keyword case (`select` = `SELECT`), optional keywords (`AS` before an alias, `INNER` in
-   `INNER JOIN`, `OUTER` in `LEFT OUTER JOIN`, a trailing `;`) and function-name case;
-3. identifier case and quoting (`Orders` = `orders` = `` `orders` ``): Databricks resolves identifiers
-   case-insensitively, quoted or not;
-4. redundant parentheses: around a single column, literal, function call or parenthesized expression;
-   around a whole WHERE / HAVING / QUALIFY / JOIN ... ON condition, a projection or an alias; around a
-   comparison or NOT that is an operand of AND / OR, around an AND inside AND or OR, and around an
-   OR inside OR;
-   parentheses that can change precedence (`(a OR b) AND c`, `(a + b) * c`) are kept;
-5. redundant aliases: a column aliased to its own name (`t.id AS id`) and a table aliased to its own
-   name (`FROM sales.orders AS orders`, `FROM {{ ref('sales.orders') }} AS orders`).
-
-String literals, numbers, operators and everything else are kept exactly. The version string enters
-every content hash, so a future "v2" can never collide with v1 hashes. sqlglot is imported lazily:
-planning from a warm cache never pays for it.
+The version string enters every content hash, so hashes of different versions never collide; both sides
+of a diff are always canonicalized by the running version. sqlglot is imported lazily: planning from a
+warm cache never pays for it.
 """
 
 from __future__ import annotations
@@ -29,15 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 from shared_core.core.project.templating import render_template
 from shared_core.core.sql.guard import TreeGuard, parse_statement
+from shared_core.core.sql.normalize import normalize_tree
 from shared_core.core.sql.quality import guard_test, header_sources_and_tests
 
 if TYPE_CHECKING:
     from sqlglot import exp
 
-CANONICALIZER_VERSION = "v1"
+CANONICALIZER_VERSION = "v2"
 #: Enters the content key (not the content hash): analyses cached before the guard changed are not reused.
-GUARD_VERSION = "g1"
+GUARD_VERSION = "g2"
 DIALECT = "databricks"
+#: How many times a canonical text is parsed, normalized and printed again at most before it is final.
+SETTLE_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -87,7 +81,7 @@ def analyze_query(text: str, path: str) -> QueryAnalysis:
     template = render_template(text, path)
     tree = parse_statement(template.rendered, path, guard_later=True)
     guard = TreeGuard(path=path, sql=template.rendered, refs=len(template.refs))
-    _canonicalize(tree, guard=guard)  # its walk also does the guard's
+    normalize_tree(tree, visit=guard.visit)  # one walk: the guard sees each node before it is normalized
     relations = guard.relations
     sources, tests = header_sources_and_tests(text, path)
     numbering = {name: index for index, name in enumerate(template.refs)}
@@ -97,7 +91,7 @@ def analyze_query(text: str, path: str) -> QueryAnalysis:
     for name, line in relations:
         if name not in sources:
             undeclared.setdefault(name, line)
-    return QueryAnalysis(canonical_sql(tree, copy=False), template.refs, template.placeholders,
+    return QueryAnalysis(settle(canonical_sql(tree, copy=False)), template.refs, template.placeholders,
                          tuple(undeclared.items()))
 
 
@@ -112,92 +106,44 @@ def parse_query(sql: str, path: str) -> exp.Expr:
 
 
 def canonicalize_tree(tree: exp.Expr) -> None:
-    """Apply the v1 normalizations (see the module docstring) to `tree`, in place."""
-    _canonicalize(tree, guard=None)
+    """Apply the normalization rules (`shared_core.core.sql.normalize`) to `tree`, in place."""
+    normalize_tree(tree)
 
 
-def _canonicalize(tree: exp.Expr, *, guard: TreeGuard | None) -> None:
-    """`canonicalize_tree`; with `guard`, each node is first shown to `guard.visit` (which raises for a
-    node that breaks a rule), before this walk changes it."""
-    from sqlglot import exp
+def canonicalize(sql: str, path: str = "query.sql") -> str:
+    """The canonical form of one rendered query, without the guard's function and relation rules.
 
-    # One walk collects the nodes of the later passes: the first pass changes no structure, removing
-    # a paren keeps every alias and table, and the alias pass removes no table, so these are the
-    # nodes (in the order) that walking again before each pass would find (aliases may come in
-    # another order, but always each before the aliases inside it, which is all their pass needs).
-    parens: list[exp.Paren] = []
-    aliases: list[exp.Alias] = []
-    tables: list[exp.Table] = []
-    for node in list(tree.walk()):
-        if guard is not None:
-            guard.visit(node)
-        node.comments = None
-        if isinstance(node, exp.Identifier):
-            node.set("this", node.name.lower())
-            node.set("quoted", False)
-        elif isinstance(node, exp.Anonymous):
-            node.set("this", node.name.upper())
-        elif isinstance(node, exp.Join):
-            kind = node.args.get("kind")
-            if kind == "INNER" or (kind == "OUTER" and node.args.get("side")):
-                node.set("kind", None)
-        if isinstance(node, exp.Paren):
-            parens.append(node)
-        elif isinstance(node, exp.Alias):
-            aliases.append(node)
-        elif isinstance(node, exp.Table):
-            tables.append(node)
-    for paren in reversed(parens):
-        if _redundant_paren(paren):
-            paren.replace(paren.this)
-    for alias in aliases:
-        inner = alias.this
-        if isinstance(inner, exp.Column) and inner.name and inner.name == alias.alias:
-            alias.replace(inner)
-    for table in tables:
-        table_alias = table.args.get("alias")
-        if table_alias is not None and not table_alias.columns and table_alias.name == table.name:
-            table.set("alias", None)
+    >>> canonicalize("select Id AS Key, t.Name from T where (x = 1)")
+    'SELECT `id` AS `Key`, `t`.`name` FROM `t` WHERE `x` = 1'
+
+    Raises:
+        ModelError: the SQL does not parse.
+        UnsafeSqlError: it is not exactly one read-only query.
+    """
+    tree = parse_statement(sql, path)
+    normalize_tree(tree)
+    return settle(canonical_sql(tree, copy=False))
 
 
-def _redundant_paren(paren: exp.Paren) -> bool:
-    from sqlglot import exp
+def settle(text: str) -> str:
+    """Parse, normalize and print a canonical text again until it stays the same (`SETTLE_ROUNDS` at most).
 
-    inner = paren.this
-    if isinstance(inner, (exp.Column, exp.Literal, exp.Paren, exp.Null, exp.Boolean, exp.Star, exp.Case)):
-        return True
-    if isinstance(inner, exp.Func) and _is_call(inner):
-        return True
-    parent = paren.parent
-    if isinstance(parent, (exp.Where, exp.Having, exp.Qualify, exp.Alias, exp.Paren)):
-        return True
-    if isinstance(parent, exp.Connector) and isinstance(inner, (exp.Predicate, exp.Not)):
-        return True  # comparisons and NOT bind tighter than AND and OR
-    if isinstance(parent, exp.Or) and isinstance(inner, (exp.And, exp.Or)):
-        return True  # AND binds tighter than OR, and OR is associative
-    if isinstance(parent, exp.And) and isinstance(inner, exp.And):
-        return True  # AND is associative
-    if isinstance(parent, exp.Join) and paren.arg_key == "on":
-        return True
-    return isinstance(parent, exp.Select) and paren.arg_key == "expressions"
+    A text sqlglot cannot read back is final as it is: the first form is then the canonical one.
+    """
+    import sqlglot
+    from sqlglot.errors import SqlglotError
 
-
-def _is_call(node: exp.Func) -> bool:
-    """Whether `node` prints as a self-delimited call `NAME(...)` (in sqlglot, AND/OR are Funcs too)."""
-    from sqlglot import exp
-
-    if isinstance(node, (exp.Binary, exp.Unary, exp.Connector, exp.Predicate)):
-        return False
-    text = node.sql(dialect=DIALECT)
-    head, paren, _ = text.partition("(")
-    if not paren or not head or not text.endswith(")") or not head.replace("_", "").replace(".", "").isalnum():
-        return False
-    depth = 0
-    for index, char in enumerate(text[len(head):]):
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0 and index < len(text) - len(head) - 1:
-            return False  # the first call closes before the end: `f(a) + g(b)`
-    return True
+    for _ in range(SETTLE_ROUNDS):
+        try:
+            tree = sqlglot.parse_one(text, read=DIALECT)
+        except SqlglotError:
+            return text
+        normalize_tree(tree)
+        again = canonical_sql(tree, copy=False)
+        if again == text:
+            return text
+        text = again
+    return text
 
 
 def canonical_sql(tree: exp.Expr, *, copy: bool = True) -> str:
