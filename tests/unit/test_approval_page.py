@@ -36,7 +36,7 @@ from tests.plans import stub_plan
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden"
 SCENARIOS = sorted(p.name for p in GOLDEN.iterdir() if (p / "plan.json").is_file())
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvY3RvIn0.c2ln"
-ACTION_URL = "/api/plans/a80a71a0bccb/approval"
+ACTION_URL = "/api/plans/4dc799f753c2/approval"
 XSS = "<script>alert(1)</script>"
 
 
@@ -99,7 +99,7 @@ def test_logic_change_page_shows_the_whole_plan() -> None:
     html = render(plan, sql_diffs=golden_sql_diffs("logic_change"), expires_at=datetime(2024, 3, 16, 6, tzinfo=UTC))
     text = Page(html).all_text()
     expected = [
-        "Review plan a80a71a0bccb",
+        "Review plan 4dc799f753c2",
         plan.plan_id,
         "17b78e1ff700 → 5ff4fa74ce15",
         "2024-03-15T06:00:00Z",

@@ -180,5 +180,5 @@ def test_check_reports_every_undeclared_relation_with_the_fix() -> None:
 
 
 def test_the_guard_version_enters_the_content_key() -> None:
-    assert GUARD_VERSION == "g1"
-    assert content_key("SELECT 1") == hashlib.sha256(b"v1\0g1\0SELECT 1").hexdigest()
+    assert GUARD_VERSION == "g2"
+    assert content_key("SELECT 1") == hashlib.sha256(b"v2\0g2\0SELECT 1").hexdigest()

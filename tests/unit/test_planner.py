@@ -80,7 +80,7 @@ def test_logic_change_plans_the_model_and_its_downstream_only() -> None:
 
 def test_cosmetic_and_moved_and_metadata_changes_plan_nothing() -> None:
     target = {
-        "models/a.sql": CHAIN["models/a.sql"].replace("SELECT 1 AS x", "select 1 as X -- one"),
+        "models/a.sql": CHAIN["models/a.sql"].replace("SELECT 1 AS x", "select 1 as `x` -- one"),
         "models/deeper/b2.sql": CHAIN["models/b.sql"],
         "models/c.sql": CHAIN["models/c.sql"].replace("-- kind: FULL_REFRESH", "-- kind: FULL_REFRESH\n-- owner: me"),
         "models/d.sql": CHAIN["models/d.sql"],
@@ -91,6 +91,14 @@ def test_cosmetic_and_moved_and_metadata_changes_plan_nothing() -> None:
     assert changes["s.a"].change == "cosmetic" and changes["s.a"].old_hash == changes["s.a"].new_hash
     assert changes["s.c"].change == "metadata" and "owner" in changes["s.c"].reason
     assert "s.b" not in changes  # moved, same bytes: not a change at all
+
+
+def test_the_case_of_an_alias_is_a_data_change() -> None:
+    """`1 AS X` names the table's column `X`: downstream `SELECT *` and `to_json(struct(*))` see it."""
+    target = {**CHAIN, "models/a.sql": CHAIN["models/a.sql"].replace("SELECT 1 AS x", "SELECT 1 AS X")}
+    p = plan(CHAIN, target)
+    assert [(m["name"], m["change"]) for m in p["models"]] == [("s.a", "modified")]
+    assert [s["model"] for s in p["steps"]] == ["s.a", "s.b", "s.c"]
 
 
 def test_short_and_full_refs_hash_the_same() -> None:

@@ -6,7 +6,8 @@ IN lists and IS NULL, GROUP BY). Each query is rendered twice:
 
 - plainly: upper-case keywords, single spaces, `AS` everywhere, full ref names, header in fixed order;
 - as a cosmetic variant: random whitespace and line breaks, `--` and `/* */` comments, random keyword,
-  function-name and identifier case, backquoted identifiers, optional `AS`, `INNER` / `OUTER` join
+  function-name and identifier case (not the case of column aliases, which name the table's columns),
+  backquoted identifiers, optional `AS`, `INNER` / `OUTER` join
   words, redundant parentheses (around atoms, whole conditions and projections), self-aliases
   (`t.id AS id`, `FROM sales.orders AS orders`), a trailing `;`, ref() spelled with other quotes,
   spacing, case or the short model name, and a header with shuffled lines, other key case and
@@ -17,7 +18,8 @@ Three cosmetic edits are deliberately not generated because the canonicalizer mi
 `;`, and a comment between GROUP and BY.
 
 The canonicalizer promises (module docstring of `shared_core.core.sql.canonical`) that the variant has the
-content hash of the plain rendering, and that changing one literal or one column name changes it.
+content hash of the plain rendering, and that changing one literal, one column name or the case of one
+column alias changes it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from shared_core.core.project.models import ModelSource, load_project
@@ -163,6 +165,10 @@ class PlainStyle:
     def ident(self, name: str) -> str:
         return name
 
+    def name(self, name: str) -> str:
+        """A column alias: its case is the column's name, so only its quoting may vary."""
+        return name
+
     def sep(self) -> str:
         return " "
 
@@ -205,6 +211,9 @@ class CosmeticStyle(PlainStyle):
     def ident(self, name: str) -> str:
         cased = self._case(name)
         return f"`{cased}`" if self.rnd.random() < 0.25 else cased
+
+    def name(self, name: str) -> str:
+        return f"`{name}`" if self.rnd.random() < 0.25 else name
 
     def _comment(self) -> str:
         text = "".join(self.rnd.choice(_COMMENT_TEXT) for _ in range(self.rnd.randrange(12)))
@@ -261,7 +270,7 @@ class Renderer:
 
     style: PlainStyle
     edit: tuple[str, int, Callable[[str], str]] | None = None
-    counts: dict[str, int] = field(default_factory=lambda: {"col": 0, "lit": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"col": 0, "lit": 0, "alias": 0})
 
     def _counted(self, kind: str, value: str) -> str:
         index = self.counts[kind]
@@ -344,10 +353,10 @@ class Renderer:
             if index:
                 tokens.append(",")
             tokens += self._wrap(self.expr(expression), 0.1)
-            if alias is None and expression[0] == "col" and self.style.chance(0.3):
-                alias = expression[2]  # a column aliased to its own name
             if alias is not None:
-                tokens += [*self._as(), self.style.ident(alias)]
+                tokens += [*self._as(), self.style.name(self._counted("alias", alias))]
+            elif expression[0] == "col" and self.style.chance(0.3):
+                tokens += [*self._as(), self.style.name(expression[2])]  # a column aliased to its own name
         tokens += [self.style.kw("FROM"), *self.source(main)]
         for side, source, on in joins:
             if side == "LEFT":
@@ -468,6 +477,19 @@ def test_renaming_a_column_always_changes_the_content_hash(
         return new_name if new_name != old else "renamed_col"
 
     edited, _ = render(query, CosmeticStyle(random.Random(style_seed)), ("col", index, rename))
+    assert content_hash(edited) != content_hash(plain), f"plain:\n{plain}\nedited:\n{edited}"
+
+
+@PROPERTY_SETTINGS
+@given(query=queries(), style_seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_changing_the_case_of_an_alias_always_changes_the_content_hash(
+    query: tuple[Any, ...], style_seed: int, data: st.DataObject
+) -> None:
+    """An alias names a column of the table (and a key of every `to_json(struct(*))` over it): its case is data."""
+    plain, counts = render(query, PlainStyle())
+    assume(counts["alias"] > 0)
+    index = data.draw(st.integers(0, counts["alias"] - 1), label="alias")
+    edited, _ = render(query, CosmeticStyle(random.Random(style_seed)), ("alias", index, str.capitalize))
     assert content_hash(edited) != content_hash(plain), f"plain:\n{plain}\nedited:\n{edited}"
 
 
