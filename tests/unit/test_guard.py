@@ -182,3 +182,39 @@ def test_check_reports_every_undeclared_relation_with_the_fix() -> None:
 def test_the_guard_version_enters_the_content_key() -> None:
     assert GUARD_VERSION == "g2"
     assert content_key("SELECT 1") == hashlib.sha256(b"v2\0g2\0SELECT 1").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("sql", "problem", "keyword"),
+    [
+        ("SELECT * FROM raw.a JOIN raw.b ON", "ON without a join condition", " ON"),
+        ("SELECT * FROM raw.a JOIN raw.b ON WHERE x = 1", "ON without a join condition", " ON"),
+        ("SELECT * FROM raw.a LEFT JOIN raw.b ON LEFT JOIN raw.c ON a.k = c.k", "ON without a join condition", " ON"),
+        ("SELECT * FROM (SELECT * FROM raw.a JOIN raw.b ON) AS x", "ON without a join condition", " ON"),
+        ("SELECT * FROM raw.a JOIN raw.b USING", "USING without a parenthesized column list", " USING"),
+        ("SELECT x FROM raw.a GROUP BY", "GROUP BY without columns", " GROUP"),
+        ("SELECT x FROM raw.a GROUP BY HAVING x > 1", "GROUP BY without columns", " GROUP"),
+        ("SELECT sum(x) OVER (PARTITION BY) AS s FROM raw.a", "PARTITION BY without columns", "PARTITION"),
+    ],
+)
+def test_a_dangling_clause_is_a_syntax_error_not_a_cross_join(sql: str, problem: str, keyword: str) -> None:
+    """sqlglot reads `JOIN b ON` as `ON TRUE` and drops an empty PARTITION BY; IronLayer refuses both."""
+    with pytest.raises(ModelError) as caught:
+        analyze_query(HEAD + sql, "models/m.sql")
+    col = sql.index(keyword) + 1 + keyword.startswith(" ")  # 1-based, at the keyword's first letter
+    assert (caught.value.line, caught.value.col) == (3, col)
+    assert f"SQL syntax error: {problem}" in str(caught.value)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM raw.a JOIN raw.b",  # an inner join without condition is every pair of rows, as written
+    "SELECT * FROM raw.a CROSS JOIN raw.b",
+    "SELECT * FROM raw.a JOIN raw.b ON LEFT(raw.a.k, 1) = raw.b.k",
+    "SELECT * FROM raw.a AS semi JOIN raw.b ON semi.k = raw.b.k",
+    "SELECT * FROM raw.a JOIN raw.b ON (raw.a.k = raw.b.k) -- ON\nWHERE 1 = 1",
+    "SELECT * FROM raw.a JOIN raw.b USING (k)",
+    "SELECT k FROM raw.a GROUP BY ALL",
+    "SELECT k, sum(x) OVER (PARTITION BY k ORDER BY x) AS s FROM raw.a",
+])
+def test_complete_clauses_are_accepted(sql: str) -> None:
+    assert analyze_query(HEAD + sql, "models/m.sql").canonical

@@ -63,12 +63,27 @@ def test_expressions_inside_strings_are_still_replaced_next_to_literal_braces() 
 
 @pytest.mark.parametrize(
     ("text", "col"),
-    [("SELECT '{%' AS a, {% raw %}", 19), ("SELECT `{%}` AS a", 9), ("-- note {% x %}\nSELECT 1", 9)],
+    [("SELECT '{%' AS a, {% raw %}", 19), ("SELECT `{%}` AS a", 9), ("SELECT 1 /* a */ {# b #}", 18)],
 )
-def test_blocks_outside_strings_even_in_identifiers_and_comments_are_refused(text: str, col: int) -> None:
+def test_blocks_outside_strings_and_comments_even_in_identifiers_are_refused(text: str, col: int) -> None:
     with pytest.raises(ModelError, match="Jinja blocks") as caught:
         render_template(text, "m.sql")
     assert caught.value.col == col
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-- note {% x %}\nSELECT 1",
+        "SELECT 1 /* {{ config(materialized='table') }} {# old #} */",
+        "SELECT a -- {% if var('x') %} was removed\nFROM t",
+        "-- name: a.b\n-- description: renders {{ whatever }} in {% docs %}\nSELECT 1",
+    ],
+)
+def test_template_markers_in_comments_are_text(text: str) -> None:
+    """A comment never runs: a Jinja block or an unknown expression inside one is text, as in a string."""
+    template = render_template(text, "m.sql")
+    assert template.rendered == text and template.refs == () and template.placeholders == ()
 
 
 def test_model_token_is_bound_only_outside_strings_identifiers_and_comments() -> None:

@@ -2,9 +2,10 @@
 
 Only three expressions exist: `{{ ref('schema.model') }}` (or a short name), `{{ start_date }}` and
 `{{ end_date }}`. Anything else, and any Jinja block (`{% ... %}`), is an error: model files are SQL,
-not programs. Inside a SQL string literal (`'...'`, `"..."`, also within a `--` comment line such as a
-`tests:` header) braces are ordinary text, so `LIKE '{%'` or `'{{x}}'` stay as written; only the three
-expressions are replaced there too. Rendering for analysis replaces each distinct ref with a token
+not programs. Inside a SQL string literal (`'...'`, `"..."`) and inside a comment (`-- ...`, `/* ... */`)
+braces are ordinary text, so `LIKE '{%'`, `'{{x}}'` or `-- {% if %} was removed` stay as written; only the
+three expressions are replaced there too (a `tests:` header line is a comment, and its `custom_sql`
+tests use `ref()`). Rendering for analysis replaces each distinct ref with a token
 `__il_ref_N__` (N in order of first appearance) and each placeholder with `__il_start_date__` /
 `__il_end_date__`, so the analysis of a file depends on its bytes alone and can be cached by content.
 A quality test's `{model}` becomes the token `__il_model__` (outside strings and comments).
@@ -45,11 +46,12 @@ def render_template(text: str, path: str) -> Template:
     >>> t = render_template("SELECT * FROM {{ ref('raw.orders') }} WHERE d >= '{{ start_date }}'", "m.sql")
     >>> t.rendered, t.refs
     ("SELECT * FROM __il_ref_0__ WHERE d >= '__il_start_date__'", ('raw.orders',))
-    >>> render_template("SELECT s LIKE '{%' AS x", "m.sql").rendered
-    "SELECT s LIKE '{%' AS x"
+    >>> render_template("SELECT s LIKE '{%' AS x -- {% if x %}", "m.sql").rendered
+    "SELECT s LIKE '{%' AS x -- {% if x %}"
 
     Raises:
-        ModelError: an expression other than ref/start_date/end_date, or a Jinja block, outside a string.
+        ModelError: an expression other than ref/start_date/end_date, or a Jinja block, outside a string
+            or comment.
     """
     return _render(text, path, refs=None, line=0)
 
@@ -74,7 +76,7 @@ def _render(text: str, path: str, *, refs: Mapping[str, int] | None, line: int) 
     known: dict[str, int] = {}
     lines: list[int] = []
     used: set[str] = set()
-    strings: list[tuple[int, int]] | None = None  # computed only when a brace needs it
+    texts: list[tuple[int, int]] | None = None  # strings and comments, computed only when a brace needs it
 
     def fail(message: str, start: int) -> ModelError:
         if line:
@@ -112,11 +114,11 @@ def _render(text: str, path: str, *, refs: Mapping[str, int] | None, line: int) 
             problem = (f"unknown template expression '{{{{ {inner} }}}}'; use ref('schema.model'), start_date or "
                        "end_date")
         if replacement is None:
-            if strings is None:
-                strings = string_spans(text)
-            if not _inside(strings, match.start()):
+            if texts is None:
+                texts = _protected_spans(text, identifiers=False)
+            if not _inside(texts, match.start()):
                 raise fail(problem or "", match.start())
-            parts.append(text[pos:match.start() + 2])  # literal text inside a string: keep, look further
+            parts.append(text[pos:match.start() + 2])  # text inside a string or comment: keep, look further
             pos = match.start() + 2
             continue
         parts.append(text[pos:match.start()])
@@ -158,11 +160,11 @@ def string_spans(text: str) -> list[tuple[int, int]]:
     return [(start, end) for start, end, kind in _regions(text) if kind == "string"]
 
 
-def _protected_spans(text: str) -> list[tuple[int, int]]:
-    """Strings, quoted identifiers and comments: where a `{model}` is text, not the relation."""
+def _protected_spans(text: str, *, identifiers: bool = True) -> list[tuple[int, int]]:
+    """Strings, comments and (with `identifiers`) quoted identifiers: where a `{model}` or a brace is text."""
     spans: list[tuple[int, int]] = []
-    for start, end, _ in _regions(text):
-        if spans and start < spans[-1][1]:
+    for start, end, kind in _regions(text):
+        if (spans and start < spans[-1][1]) or (kind == "identifier" and not identifiers):
             continue  # a string inside a comment: the comment already covers it
         spans.append((start, end))
     return spans

@@ -23,7 +23,7 @@ planned but never checked clean or run. Every other rule holds in every mode.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from shared_core.core.errors import ModelError, UnsafeSqlError
@@ -37,6 +37,7 @@ from shared_core.core.sql.allowlist import (
 
 if TYPE_CHECKING:
     from sqlglot import exp
+    from sqlglot.tokens import Token
 
 DIALECT = "databricks"
 
@@ -125,21 +126,24 @@ def parse_statement(sql: str, path: str, *, subject: str = "model", line: int = 
         ModelError: a parse error, with the position sqlglot reports.
         UnsafeSqlError: no statement, several statements, or a statement that writes or changes state.
     """
-    import sqlglot
+    from sqlglot.dialects.dialect import Dialect
     from sqlglot.errors import ParseError, TokenError
 
     what = "a model is exactly one SELECT query" if subject == "model" else (
         "a custom_sql test is exactly one SELECT query returning the failing rows")
+    prefix = "SQL syntax error" if subject == "model" else "SQL syntax error in a custom_sql test"
     try:
+        dialect = Dialect.get_or_raise(DIALECT)
+        tokens = dialect.tokenize(sql)
         # A comment after the last ';' comes back as a Semicolon "statement": it is only a comment.
-        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None and type(s).__name__ != "Semicolon"]
+        statements = [s for s in dialect.parser().parse(tokens, sql)
+                      if s is not None and type(s).__name__ != "Semicolon"]
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         description = str(first.get("description", exc)).split("<Token")[0].strip().rstrip(".")
         description = description.removesuffix(" but got").strip()
         highlight = first.get("highlight")
         near = f" near '{highlight}'" if highlight else ""
-        prefix = "SQL syntax error" if subject == "model" else "SQL syntax error in a custom_sql test"
         raise ModelError(
             f"{prefix}: {description}{near}", path=path, line=line or int(first.get("line") or 0),
             col=0 if line else int(first.get("col") or 0),
@@ -166,7 +170,55 @@ def parse_statement(sql: str, path: str, *, subject: str = "model", line: int = 
             f"{type(statement).__name__.upper()} statement is not allowed; {what}",
             path=path, line=line or _statement_line(sql, 0),
         )
+    dangling = dangling_clause(tokens)
+    if dangling is not None:
+        token, problem = dangling
+        raise ModelError(f"{prefix}: {problem} near '{token.text}'", path=path, line=line or token.line,
+                         col=0 if line else token.col - len(token.text) + 1)
     return statement
+
+
+#: Tokens that end a clause or start the next one: a keyword followed by one of them has nothing to act on.
+_CLAUSE_STARTS = frozenset({
+    "R_PAREN", "SEMICOLON", "COMMA", "WHERE", "GROUP_BY", "HAVING", "ORDER_BY", "LIMIT", "QUALIFY", "WINDOW",
+    "JOIN", "INNER", "OUTER", "CROSS", "SEMI", "ANTI", "NATURAL", "FULL", "LEFT", "RIGHT", "UNION", "INTERSECT",
+    "EXCEPT", "ON", "USING", "CLUSTER_BY", "SORT_BY", "DISTRIBUTE_BY", "LATERAL",
+})
+#: Keywords that need an operand, with what is missing when they have none.
+_NEEDS_OPERAND = {
+    "ON": "ON without a join condition (write the condition, or CROSS JOIN for every pair of rows)",
+    "GROUP_BY": "GROUP BY without columns",
+    "PARTITION_BY": "PARTITION BY without columns",
+}
+
+
+def dangling_clause(tokens: Sequence[Token]) -> tuple[Token, str] | None:
+    """The first keyword with nothing after it that it needs, and what is missing; None when there is none.
+
+    sqlglot reads `JOIN b ON` as `JOIN b ON TRUE` (every pair of rows) and drops an empty `PARTITION BY`
+    (one window over everything): a condition or column list left out must be an error, not a new meaning.
+
+    >>> from sqlglot.dialects.dialect import Dialect
+    >>> dangling_clause(Dialect.get_or_raise("databricks").tokenize("SELECT * FROM a JOIN b ON WHERE x"))[1][:33]
+    'ON without a join condition (writ'
+    """
+    for index, token in enumerate(tokens):
+        kind = token.token_type.name
+        if kind == "USING":
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            if following is None or following.token_type.name != "L_PAREN":
+                return token, "USING without a parenthesized column list"
+            continue
+        problem = _NEEDS_OPERAND.get(kind)
+        if problem is None:
+            continue
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if following is None:
+            return token, problem
+        after = tokens[index + 2].token_type.name if index + 2 < len(tokens) else ""
+        if following.token_type.name in _CLAUSE_STARTS and after not in ("DOT", "L_PAREN"):
+            return token, problem  # `ON LEFT(a, 1) = b` and `ON semi.k = a.k` are operands, not clauses
+    return None
 
 
 def forbidden_error(node: exp.Expr, sql: str, index: int, path: str, *, subject: str = "model", line: int = 0
