@@ -92,6 +92,7 @@ __all__ = [
     "SecurityStore",
     "StateStore",
     "StatusPublisher",
+    "WorkingFiles",
 ]
 
 DecisionT = TypeVar("DecisionT", bound=RateDecision)
@@ -118,6 +119,24 @@ class GitSource(Protocol):
 
     def read_blobs(self, blob_ids: Sequence[str]) -> dict[str, bytes]:
         """The bytes of each blob, by blob id."""
+        ...
+
+
+class WorkingFiles(Protocol):
+    """The files of a project as a user is editing them (a working tree), not at a commit."""
+
+    label: str  # how a report names them, e.g. "the working tree of ."
+
+    def read_file(self, path: str) -> str | None:
+        """The text of `path`, or None when it does not exist. Raises SourceError if it is not UTF-8."""
+        ...
+
+    def list_files(self, folder: str, suffix: str) -> list[str]:
+        """The paths of the files under `folder` ending in `suffix`, sorted."""
+        ...
+
+    def read_bytes(self, paths: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of each file, by path."""
         ...
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from shared_core.cli import _runtime
-from shared_core.core.errors import CoreError
+from shared_core.core.errors import CoreError, SourceError
 
 if TYPE_CHECKING:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
@@ -51,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="show a plan file as a readable summary")
     show.add_argument("plan", help="plan JSON file")
 
-    check = commands.add_parser("check", help="validate every model at a commit")
-    check.add_argument("repo")
-    check.add_argument("ref", nargs="?", default="HEAD")
+    check = commands.add_parser("check", help="validate every model as edited (the working tree), or at --ref")
+    check.add_argument("repo", help="the project: a git repository (or a plain folder)")
+    check.add_argument("old_ref", nargs="?", metavar="REF", help="deprecated: use --ref REF")
+    check.add_argument("--ref", help="check this commit instead of the working tree (e.g. HEAD, main, a SHA)")
     _cache_options(check)
 
     models = commands.add_parser("models", help="list the models at a commit")
@@ -127,10 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _analyzer(args: argparse.Namespace, source: LocalGitSource) -> CachedAnalyzer:
+    return _cached_analyzer(_runtime.cache_dir(args.cache_dir, args.no_cache, source.git_dir))
+
+
+def _cached_analyzer(cache: Path | None) -> CachedAnalyzer:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
 
-    return CachedAnalyzer(_runtime.cache_dir(args.cache_dir, args.no_cache, source.git_dir))
-
+    return CachedAnalyzer(cache)
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     # A plan builds a few hundred thousand long-lived objects and hardly any garbage cycles, so the
@@ -229,17 +233,35 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.services.project import check_commit
+    from shared_core.services.project import check_commit, check_working_files
 
-    source = LocalGitSource(args.repo)
-    report = check_commit(source, args.ref, _analyzer(args, source))
+    ref = args.ref
+    if args.old_ref is not None:
+        if ref is not None and ref != args.old_ref:
+            raise SourceError(f"two refs given ({args.old_ref} and --ref {ref}); give one with --ref")
+        print(f"warning: 'ironlayer check REPO REF' is deprecated; use 'ironlayer check REPO --ref {args.old_ref}'",
+              file=sys.stderr)
+        ref = args.old_ref
+    if ref is None:
+        from shared_core.adapters.working_tree import WorkingTreeFiles
+
+        files = WorkingTreeFiles(args.repo)
+        if files.git_dir is not None:
+            cache = _runtime.cache_dir(args.cache_dir, args.no_cache, files.git_dir)
+        else:  # a plain folder: no git dir to keep the cache in
+            cache = Path(args.cache_dir) if args.cache_dir and not args.no_cache else None
+        report = check_working_files(files, _cached_analyzer(cache))
+    else:
+        source = LocalGitSource(args.repo)
+        report = check_commit(source, ref, _analyzer(args, source))
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)
     if report.errors:
         count = len(report.errors)
-        print(f"{count} problem{'s' if count != 1 else ''} in {report.files} model files", file=sys.stderr)
+        print(f"{count} problem{'s' if count != 1 else ''} in {report.files} model files ({report.where})",
+              file=sys.stderr)
         return EXIT_CHECK_FAILED
-    print(f"ok: {report.models} models at {report.sha[:12]} are valid (headers, refs, DAG, SQL and safety)")
+    print(f"ok: {report.models} models in {report.where} are valid (headers, refs, DAG, SQL and safety)")
     return EXIT_OK
 
 

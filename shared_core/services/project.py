@@ -1,4 +1,4 @@
-"""Project use cases: check every model at a commit, read a commit's project, and a model's lineage.
+"""Project use cases: check every model (at a commit or as edited), read a commit's project, a model's lineage.
 
 `ironlayer check`, `models` and `lineage` call these; the git source and the analyzer are arguments.
 """
@@ -8,24 +8,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared_core.core.errors import ModelError
-from shared_core.core.project.check import check_sources
+from shared_core.core.project.check import check_files
+from shared_core.core.project.config import PROJECT_FILES, ProjectConfig, parse_project_config
 from shared_core.core.project.loading import load_commit, read_config
-from shared_core.core.project.models import ModelSource, Project
-from shared_core.ports import GitSource, QueryAnalyzer
+from shared_core.core.project.models import Project
+from shared_core.ports import GitSource, QueryAnalyzer, WorkingFiles
 
 
 @dataclass(frozen=True)
 class CheckReport:
-    """What `check_commit` found: the commit, how many model files and valid models, and every problem."""
+    """What a check found: where (a commit, or files as edited), how many model files and valid models, and
+    every problem."""
 
-    sha: str
+    sha: str | None  # the commit checked; None for a working tree
+    where: str  # "commit 1a2b3c4d5e6f" or "the working tree of ."
     files: int
     models: int
     errors: list[ModelError]
 
 
 def check_commit(source: GitSource, ref: str, analyzer: QueryAnalyzer) -> CheckReport:
-    """Validate every model file at `ref` (headers, refs, the DAG, SQL and safety); every problem, in file order.
+    """Validate every model file at `ref` (bytes, headers, refs, the DAG, SQL and safety); every problem, in
+    file order (see `shared_core.core.project.check`).
 
     Raises:
         SourceError: the ref or a file cannot be read.
@@ -34,9 +38,27 @@ def check_commit(source: GitSource, ref: str, analyzer: QueryAnalyzer) -> CheckR
     sha = source.resolve(ref)
     files = source.list_files(sha, read_config(source, sha).models_path, ".sql")
     blobs = source.read_blobs([blob for _, blob in files])
-    sources = [ModelSource(path, blobs[blob].decode("utf-8", errors="replace")) for path, blob in files]
-    project, errors = check_sources(sources, analyzer)
-    return CheckReport(sha, len(files), len(project) if project else 0, errors)
+    project, errors = check_files([(path, blobs[blob]) for path, blob in files], analyzer)
+    return CheckReport(sha, f"commit {sha[:12]}", len(files), len(project) if project else 0, errors)
+
+
+def check_working_files(files: WorkingFiles, analyzer: QueryAnalyzer) -> CheckReport:
+    """Validate every model file as it is being edited: uncommitted changes and new files included.
+
+    Raises:
+        SourceError: a file cannot be read.
+        ProjectError: the project file is invalid.
+    """
+    config = ProjectConfig()
+    for filename in PROJECT_FILES:
+        text = files.read_file(filename)
+        if text is not None:
+            config = parse_project_config(filename, text)
+            break
+    paths = files.list_files(config.models_path, ".sql")
+    data = files.read_bytes(paths)
+    project, errors = check_files([(path, data[path]) for path in paths], analyzer)
+    return CheckReport(None, files.label, len(paths), len(project) if project else 0, errors)
 
 
 def project_at(source: GitSource, ref: str) -> Project:

@@ -1,7 +1,8 @@
 """Hostile model files and custom_sql tests (tests/fixtures/hostile_sql.json), each refused or contained.
 
 Every hostile case goes through:
-- `ironlayer check` on a real git repository: exit 1, one error naming the file, the line and the rule;
+- `ironlayer check` on a real git repository: exit 1, one error naming the file, the line and the rule (and,
+  where the header and the SQL both break a rule, one for each: `also`);
 - `ironlayer plan`: the same refusal (exit 2, nothing written), except a merely undeclared relation, which
   plans (a plan of an old repository keeps its bytes) but is refused by check and by the executor;
 - apply: `DuckDBExecutor.run_batch` refuses the model before it runs anything (the warehouse is unchanged);
@@ -82,12 +83,14 @@ def test_check_refuses_with_file_line_and_rule(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     repo, (sha,) = make_repo([{PATH: model_text(case, scratch), "models/neighbour.sql": NEIGHBOUR}])
-    code, err = cli(["check", str(repo), sha, "--no-cache"], capsys)
+    code, err = cli(["check", str(repo), "--ref", sha, "--no-cache"], capsys)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert code == EXIT_CHECK_FAILED
-    assert len(errors) == 1, err
+    assert len(errors) == 1 + len(case.get("also", ())), err
     assert errors[0].startswith(f"error: {PATH}:{case['line']}:"), errors[0]
     assert case["refused"] in errors[0]
+    for error, also in zip(errors[1:], case.get("also", ()), strict=True):
+        assert error.startswith(f"error: {PATH}:{also}"), error
 
 
 @pytest.mark.parametrize("case", HOSTILE, ids=[c["id"] for c in HOSTILE])
@@ -147,7 +150,7 @@ def test_string_and_comment_tricks_are_valid_sql_and_run_as_written(
 ) -> None:
     text = model_text(case, scratch)
     repo, (sha,) = make_repo([{PATH: text, "models/neighbour.sql": NEIGHBOUR}])
-    code, err = cli(["check", str(repo), sha, "--no-cache"], capsys)
+    code, err = cli(["check", str(repo), "--ref", sha, "--no-cache"], capsys)
     assert code == EXIT_OK, err
     model = load_project([ModelSource(PATH, text)])["hostile.m"]
     result = executor.run_batch(model, start=None, end=None, reset=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from shared_core.core.errors import CycleError, ModelError, RefError
@@ -157,27 +157,76 @@ def load_project(
             )
         scanned[name] = (found, source)
     resolver = _Resolver({name: entry[0] for name, entry in scanned.items()})
-    full = resolver.full  # a full name resolves to itself: skip the call for the common case
-    models: dict[str, Model] = {}
-    for name, (found, source) in scanned.items():
-        header, refs = found.header, found.refs
-        targets = tuple(
-            ref if ref in full else resolver.resolve(ref, path=source.path, line=line, context="ref")
-            for ref, line in zip(refs, found.ref_lines, strict=True)
-        )
-        extra = tuple(resolver.resolve(dep, path=source.path, line=1, context="dependencies")
-                      for dep in header.dependencies) if header.dependencies else ()
-        upstream = tuple(sorted(set(targets).union(extra)))
-        for declared in header.sources:
-            if declared in full:
-                raise ModelError(
-                    f"source '{declared}' is a model of this project; read it with {{{{ ref('{declared}') }}}} "
-                    "instead of declaring it", path=source.path, line=header_line(source.text, "sources"),
-                )
-        if name in upstream:
-            raise CycleError([name, name], path=source.path)
-        models[name] = Model(header, source.path, source.text, found.key, refs, targets, upstream)
+    models = {name: _resolve(found, source, resolver) for name, (found, source) in scanned.items()}
     return Project(models)
+
+
+def resolve_leniently(
+    scanned: Sequence[tuple[ModelSource, ScannedSource]], *, unreadable: Collection[str] = (),
+) -> tuple[Project | None, list[ModelError]]:
+    """Resolve what can be resolved and collect every problem, for `check` (planning uses `load_project`).
+
+    Args:
+        scanned: the files whose header and template are valid, with their scans.
+        unreadable: names of models whose files are invalid: refs to them are not reported again.
+
+    Returns:
+        The project of the models whose refs all resolve to valid models (None when they form a cycle),
+        and the problems: duplicate names, unresolved or ambiguous refs, sources that are models, cycles.
+    """
+    errors: list[ModelError] = []
+    first: dict[str, tuple[ScannedSource, ModelSource]] = {}
+    for source, found in sorted(scanned, key=lambda item: item[0].path):
+        name = found.header.name
+        if name in first:
+            errors.append(ModelError(f"duplicate model name '{name}' (also defined in {first[name][1].path}); model "
+                                     "names must be unique", path=source.path))
+        else:
+            first[name] = (found, source)
+    resolver = _Resolver({**dict.fromkeys(unreadable), **first})
+    models: dict[str, Model] = {}
+    for found, source in first.values():
+        try:
+            models[found.header.name] = _resolve(found, source, resolver)
+        except ModelError as exc:
+            errors.append(exc)
+    while True:  # a model above an invalid one cannot be built: it stays out of the project (without an error)
+        blocked = [name for name, model in models.items() if not all(up in models for up in model.upstream)]
+        if not blocked:
+            break
+        for name in blocked:
+            del models[name]
+    try:
+        return Project(models), errors
+    except CycleError as exc:
+        return None, [*errors, exc]
+
+
+def _resolve(found: ScannedSource, source: ModelSource, resolver: _Resolver) -> Model:
+    """One model with its refs and `dependencies` resolved.
+
+    Raises:
+        RefError: a ref or dependency names no model, or an ambiguous short name.
+        ModelError: a declared source is a model; CycleError: the model reads itself.
+    """
+    header, refs, name = found.header, found.refs, found.header.name
+    full = resolver.full  # a full name resolves to itself: skip the call for the common case
+    targets = tuple(
+        ref if ref in full else resolver.resolve(ref, path=source.path, line=line, context="ref")
+        for ref, line in zip(refs, found.ref_lines, strict=True)
+    )
+    extra = tuple(resolver.resolve(dep, path=source.path, line=1, context="dependencies")
+                  for dep in header.dependencies) if header.dependencies else ()
+    upstream = tuple(sorted(set(targets).union(extra)))
+    for declared in header.sources:
+        if declared in full:
+            raise ModelError(
+                f"source '{declared}' is a model of this project; read it with {{{{ ref('{declared}') }}}} "
+                "instead of declaring it", path=source.path, line=header_line(source.text, "sources"),
+            )
+    if name in upstream:
+        raise CycleError([name, name], path=source.path)
+    return Model(header, source.path, source.text, found.key, refs, targets, upstream)
 
 
 class _Resolver:

@@ -37,7 +37,7 @@ from shared_core.core.sql.allowlist import (
 
 if TYPE_CHECKING:
     from sqlglot import exp
-    from sqlglot.tokens import Token
+    from sqlglot.tokenizer_core import Token
 
 DIALECT = "databricks"
 
@@ -388,11 +388,18 @@ def undeclared_error(relation: str, model: str, path: str, line: int, *, is_mode
 
     >>> str(undeclared_error("raw.src", "analytics.x", "models/x.sql", 4))
     'models/x.sql:4: undeclared relation raw.src in analytics.x; declare it with `-- sources: raw.src`'
+    >>> str(undeclared_error("dim_users", "", "models/x.sql", 9))
+    'models/x.sql:9: undeclared relation dim_users; a source is read by its schema: write schema.dim_users and \
+declare it with `-- sources: schema.dim_users`'
     """
     in_model = f" in {model}" if model else ""
     if is_model:
         return UnsafeSqlError(f"{relation}{in_model} is a model read by its name; read it with "
                               f"{{{{ ref('{relation}') }}}}", path=path, line=line)
+    if "." not in relation:  # a source is declared as schema.table: name the schema rather than guess it
+        return UnsafeSqlError(f"undeclared relation {relation}{in_model}; a source is read by its schema: write "
+                              f"schema.{relation} and declare it with `-- sources: schema.{relation}`",
+                              path=path, line=line)
     return UnsafeSqlError(f"undeclared relation {relation}{in_model}; declare it with `-- sources: {relation}`",
                           path=path, line=line)
 
