@@ -30,6 +30,7 @@ STATUSES: Mapping[type[errors.CoreError], int] = MappingProxyType({
     errors.UnsafeSqlError: 400,
     errors.RefError: 400,
     errors.CycleError: 400,
+    errors.CheckFailedError: 400,
     errors.ProjectError: 400,
     errors.WatermarkError: 400,
     errors.PlanError: 500,  # the Functions read only plans they stored: a bad one is our data at fault

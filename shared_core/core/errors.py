@@ -18,7 +18,8 @@ CoreError                      root of every error raised by shared_core
 ├── ModelError                 a model file cannot be loaded, parsed or validated (carries file:line:col) [400]
 │   ├── UnsafeSqlError         a model is not a single read-only query
 │   ├── RefError               a ref() that does not resolve, or resolves ambiguously
-│   └── CycleError             the model graph has a cycle (carries the cycle path)
+│   ├── CycleError             the model graph has a cycle (carries the cycle path)
+│   └── CheckFailedError       `check` finds problems in a pushed commit: it is not planned (carries them)
 ├── ProjectError               the project file (ironlayer.toml / [tool.ironlayer]) is invalid [400]
 ├── WatermarkError             the watermark ledger input is malformed [400]
 ├── PlanError                  a plan document is invalid or was not produced by this planner [500: the
@@ -141,6 +142,19 @@ class CycleError(ModelError):
             "dependency cycle " + " -> ".join(cycle) + "; break it by removing one of these ref()s",
             path=path,
         )
+
+
+class CheckFailedError(ModelError):
+    """`check` found problems in the models of a commit, so it is not planned; `problems` holds every one."""
+
+    SHOWN = 5
+
+    def __init__(self, problems: list[ModelError], *, where: str) -> None:
+        self.problems = problems
+        shown = "; ".join(str(problem) for problem in problems[: self.SHOWN])
+        more = f"; and {len(problems) - self.SHOWN} more" if len(problems) > self.SHOWN else ""
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{count} in the models at {where} (`ironlayer check` lists them all): {shown}{more}")
 
 
 class ProjectError(CoreError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, TypedDict
 
-from shared_core.core.errors import PlanError, SourceError, StateError
+from shared_core.core.errors import CheckFailedError, PlanError, SourceError, StateError
 from shared_core.core.planning.plan import Plan
 from shared_core.core.planning.plan_codec import load_plan, plan_to_json
 from shared_core.core.planning.planner import build_backfill_plan, build_catchup_plan, build_plan
@@ -183,17 +183,23 @@ async def plan_job(job: JobInput, instance: str, *, store: StateStore, blobs: Bl
     """Plan a job (a push: its two commits; a schedule: the catch-up of its models), store the plan with its
     review data and its base (the deployed versions it is built against), link the job.
 
+    A push is checked first, in full (`ironlayer check --ref` of its target): a commit whose models `check`
+    refuses (including a relation read without a `sources` declaration) is never planned, since `apply`
+    would refuse it.
+
     Returns:
         The plan's ID, its steps as positions in the plan (never the body, not even step IDs: each wave's
         positions, and each step's upstream positions) and whether tests or contracts change (then it needs
         approval even with no step), for the orchestrator.
 
     Raises:
+        CheckFailedError: the pushed commit's models have problems (every one is in the error).
         CoreError: the commits cannot be read or planned, or a store refuses.
     """
     from shared_core.core.project.headers import parse_instant
     from shared_core.services.apply import step_positions
     from shared_core.services.bases import record_plan_base
+    from shared_core.services.project import check_commit
 
     ledger = await store.load_ledger(job.tenant_id)
     review = ReviewDoc(checks={}, sql={})
@@ -201,6 +207,9 @@ async def plan_job(job: JobInput, instance: str, *, store: StateStore, blobs: Bl
         plan = await asyncio.to_thread(plan_catchup, source, job.target, job.models or (),
                                        as_of=parse_instant(job.as_of or ""), ledger=ledger, analyzer=analyzer)
     else:
+        report = await asyncio.to_thread(check_commit, source, job.target, analyzer)
+        if report.errors:
+            raise CheckFailedError(report.errors, where=report.where)
         planned = await asyncio.to_thread(plan_commits, source, job.base, job.target, ledger=ledger,
                                           analyzer=analyzer)
         plan = planned.plan
