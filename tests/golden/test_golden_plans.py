@@ -46,9 +46,10 @@ def _build_plan(
     scenario: str,
     make_repo: Callable[..., tuple[Path, list[str]]],
     run_plan: Callable[..., bytes],
+    edit: Callable[[dict[str, str]], dict[str, str]] = dict,
 ) -> bytes:
     folder = GOLDEN / scenario
-    trees = [read_tree(folder / side) for side in ("base", "target") if (folder / side).is_dir()]
+    trees = [edit(read_tree(folder / side)) for side in ("base", "target") if (folder / side).is_dir()]
     assert (folder / "target").is_dir(), f"{folder}: a scenario needs a target/ tree"
     repo, shas = make_repo(trees)
     base, target = (shas[0], shas[1]) if len(shas) == 2 else (ZERO_SHA, shas[0])
@@ -58,6 +59,47 @@ def _build_plan(
     if (folder / "as_of.txt").exists():
         extra += ["--as-of", (folder / "as_of.txt").read_text("utf-8").strip()]
     return run_plan(repo, base, target, *extra)
+
+
+def _declare_sources(tree: dict[str, str]) -> dict[str, str]:
+    """`tree` with a `-- sources:` header line in every model that reads tables it does not declare."""
+    from shared_core.core.sql.canonical import analyze_query
+
+    declared = {}
+    for path, text in tree.items():
+        undeclared = analyze_query(text, path).undeclared if path.endswith(".sql") else ()
+        if undeclared:
+            first, _, rest = text.partition("\n")
+            text = f"{first}\n-- sources: {', '.join(sorted(name for name, _ in undeclared))}\n{rest}"
+        declared[path] = text
+    return declared
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_declaring_the_sources_changes_no_plan_byte(
+    scenario: str, make_repo: Callable[..., tuple[Path, list[str]]], run_plan: Callable[..., bytes]
+) -> None:
+    """The golden repositories read `landing.*` without declaring it (they predate `sources:`). Declared on both
+    sides, the plan is the same plan: only the commits (and so `base`, `target`, `inputs_hash` and `plan_id`)
+    differ; every step ID and model hash is equal, since sources are metadata and never hashed. And the push
+    check, which refuses the undeclared reads, then passes."""
+    from shared_core.core.project.check import check_sources
+    from shared_core.core.project.models import ModelSource
+    from shared_core.core.sql.analysis import InlineAnalyzer
+
+    declared = _declare_sources(read_tree(GOLDEN / scenario / "target"))
+    assert declared != read_tree(GOLDEN / scenario / "target"), "every scenario reads an undeclared table"
+    _, problems = check_sources([ModelSource(p, t) for p, t in declared.items() if p.endswith(".sql")],
+                                InlineAnalyzer())
+    assert problems == []
+    plan = json.loads(_build_plan(scenario, make_repo, run_plan, _declare_sources))
+    golden = _golden_json(scenario)
+    commits = ("base", "target", "inputs_hash", "plan_id")
+    assert {k: v for k, v in plan.items() if k not in commits} == {k: v for k, v in golden.items() if k not in commits}
+
+
+def _golden_json(scenario: str) -> dict[str, Any]:
+    return dict(json.loads((GOLDEN / scenario / "plan.json").read_text("utf-8")))
 
 
 def _golden(scenario: str) -> Plan:
