@@ -36,8 +36,12 @@ class StalenessStore(LedgerStore, DeploymentStore, Protocol):
 
 
 def consulted_models(plan: Plan) -> list[str]:
-    """The models whose ledger the planner read (incremental steps that are not backfills)."""
-    return sorted({s.model for s in plan.steps if s.run_type == "incremental"})
+    """The models whose ledger decided the plan and must not have moved: those with incremental steps, and
+    those without a `start` whose ledger placed their backfill (in the plan's watermark snapshot), except a
+    backfill from empty (`reset`), which replaces the ledger it read."""
+    incremental = {s.model for s in plan.steps if s.run_type == "incremental"}
+    reset = {s.model for s in plan.steps if s.reset}
+    return sorted(incremental | (set(plan.inputs.watermarks) - reset))
 
 
 async def record_plan_base(store: DeploymentStore, tenant_id: str, plan: Plan, *,

@@ -113,6 +113,7 @@ def likely_analyses(base: Project, target: Project) -> list[tuple[str, str, str]
     changed = [
         name for name, new in new_models.items()
         if (old := old_models.get(name)) is None or old.key != new.key or old.ref_targets != new.ref_targets
+        or old.header.start != new.header.start
     ]
     models = [model for name in changed for model in (new_models[name], old_models.get(name)) if model is not None]
     models += [model for name, model in old_models.items() if name not in new_models]

@@ -36,9 +36,11 @@ def check_commit(source: GitSource, ref: str, analyzer: QueryAnalyzer) -> CheckR
         ProjectError: the project file is invalid.
     """
     sha = source.resolve(ref)
-    files = source.list_files(sha, read_config(source, sha).models_path, ".sql")
+    config = read_config(source, sha)
+    files = source.list_files(sha, config.models_path, ".sql")
     blobs = source.read_blobs([blob for _, blob in files])
-    project, errors = check_files([(path, blobs[blob]) for path, blob in files], analyzer)
+    project, errors = check_files([(path, blobs[blob]) for path, blob in files], analyzer,
+                                  default_start=config.default_start)
     return CheckReport(sha, f"commit {sha[:12]}", len(files), len(project) if project else 0, errors)
 
 
@@ -57,7 +59,7 @@ def check_working_files(files: WorkingFiles, analyzer: QueryAnalyzer) -> CheckRe
             break
     paths = files.list_files(config.models_path, ".sql")
     data = files.read_bytes(paths)
-    project, errors = check_files([(path, data[path]) for path in paths], analyzer)
+    project, errors = check_files([(path, data[path]) for path in paths], analyzer, default_start=config.default_start)
     return CheckReport(None, files.label, len(paths), len(project) if project else 0, errors)
 
 

@@ -62,6 +62,13 @@ def test_defaults() -> None:
     assert header.start is None and header.tests == ()
 
 
+def test_an_incremental_model_may_leave_out_its_start() -> None:
+    """The open-source IronLayer format allows it: the project default, the ledger or the planner decide."""
+    for kind in ("APPEND_ONLY", "INCREMENTAL_BY_TIME_RANGE"):
+        header = parse_header(f"-- name: a.b\n-- kind: {kind}\n-- time_column: ts\nSELECT 1", "m.sql")
+        assert header.is_incremental and header.start is None and header.data_fields()["start"] == ""
+
+
 BASE = "-- name: a.b\n-- kind: FULL_REFRESH\n"
 
 
@@ -75,7 +82,6 @@ BASE = "-- name: a.b\n-- kind: FULL_REFRESH\n"
         (BASE + "-- materialization: EPHEMERAL\n", 3, "unknown materialization 'EPHEMERAL'"),
         ("-- name: a.b\n-- kind: INCREMENTAL_BY_TIME_RANGE\n-- start: 2024-01-01\n", 2, "needs '-- time_column"),
         ("-- name: a.b\n-- kind: MERGE_BY_KEY\n", 2, "needs '-- unique_key"),
-        ("-- name: a.b\n-- kind: APPEND_ONLY\n", 2, "needs '-- start: YYYY-MM-DD'"),
         ("-- name: a.b\n-- kind: APPEND_ONLY\n-- start: 2024-13-01\n", 3, "invalid start '2024-13-01'"),
         ("-- name: a.b\n-- kind: APPEND_ONLY\n-- batch: month\n-- start: 2024-01-05\n", 4, "not on a month boundary"),
         ("-- name: a.b\n-- kind: APPEND_ONLY\n-- batch: week\n-- start: 2024-01-01\n", 3, "unknown batch 'week'"),

@@ -1,8 +1,9 @@
 """Structural diff of two resolved projects: added, modified, removed, cosmetic and metadata changes.
 
 Two versions of a model are compared by content hash (canonical SQL plus data-affecting header
-fields, one scheme for both sides). Identical bytes with identical ref resolution are unchanged
-without parsing anything; only models whose bytes differ are analyzed.
+fields, one scheme for both sides). Identical bytes with identical ref resolution (and the same
+project default `start`) are unchanged without parsing anything; only models whose bytes differ are
+analyzed.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def diff_projects(
     candidates: list[str] = []
     for name in names:
         old, new = base.models.get(name), target.models.get(name)
-        if old is not None and new is not None and old.key == new.key and old.ref_targets == new.ref_targets:
+        if old is not None and new is not None and _same_version(old, new):
             continue
         candidates.append(name)
         to_analyze.extend(m for m in (new, old) if m is not None)
@@ -58,6 +59,11 @@ def diff_projects(
                 reason = "formatting, comments or spelling only; canonical SQL unchanged, no rebuild"
                 changes.append(ModelChange(name, "cosmetic", old_hash, new_hash, reason))
     return changes, analyses
+
+
+def _same_version(old: Model, new: Model) -> bool:
+    """Same bytes, same ref resolution and the same project default `start`: the same model, nothing to parse."""
+    return old.key == new.key and old.ref_targets == new.ref_targets and old.header.start == new.header.start
 
 
 def _modified_reason(old: Model, new: Model, old_sql: QueryAnalysis, new_sql: QueryAnalysis) -> str:

@@ -11,8 +11,9 @@ incremental model runs:
   range the ledger lacks (gaps and the tail up to `as_of`), plus `lookback` batches before the tail;
 - APPEND_ONLY: `incremental` runs of only the ranges the ledger lacks; history is never re-appended.
 
-Only `incremental` steps read the ledger, and only their models' ledgers enter the plan's inputs. A
-ledger range counts only for the whole batches it covers.
+Only `incremental` steps read the ledger, and the backfills of models without a `start` (see
+`window_start`); only those models' ledgers enter the plan's inputs. A ledger range counts only for the
+whole batches it covers.
 
 Only complete batches before `as_of` are planned. Contiguous batches are grouped into steps of at
 most `max_batches_per_step`; the steps of one model run in order, each after its upstreams' steps.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared_core.core.errors import ModelError
 from shared_core.core.planning.dag import Graph
@@ -54,13 +55,15 @@ from shared_core.core.planning.plan import (
 )
 from shared_core.core.planning.watermarks import Ledger, snapshot
 from shared_core.core.project.config import PlannerSettings
-from shared_core.core.project.headers import format_instant
+from shared_core.core.project.headers import Header, format_instant
 from shared_core.core.project.models import Model, Project
 from shared_core.core.sql.analysis import QueryAnalyzer
 from shared_core.core.sql.canonical import CANONICALIZER_VERSION
 
 ZERO_SHA = "0" * 40
 _ALL = None  # an upstream effect of "every row may have changed"
+#: How far back the first backfill of an incremental model without `start` (and without history) reaches.
+DEFAULT_HISTORY = timedelta(days=30)
 
 
 def build_plan(
@@ -169,19 +172,20 @@ def _incremental_ranges(
 ) -> tuple[list[Range], RunType, bool]:
     """The ranges to run, the run type, and whether the ledger decided them.
 
-    `backfill` ranges do not depend on the ledger (the whole window runs); `incremental` ones do.
+    `backfill` ranges do not depend on the ledger (the whole window runs) unless the model has no `start`
+    (the ledger says where the window starts); `incremental` ones do.
     """
     header = model.header
-    assert header.start is not None  # guaranteed by header validation for incremental kinds
     unit = header.batch
-    window = (header.start, floor_batch(as_of, unit))
-    if window[1] <= window[0]:
-        return [], "incremental", False
-    if own_change:
-        return [window], "backfill", False
-    if header.kind == "INCREMENTAL_BY_TIME_RANGE" and any(effect.get(p, []) is _ALL for p in changed_parents):
-        return [window], "backfill", False
     done = complete_batches(merge_ranges(ledger.get(model.name, ())), unit)
+    window = (window_start(header, done, as_of), floor_batch(as_of, unit))
+    from_ledger = header.start is None  # the ledger decided where the window starts
+    if window[1] <= window[0]:
+        return [], "incremental", from_ledger
+    if own_change:
+        return [window], "backfill", from_ledger
+    if header.kind == "INCREMENTAL_BY_TIME_RANGE" and any(effect.get(p, []) is _ALL for p in changed_parents):
+        return [window], "backfill", from_ledger
     todo = subtract_ranges(window, done)
     if header.kind == "APPEND_ONLY":
         return todo, "incremental", True
@@ -190,6 +194,34 @@ def _incremental_ranges(
         tail_start = todo[-1][0]
         dirty.append((max(window[0], add_batches(tail_start, unit, -header.lookback)), tail_start))
     return merge_ranges(todo + intersect_ranges(align_ranges(dirty, unit), window)), "incremental", True
+
+
+def window_start(header: Header, done: Sequence[Range], as_of: datetime) -> datetime:
+    """Where an incremental model's data starts: its `start`, else its ledger's, else `DEFAULT_HISTORY` back.
+
+    A model without `start` (the open-source IronLayer format allows it; the project's `[defaults] start`
+    fills it in when set) starts where its table's history starts: the first complete batch of its ledger,
+    so rebuilding it never drops history it has. A model with no history yet starts `DEFAULT_HISTORY` before
+    the batch that holds `as_of`, on a batch boundary; once that is applied, the ledger holds the start.
+    Both come from the plan's inputs (the ledger snapshot and `as_of`), so the plan stays deterministic.
+
+    Args:
+        header: the model's header.
+        done: its ledger's complete batches, merged and sorted.
+        as_of: the plan's `as_of`.
+
+    >>> from shared_core.core.project.headers import parse_instant as p, format_instant as f
+    >>> h = type("H", (), {"start": None, "batch": "day"})()
+    >>> f(window_start(h, [], p("2024-03-15T06:00:00Z")))
+    '2024-02-14T00:00:00Z'
+    >>> f(window_start(h, [(p("2024-01-05"), p("2024-02-01"))], p("2024-03-15")))
+    '2024-01-05T00:00:00Z'
+    """
+    if header.start is not None:
+        return header.start
+    if done:
+        return done[0][0]
+    return floor_batch(floor_batch(as_of, header.batch) - DEFAULT_HISTORY, header.batch)
 
 
 def complete_batches(ranges: list[Range], unit: str) -> list[Range]:
@@ -271,13 +303,14 @@ def build_backfill_plan(
     """
     model = target[model_name]
     header = model.header
-    if not header.is_incremental or header.start is None:
+    if not header.is_incremental:
         raise ModelError(f"backfill takes an incremental model; {model_name} is {header.kind}", path=model.path)
-    window = align_ranges([(max(start, header.start), end)], header.batch)
+    first = header.start or start  # without a start of its own, the model's data starts where it is asked to
+    window = align_ranges([(max(start, first), end)], header.batch)
     if not window or start >= end:
         raise ModelError(
             f"backfill range [{format_instant(start)}, {format_instant(end)}) of {model_name} is empty or before its "
-            f"start {format_instant(header.start)}",
+            f"start {format_instant(first)}",
             path=model.path,
         )
     analysis = analyzer.analyze_many([(model.key, model.path, model.text)])[model.key]

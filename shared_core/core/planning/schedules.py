@@ -13,7 +13,7 @@ from datetime import datetime
 
 from shared_core.core.planning.cron import Cron
 from shared_core.core.planning.intervals import Range, floor_batch, merge_ranges, subtract_ranges
-from shared_core.core.planning.planner import complete_batches
+from shared_core.core.planning.planner import complete_batches, window_start
 from shared_core.core.project.models import Project
 
 
@@ -40,13 +40,14 @@ def due_models(project: Project, ledger: Mapping[str, Sequence[Range]], now: dat
     due = []
     for name in sorted(project.models):
         header = project[name].header
-        if not header.is_incremental or not header.cron or header.start is None:
+        if not header.is_incremental or not header.cron:
             continue
         fired = Cron(header.cron).latest_fire(now)
-        window = (header.start, floor_batch(fired, header.batch))
+        done = complete_batches(merge_ranges(ledger.get(name, ())), header.batch)
+        window = (window_start(header, done, fired), floor_batch(fired, header.batch))
         if window[1] <= window[0]:
             continue
-        missing = subtract_ranges(window, complete_batches(merge_ranges(ledger.get(name, ())), header.batch))
+        missing = subtract_ranges(window, done)
         if missing:
             due.append(DueModel(name, fired, tuple(missing)))
     return due

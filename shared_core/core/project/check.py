@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from shared_core.core.errors import ModelError
 from shared_core.core.project.headers import Header, parse_header, split_header
@@ -28,12 +29,15 @@ _WINDOW = re.compile(r"\{\{\s*(start_date|end_date)\s*\}\}")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*){0,2}$")
 
 
-def check_files(files: Sequence[tuple[str, bytes]], analyzer: QueryAnalyzer) -> tuple[Project | None, list[ModelError]]:
+def check_files(
+    files: Sequence[tuple[str, bytes]], analyzer: QueryAnalyzer, *, default_start: datetime | None = None,
+) -> tuple[Project | None, list[ModelError]]:
     """`check_sources` for model files as bytes: a file that is not UTF-8 text is one more problem.
 
     Args:
         files: `(path, bytes)` of every model file.
         analyzer: parses and guards the SQL (may cache by content).
+        default_start: the project's `[defaults] start`.
 
     Returns:
         As `check_sources`.
@@ -47,11 +51,13 @@ def check_files(files: Sequence[tuple[str, bytes]], analyzer: QueryAnalyzer) -> 
             line = data.count(b"\n", 0, exc.start) + 1
             errors.append(ModelError(f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
                                      path=path, line=line))
-    project, found = check_sources(sources, analyzer)
+    project, found = check_sources(sources, analyzer, default_start=default_start)
     return project, sorted(errors + found, key=lambda e: (e.path, e.line))
 
 
-def check_sources(sources: Sequence[ModelSource], analyzer: QueryAnalyzer) -> tuple[Project | None, list[ModelError]]:
+def check_sources(
+    sources: Sequence[ModelSource], analyzer: QueryAnalyzer, *, default_start: datetime | None = None,
+) -> tuple[Project | None, list[ModelError]]:
     """Check headers, templates, refs, the DAG and every query and custom_sql test (parse and guard).
 
     The rules are those the executor applies before it runs anything, declared sources included, so a
@@ -86,7 +92,7 @@ def check_sources(sources: Sequence[ModelSource], analyzer: QueryAnalyzer) -> tu
             unreadable.update([name] if name else [])  # refs to it are not reported again
         else:
             scanned.append((source, ScannedSource(header, template.refs, template.ref_lines, content_key(source.text))))
-    project, found = resolve_leniently(scanned, unreadable=unreadable)
+    project, found = resolve_leniently(scanned, unreadable=unreadable, default_start=default_start)
     errors += found
     analyses = _analyze(renderable, analyzer, errors)
     names = set(declared.values())

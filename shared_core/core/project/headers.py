@@ -269,8 +269,9 @@ def parse_header(text: str, path: str) -> Header:
             raise fail("start", f"invalid start '{raw['start']}'; use a date like 2024-01-01") from None
         if not _aligned(start, batch):
             raise fail("start", f"start '{raw['start']}' is not on a {batch} boundary; align it to the batch")
-    elif kind in INCREMENTAL_KINDS:
-        raise fail("kind", f"kind {kind} needs '-- start: YYYY-MM-DD', the first date of its data")
+    # An incremental model without `start` (the open-source format allows it) starts where the project's
+    # `[defaults] start` says, else where its ledger starts, else 30 days before its first plan's as_of:
+    # see `shared_core.core.project.models.apply_defaults` and `shared_core.core.planning.planner.window_start`.
     lookback = 0
     if raw.get("lookback"):
         if not raw["lookback"].isdigit():
@@ -422,6 +423,15 @@ def _contract(raw: Mapping[str, str], fail: Fail) -> list[ContractColumn]:
             raise fail("contract_columns", f"invalid flag '{parts[2]}' in '{item}'; only NOT_NULL is allowed")
         columns.append(ContractColumn(parts[0].lower(), parts[1].upper(), not_null))
     return columns
+
+
+def aligned(value: datetime, batch: str) -> bool:
+    """Whether `value` is on a boundary of `batch` (an hour, the start of a day, the 1st of a month).
+
+    >>> aligned(parse_instant("2024-02-01"), "month"), aligned(parse_instant("2024-02-02"), "month")
+    (True, False)
+    """
+    return _aligned(value, batch)
 
 
 def _aligned(value: datetime, batch: str) -> bool:

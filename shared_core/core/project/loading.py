@@ -119,7 +119,7 @@ def load_commits(
             return found
 
         try:
-            project = load_project(sources, scan=scan)
+            project = load_project(sources, scan=scan, default_start=config.default_start)
         except ModelError as exc:
             exc.args = (f"{exc.args[0]} (at commit {sha[:12]})",)
             raise

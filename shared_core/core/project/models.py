@@ -13,11 +13,12 @@ import difflib
 import hashlib
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 from shared_core.core.errors import CycleError, ModelError, RefError
 from shared_core.core.planning.dag import Graph
-from shared_core.core.project.headers import Header, header_line, parse_header
+from shared_core.core.project.headers import Header, aligned, format_instant, header_line, parse_header
 from shared_core.core.project.templating import render_template
 from shared_core.core.sql.canonical import CANONICALIZER_VERSION, QueryAnalysis, content_key, resolve_canonical
 
@@ -132,7 +133,8 @@ def scan_source(source: ModelSource) -> ScannedSource:
 
 
 def load_project(
-    sources: Sequence[ModelSource], *, scan: Callable[[ModelSource], ScannedSource] = scan_source
+    sources: Sequence[ModelSource], *, scan: Callable[[ModelSource], ScannedSource] = scan_source,
+    default_start: datetime | None = None,
 ) -> Project:
     """Parse headers and refs of every file and resolve them into a `Project`.
 
@@ -140,6 +142,7 @@ def load_project(
         sources: the model files.
         scan: `scan_source`, or a function returning the same result (e.g. reusing the scans of
             files with the same bytes).
+        default_start: the project's `[defaults] start`, for incremental models without `start`.
 
     Raises:
         ModelError: a header or template error, a duplicate name, an unresolved or ambiguous ref,
@@ -157,18 +160,20 @@ def load_project(
             )
         scanned[name] = (found, source)
     resolver = _Resolver({name: entry[0] for name, entry in scanned.items()})
-    models = {name: _resolve(found, source, resolver) for name, (found, source) in scanned.items()}
+    models = {name: _resolve(found, source, resolver, default_start) for name, (found, source) in scanned.items()}
     return Project(models)
 
 
 def resolve_leniently(
     scanned: Sequence[tuple[ModelSource, ScannedSource]], *, unreadable: Collection[str] = (),
+    default_start: datetime | None = None,
 ) -> tuple[Project | None, list[ModelError]]:
     """Resolve what can be resolved and collect every problem, for `check` (planning uses `load_project`).
 
     Args:
         scanned: the files whose header and template are valid, with their scans.
         unreadable: names of models whose files are invalid: refs to them are not reported again.
+        default_start: as for `load_project`.
 
     Returns:
         The project of the models whose refs all resolve to valid models (None when they form a cycle),
@@ -187,7 +192,7 @@ def resolve_leniently(
     models: dict[str, Model] = {}
     for found, source in first.values():
         try:
-            models[found.header.name] = _resolve(found, source, resolver)
+            models[found.header.name] = _resolve(found, source, resolver, default_start)
         except ModelError as exc:
             errors.append(exc)
     while True:  # a model above an invalid one cannot be built: it stays out of the project (without an error)
@@ -202,14 +207,16 @@ def resolve_leniently(
         return None, [*errors, exc]
 
 
-def _resolve(found: ScannedSource, source: ModelSource, resolver: _Resolver) -> Model:
-    """One model with its refs and `dependencies` resolved.
+def _resolve(found: ScannedSource, source: ModelSource, resolver: _Resolver, default_start: datetime | None) -> Model:
+    """One model with its refs and `dependencies` resolved and the project's defaults applied.
 
     Raises:
         RefError: a ref or dependency names no model, or an ambiguous short name.
-        ModelError: a declared source is a model; CycleError: the model reads itself.
+        ModelError: a declared source is a model, or the default start does not fit the model's batch;
+            CycleError: the model reads itself.
     """
-    header, refs, name = found.header, found.refs, found.header.name
+    header = apply_defaults(found.header, default_start, source)
+    refs, name = found.refs, header.name
     full = resolver.full  # a full name resolves to itself: skip the call for the common case
     targets = tuple(
         ref if ref in full else resolver.resolve(ref, path=source.path, line=line, context="ref")
@@ -227,6 +234,27 @@ def _resolve(found: ScannedSource, source: ModelSource, resolver: _Resolver) -> 
     if name in upstream:
         raise CycleError([name, name], path=source.path)
     return Model(header, source.path, source.text, found.key, refs, targets, upstream)
+
+
+def apply_defaults(header: Header, default_start: datetime | None, source: ModelSource) -> Header:
+    """`header` with the project's default `start` when it is incremental and names none itself.
+
+    The default is the model's start as if its header said it, hashed with its data fields: changing the
+    default rebuilds the models that use it. Without a default, the planner finds the start (see
+    `shared_core.core.planning.planner.window_start`).
+
+    Raises:
+        ModelError: the default start is not on a boundary of the model's batch.
+    """
+    if default_start is None or header.start is not None or not header.is_incremental:
+        return header
+    if not aligned(default_start, header.batch):
+        raise ModelError(
+            f"the project's default start {format_instant(default_start)} ([defaults] start) is not on a "
+            f"{header.batch} boundary; give {header.name} its own '-- start:' or align the default",
+            path=source.path, line=header_line(source.text, "kind"),
+        )
+    return replace(header, start=default_start)
 
 
 class _Resolver:
