@@ -44,7 +44,7 @@ def masked_plan(plan: dict[str, Any]) -> dict[str, Any]:
         return hashes.setdefault(value, f"hash {len(hashes) + 1}")
 
     steps = {step["step_id"]: f"step {index}" for index, step in enumerate(plan["steps"])}
-    masked = json.loads(json.dumps(plan))
+    masked: dict[str, Any] = json.loads(json.dumps(plan))
     masked["plan_id"] = "plan"
     masked["inputs_hash"] = "inputs"
     masked["inputs"]["canonicalizer"] = "canonicalizer"

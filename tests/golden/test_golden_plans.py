@@ -25,10 +25,12 @@ committing it: a golden file that encodes a bug is worse than none.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -368,18 +370,17 @@ def test_the_review_mask_hides_ids_and_hashes_and_nothing_else() -> None:
     import hashlib
     import re
 
-    from tests.golden.compare import differences
+    from tests.golden.compare import differences, masked_plan
 
-    plan = _golden("logic_change")
-    text = json.dumps(plan)
+    text = (GOLDEN / "logic_change" / "plan.json").read_text("utf-8")
+    plan = _golden_json("logic_change")
     rehashed = json.loads(re.sub(r"[0-9a-f]{64}", lambda m: hashlib.sha256(m.group().encode()).hexdigest(), text))
     rehashed["inputs"]["canonicalizer"] = "v9"
     assert rehashed["plan_id"] != plan["plan_id"] and differences(plan, rehashed) == []
     reclassified = json.loads(text)
     reclassified["models"][0]["change"] = "cosmetic"
-    assert differences(plan, reclassified) == [
-        "models[0]: " + str({**_masked_change(plan, 0)}) + " -> " + str({**_masked_change(plan, 0), "change": "cosmetic"})
-    ]
+    change = dict(masked_plan(plan)["models"][0])
+    assert differences(plan, reclassified) == [f"models[0]: {change} -> {({**change, 'change': 'cosmetic'})}"]
     reordered = json.loads(text)
     reordered["steps"][0], reordered["steps"][1] = reordered["steps"][1], reordered["steps"][0]
     assert differences(plan, reordered)
@@ -387,9 +388,3 @@ def test_the_review_mask_hides_ids_and_hashes_and_nothing_else() -> None:
     moved["steps"][-1]["end"] = "2024-03-12T00:00:00Z"
     found = differences(plan, moved)
     assert len(found) == 1 and found[0].startswith(f"steps[{len(plan['steps']) - 1}]: ")
-
-
-def _masked_change(plan: dict[str, Any], index: int) -> dict[str, Any]:
-    from tests.golden.compare import masked_plan
-
-    return dict(masked_plan(plan)["models"][index])

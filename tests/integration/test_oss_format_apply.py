@@ -31,16 +31,15 @@ def test_the_plan_of_models_without_start_runs_exactly_its_batches(tmp_path: Pat
                       analyzer=InlineAnalyzer())
     executor = DuckDBExecutor(tmp_path / "w.duckdb")
     try:
-        for step in plan["steps"]:
-            model = project[step["model"]]
-            if step["start"] is None:
+        for step in plan.steps:
+            model = project[step.model]
+            if step.start is None or step.end is None:
                 executor.run_batch(model, start=None, end=None, reset=False)
                 continue
-            day, end = parse_instant(step["start"]), parse_instant(step["end"])
+            first, day, end = parse_instant(step.start), parse_instant(step.start), parse_instant(step.end)
             assert (day, end) == (parse_instant("2024-02-01"), parse_instant("2024-03-02"))  # 30 days back
             while day < end:
-                executor.run_batch(model, start=day, end=add_batches(day, "day", 1), reset=step["reset"] and
-                                   day == parse_instant(step["start"]))
+                executor.run_batch(model, start=day, end=add_batches(day, "day", 1), reset=step.reset and day == first)
                 day = add_batches(day, "day", 1)
     finally:
         executor.close()
@@ -54,4 +53,4 @@ def test_the_plan_of_models_without_start_runs_exactly_its_batches(tmp_path: Pat
     # the ride of 2024-03-02 is after the last complete batch before as_of: not loaded yet
     assert daily == [("2024-03-01", "north", 2, 2, "8.50", 18.5)]
     assert summary == [("Harbour", 0)]
-    assert plan["inputs"]["watermarks"] == {}
+    assert dict(plan.inputs.watermarks) == {}

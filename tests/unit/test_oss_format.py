@@ -17,6 +17,7 @@ import pytest
 from shared_core.adapters.git_writer import read_tree
 from shared_core.cli.main import main
 from shared_core.core.errors import ModelError
+from shared_core.core.planning.plan import Plan
 from shared_core.core.planning.planner import DEFAULT_HISTORY, ZERO_SHA, build_backfill_plan, build_plan
 from shared_core.core.planning.schedules import due_models
 from shared_core.core.planning.watermarks import parse_watermarks
@@ -41,7 +42,7 @@ def project(tree: dict[str, str], toml: str | None = None) -> Project:
 
 
 def plan(base: dict[str, str] | None, target: dict[str, str], *, ledger: dict[str, Any] | None = None,
-         toml: str | None = None, as_of: str = AS_OF) -> dict[str, Any]:
+         toml: str | None = None, as_of: str = AS_OF) -> Plan:
     return build_plan(
         project(base or {}, toml), project(target, toml), base_sha=ZERO_SHA if base is None else "b" * 40,
         target_sha="t" * 40, as_of=parse_instant(as_of), ledger=parse_watermarks(json.dumps(ledger or {}), "w"),
@@ -49,8 +50,12 @@ def plan(base: dict[str, str] | None, target: dict[str, str], *, ledger: dict[st
     )
 
 
-def steps(p: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [(s["model"], s["run_type"], s["start"], s["end"], s["reset"]) for s in p["steps"]]
+def steps(p: Plan) -> list[tuple[Any, ...]]:
+    return [(s.model, s.run_type, s.start, s.end, s.reset) for s in p.steps]
+
+
+def watermarks(p: Plan) -> dict[str, list[list[str]]]:
+    return {name: [list(r) for r in ranges] for name, ranges in p.inputs.watermarks.items()}
 
 
 def test_the_fixture_has_the_open_source_header_shapes() -> None:
@@ -77,12 +82,12 @@ def test_the_first_plan_backfills_30_days_before_as_of() -> None:
         ("staging.stg_rides", "backfill", first, "2024-03-15" + D, True),
         ("marts.rides_daily", "backfill", first, "2024-03-15" + D, True),
     ]
-    assert p["inputs"]["watermarks"] == {}
+    assert watermarks(p) == {}
 
 
 def test_the_second_commit_plans_like_the_open_source_demo() -> None:
     p = plan(BASE, TARGET)
-    assert [(m["name"], m["change"]) for m in p["models"]] == [
+    assert [(m.name, m.change) for m in p.models] == [
         ("marts.fleet_summary", "modified"), ("marts.rider_stats", "added"), ("marts.rides_daily", "modified")]
     assert steps(p) == [
         ("marts.rider_stats", "full_refresh", None, None, False),
@@ -95,7 +100,7 @@ def test_with_history_the_ledger_says_where_the_data_starts() -> None:
     ledger = {"marts.rides_daily": [["2024-01-03", "2024-03-14"]], "staging.stg_rides": [["2024-01-01", "2024-03-15"]]}
     p = plan(BASE, TARGET, ledger=ledger)
     assert ("marts.rides_daily", "backfill", "2024-01-03" + D, "2024-03-15" + D, True) in steps(p)
-    assert p["inputs"]["watermarks"] == {"marts.rides_daily": [["2024-01-03" + D, "2024-03-14" + D]]}
+    assert watermarks(p) == {"marts.rides_daily": [["2024-01-03" + D, "2024-03-14" + D]]}
     assert consulted_models(p) == []  # a backfill from empty replaces the ledger it read: nothing to go stale
     changed_upstream = {**BASE, "models/raw/rides.sql": BASE["models/raw/rides.sql"].replace("3.50", "3.75")}
     p = plan(BASE, changed_upstream, ledger=ledger)  # stg_rides re-runs all its history over the existing table
@@ -114,7 +119,7 @@ def test_a_project_default_start_is_the_start_as_if_written_and_is_hashed() -> N
     moved = build_plan(project(BASE, toml), project(BASE, '[defaults]\nstart = "2024-02-01"\n'), base_sha="b" * 40,
                        target_sha="t" * 40, as_of=parse_instant(AS_OF), ledger={}, settings=PlannerSettings(),
                        analyzer=InlineAnalyzer())
-    assert {m["name"]: m["reason"] for m in moved["models"]} == {
+    assert {m.name: m.reason for m in moved.models} == {
         name: "start: 2024-01-01T00:00:00Z -> 2024-02-01T00:00:00Z" for name in INCREMENTAL}
 
 
@@ -130,7 +135,7 @@ def test_writing_a_start_later_is_a_data_change_from_the_new_start() -> None:
     with_start = {**BASE, "models/marts/rides_daily.sql": BASE["models/marts/rides_daily.sql"].replace(
         "-- owner:", "-- start: 2023-12-01\n-- owner:")}
     p = plan(BASE, with_start, ledger={"marts.rides_daily": [["2024-02-14", "2024-03-15"]]})
-    assert [(m["name"], m["change"], m["reason"]) for m in p["models"]] == [
+    assert [(m.name, m.change, m.reason) for m in p.models] == [
         ("marts.rides_daily", "modified", "start: (none) -> 2023-12-01T00:00:00Z")]
     assert steps(p)[0] == ("marts.rides_daily", "backfill", "2023-12-01" + D, "2024-03-15" + D, True)
 
@@ -161,6 +166,6 @@ def test_the_command_line_loads_checks_and_plans_the_fixture(
     ledger.write_text("{}", "utf-8")
     out = tmp_path / "plan.json"
     assert main(["plan", str(repo), base, target, "--watermarks", str(ledger), "--out", str(out), "--no-cache"]) == 0
-    p = json.loads(out.read_text("utf-8"))
-    assert [s["model"] for s in p["steps"]] == ["marts.rider_stats", "marts.rides_daily", "marts.fleet_summary"]
-    assert p["as_of"] == "2024-03-15T06:00:00Z"  # the target commit's time (conftest: TARGET_TIME)
+    written = json.loads(out.read_text("utf-8"))
+    assert [s["model"] for s in written["steps"]] == ["marts.rider_stats", "marts.rides_daily", "marts.fleet_summary"]
+    assert written["as_of"] == "2024-03-15T06:00:00Z"  # the target commit's time (conftest: TARGET_TIME)

@@ -97,8 +97,8 @@ def test_the_case_of_an_alias_is_a_data_change() -> None:
     """`1 AS X` names the table's column `X`: downstream `SELECT *` and `to_json(struct(*))` see it."""
     target = {**CHAIN, "models/a.sql": CHAIN["models/a.sql"].replace("SELECT 1 AS x", "SELECT 1 AS X")}
     p = plan(CHAIN, target)
-    assert [(m["name"], m["change"]) for m in p["models"]] == [("s.a", "modified")]
-    assert [s["model"] for s in p["steps"]] == ["s.a", "s.b", "s.c"]
+    assert [(m.name, m.change) for m in p.models] == [("s.a", "modified")]
+    assert [s.model for s in p.steps] == ["s.a", "s.b", "s.c"]
 
 
 def test_short_and_full_refs_hash_the_same() -> None:
