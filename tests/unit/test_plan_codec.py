@@ -69,7 +69,7 @@ def test_golden_plans_round_trip_byte_for_byte(scenario: str) -> None:
 def test_the_typed_plan_reads_as_the_document_says() -> None:
     plan = load_plan(golden_text(), "logic_change")
     assert isinstance(plan, Plan)
-    assert plan.plan_id.startswith("a80a71a0bccb") and plan.as_of == "2024-03-15T06:00:00Z"
+    assert plan.plan_id.startswith("4dc799f753c2") and plan.as_of == "2024-03-15T06:00:00Z"
     assert [(m.name, m.change) for m in plan.models] == [("raw.customers", "modified"), ("raw.orders", "modified")]
     assert plan.inputs.planner.max_batches_per_step == 366
     assert plan.inputs.watermarks["mart.order_log"][0] == ("2024-01-01T00:00:00Z", "2024-03-10T00:00:00Z")
