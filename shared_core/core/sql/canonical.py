@@ -5,7 +5,9 @@ the tree back in one fixed form (one line, every identifier quoted), so that edi
 data a model produces do not change its content hash, and every edit that can does. The printed form is
 then put through the same parse-normalize-print again until it no longer changes (at most
 `SETTLE_ROUNDS` times): sqlglot's generator rewrites some forms it reads (`((VALUES 1))`, a derived alias
-it names itself), and settling makes a query and the form sqlglot prints for it canonicalize equal.
+it names itself), and settling makes a query and the form sqlglot prints for it canonicalize equal. A query
+built only of the common classes of `normalize.ROUND_TRIP_STABLE` is printed stably already and is not
+parsed again.
 
 The version string enters every content hash, so hashes of different versions never collide; both sides
 of a diff are always canonicalized by the running version. sqlglot is imported lazily: planning from a
@@ -81,7 +83,7 @@ def analyze_query(text: str, path: str) -> QueryAnalysis:
     template = render_template(text, path)
     tree = parse_statement(template.rendered, path, guard_later=True)
     guard = TreeGuard(path=path, sql=template.rendered, refs=len(template.refs))
-    normalize_tree(tree, visit=guard.visit)  # one walk: the guard sees each node before it is normalized
+    stable = normalize_tree(tree, visit=guard.visit)  # one walk: the guard sees each node before it is normalized
     relations = guard.relations
     sources, tests = header_sources_and_tests(text, path)
     numbering = {name: index for index, name in enumerate(template.refs)}
@@ -91,7 +93,8 @@ def analyze_query(text: str, path: str) -> QueryAnalysis:
     for name, line in relations:
         if name not in sources:
             undeclared.setdefault(name, line)
-    return QueryAnalysis(settle(canonical_sql(tree, copy=False)), template.refs, template.placeholders,
+    text = canonical_sql(tree, copy=False)
+    return QueryAnalysis(text if stable else settle(text), template.refs, template.placeholders,
                          tuple(undeclared.items()))
 
 
@@ -121,8 +124,9 @@ def canonicalize(sql: str, path: str = "query.sql") -> str:
         UnsafeSqlError: it is not exactly one read-only query.
     """
     tree = parse_statement(sql, path)
-    normalize_tree(tree)
-    return settle(canonical_sql(tree, copy=False))
+    stable = normalize_tree(tree)
+    text = canonical_sql(tree, copy=False)
+    return text if stable else settle(text)
 
 
 def settle(text: str) -> str:

@@ -87,6 +87,7 @@ FORBIDDEN = {
     "Analyze": "ANALYZE",
     "Summarize": "SUMMARIZE",
     "Declare": "DECLARE",
+    "QueryTransform": "TRANSFORM ... USING",  # runs a command or script on the cluster (Hive script transform)
 }
 QUERY_TYPES = ("Select", "Union", "Intersect", "Except", "Subquery", "Values")
 
@@ -204,9 +205,9 @@ def dangling_clause(tokens: Sequence[Token]) -> tuple[Token, str] | None:
     """
     for index, token in enumerate(tokens):
         kind = token.token_type.name
-        if kind == "USING":
+        if kind == "USING":  # a join's column list; `TRANSFORM (...) USING 'script'` is the guard's to refuse
             following = tokens[index + 1] if index + 1 < len(tokens) else None
-            if following is None or following.token_type.name != "L_PAREN":
+            if following is None or following.token_type.name not in ("L_PAREN", "STRING"):
                 return token, "USING without a parenthesized column list"
             continue
         problem = _NEEDS_OPERAND.get(kind)

@@ -36,13 +36,32 @@ if TYPE_CHECKING:
 DIALECT = "databricks"
 _FRAME_KEYS = ("kind", "start", "start_side", "end", "end_side")
 
+#: Node classes whose printed form parses back to the same normalized tree. A query built only of these needs
+#: no settling (`canonical.settle`: a second parse, as costly as the first); any other class (VALUES, UNNEST,
+#: PIVOT, ANY, ARRAY, JSON functions, ...) settles. Leaving out a class only costs time, never correctness,
+#: and a class listed wrongly could only keep two spellings apart (a rebuild), never merge two queries:
+#: `tests/unit/test_canonical.py` checks the list against every query of the fixtures.
+ROUND_TRIP_STABLE = frozenset({
+    "Select", "From", "Join", "Where", "Group", "Having", "Qualify", "Order", "Ordered", "Limit", "With", "CTE",
+    "Subquery", "Union", "Distinct", "Column", "Identifier", "Star", "Table", "TableAlias", "Alias", "Literal",
+    "Boolean", "Null", "Paren", "Tuple", "And", "Or", "Not", "EQ", "NEQ", "GT", "GTE", "LT", "LTE", "Is", "In",
+    "Between", "Like", "ILike", "Add", "Sub", "Mul", "Div", "Mod", "Neg", "Case", "If", "Cast", "TryCast",
+    "DataType", "DataTypeParam", "Count", "Sum", "Avg", "Min", "Max", "Coalesce", "Greatest", "Least", "Lower",
+    "Upper", "Trim", "Round", "Abs", "Floor", "Ceil", "Length", "Substring", "DateTrunc", "TimestampTrunc",
+    "DateDiff", "CurrentDate", "CurrentTimestamp", "RowNumber", "Rank", "DenseRank", "Lag", "Lead", "FirstValue",
+    "LastValue", "Window", "WindowSpec", "Anonymous",
+})
 
-def normalize_tree(tree: exp.Expr, *, visit: Callable[[exp.Expr], None] | None = None) -> None:
+
+def normalize_tree(tree: exp.Expr, *, visit: Callable[[exp.Expr], None] | None = None) -> bool:
     """Apply the rules of the module docstring to `tree`, in place.
 
     Args:
         tree: a parsed query.
         visit: called with each node before the walk changes it (the guard's check), in walk order.
+
+    Returns:
+        Whether every node is of a `ROUND_TRIP_STABLE` class (the printed tree needs no settling).
     """
     from sqlglot import exp
 
@@ -54,43 +73,56 @@ def normalize_tree(tree: exp.Expr, *, visit: Callable[[exp.Expr], None] | None =
     aliases: list[exp.Alias] = []
     tables: list[exp.Table] = []
     negated: list[exp.Like | exp.ILike] = []
-    # The walk is breadth-first: a lambda or an UNPIVOT is seen before the identifiers inside it.
-    scopes = _Scopes()
+    names = _Names()  # the walk is breadth-first: a lambda or an UNPIVOT comes before the identifiers inside it
+    kinds = _KINDS
+    stable = True
     for node in list(tree.walk()):
         if visit is not None:
             visit(node)
-        node.comments = None
-        if isinstance(node, exp.Identifier):
-            if _is_reference(node, scopes):
-                node.set("this", node.name.lower())
-            node.set("quoted", False)
-        elif isinstance(node, exp.Anonymous):
+        if node.comments:
+            node.comments = None
+        kind = kinds.get(type(node))
+        if kind is None:
+            kind = kinds[type(node)] = _kind_of(type(node))
+        if kind < 0:
+            stable = False
+            kind = -kind
+        if kind == _OTHER:
+            continue
+        if kind == _IDENTIFIER:
+            if names.is_reference(node):  # type: ignore[arg-type]  # _kind_of checked the class
+                lowered = node.name.lower()
+                if lowered != node.name:
+                    node.set("this", lowered)
+            if node.args.get("quoted"):
+                node.set("quoted", False)
+        elif kind == _ANONYMOUS:
             node.set("this", node.name.upper())
-        elif isinstance(node, exp.Join):
-            kind = node.args.get("kind")
-            if kind == "INNER" or (kind == "OUTER" and node.args.get("side")):
+        elif kind == _JOIN:
+            join_kind = node.args.get("kind")
+            if join_kind == "INNER" or (join_kind == "OUTER" and node.args.get("side")):
                 node.set("kind", None)
-        elif isinstance(node, exp.WindowSpec):
+        elif kind == _WINDOW_SPEC:
             for key in _FRAME_KEYS:
                 value = node.args.get(key)
                 if isinstance(value, str):
                     node.set(key, value.upper())
-        elif isinstance(node, exp.Ordered):
+        elif kind == _ORDERED:
             if node.args.get("desc") is False:
                 node.set("desc", None)  # ASC is the default (and so are its NULLS FIRST)
-        elif isinstance(node, (exp.Like, exp.ILike)):
-            if node.args.get("negate") and _plain_pattern(node):
-                negated.append(node)
-        elif isinstance(node, exp.Lambda):
-            scopes.lambdas = True
-        elif isinstance(node, exp.Pivot) and node.args.get("unpivot"):
-            scopes.unpivots = True
-        if isinstance(node, exp.Paren):
-            parens.append(node)
-        elif isinstance(node, exp.Alias):
-            aliases.append(node)
-        elif isinstance(node, exp.Table):
-            tables.append(node)
+        elif kind == _LIKE:
+            if node.args.get("negate") and _plain_pattern(node):  # type: ignore[arg-type]
+                negated.append(node)  # type: ignore[arg-type]
+        elif kind == _LAMBDA:
+            names.lambdas = True
+        elif kind == _PIVOT:
+            names.unpivots = names.unpivots or bool(node.args.get("unpivot"))
+        elif kind == _PAREN:
+            parens.append(node)  # type: ignore[arg-type]
+        elif kind == _ALIAS:
+            aliases.append(node)  # type: ignore[arg-type]
+        elif kind == _TABLE:
+            tables.append(node)  # type: ignore[arg-type]
     for like in negated:
         like.set("negate", None)
         wrapper = exp.Not()
@@ -108,35 +140,92 @@ def normalize_tree(tree: exp.Expr, *, visit: Callable[[exp.Expr], None] | None =
         table_alias = table.args.get("alias")
         if table_alias is not None and not table_alias.columns and table_alias.name == table.name:
             table.set("alias", None)
+    return stable
 
 
-class _Scopes:
-    """Which rarer constructs the walk has met so far (each needs a look at an identifier's ancestors)."""
-
-    lambdas = False
-    unpivots = False
+(_OTHER, _IDENTIFIER, _ANONYMOUS, _JOIN, _WINDOW_SPEC, _ORDERED, _LIKE, _LAMBDA, _PIVOT, _PAREN, _ALIAS,
+ _TABLE) = range(1, 13)
+_KINDS: dict[type, int] = {}  # node class -> what the walk does with it; negative: not ROUND_TRIP_STABLE
 
 
-def _is_reference(node: exp.Identifier, scopes: _Scopes) -> bool:
-    """Whether the identifier only refers to something (its case may be folded) rather than naming data."""
+def _kind_of(cls: type) -> int:
     from sqlglot import exp
 
-    parent, key = node.parent, node.arg_key
-    if isinstance(parent, exp.Column):
-        if scopes.unpivots and _in_unpivot(parent):
-            return False  # UNPIVOT turns these names into values
-        return not (key == "this" and _names_struct_field(parent))
-    if isinstance(parent, exp.Table):
-        return key in ("this", "db", "catalog")
-    if isinstance(parent, exp.TableAlias):
-        return key == "this"  # the alias; its column list names columns
-    if isinstance(parent, exp.Join):
-        return key == "using"
-    if isinstance(parent, exp.Window):
-        return key in ("this", "alias")  # `WINDOW w AS (...)` and `OVER w`
-    if isinstance(parent, exp.Lambda):
-        return key == "expressions"
-    return scopes.lambdas and _is_lambda_variable(node)
+    sign = 1 if cls.__name__ in ROUND_TRIP_STABLE else -1
+    for base, kind in ((exp.Identifier, _IDENTIFIER), (exp.Anonymous, _ANONYMOUS), (exp.Join, _JOIN),
+                       (exp.WindowSpec, _WINDOW_SPEC), (exp.Ordered, _ORDERED), (exp.Like, _LIKE),
+                       (exp.ILike, _LIKE), (exp.Lambda, _LAMBDA), (exp.Pivot, _PIVOT), (exp.Paren, _PAREN),
+                       (exp.Alias, _ALIAS), (exp.Table, _TABLE)):
+        if issubclass(cls, base):
+            return sign * kind
+    return sign * _OTHER
+
+
+# What an identifier is, by the class of its parent: always a reference (its case folds) in these positions,
+# never elsewhere, except as noted in `_Names.is_reference`.
+_REFERENCE_KEYS: dict[str, frozenset[str]] = {
+    "Table": frozenset({"this", "db", "catalog"}),
+    "TableAlias": frozenset({"this"}),  # the alias; its column list names columns
+    "Join": frozenset({"using"}),
+    "Window": frozenset({"this", "alias"}),  # `WINDOW w AS (...)` and `OVER w`
+    "Lambda": frozenset({"expressions"}),
+}
+_PARENTS: dict[type, str] = {}  # parent class -> "Column", a key of _REFERENCE_KEYS, or ""
+
+
+def _parent_kind(cls: type) -> str:
+    from sqlglot import exp
+
+    kind = _PARENTS.get(cls)
+    if kind is None:
+        kind = _PARENTS[cls] = next(
+            (name for name in ("Column", *_REFERENCE_KEYS) if issubclass(cls, getattr(exp, name))), "")
+    return kind
+
+
+class _Names:
+    """Decides, identifier by identifier, whether a name only refers (foldable) or names data (kept)."""
+
+    def __init__(self) -> None:
+        self.lambdas = False  # the walk met a lambda: a bare identifier may be one of its variables
+        self.unpivots = False  # ... an UNPIVOT: the columns in it name values
+        self._relations: dict[int, set[str]] = {}  # id(select) -> the names its relations are qualified by
+
+    def is_reference(self, node: exp.Identifier) -> bool:
+        """Whether the identifier only refers to something (its case may be folded) rather than naming data."""
+        parent = node.parent
+        kind = _parent_kind(type(parent))
+        if kind == "Column":
+            if self.unpivots and _in_unpivot(parent):  # type: ignore[arg-type]
+                return False  # UNPIVOT turns these names into values
+            return not (node.arg_key == "this" and self._names_struct_field(parent))  # type: ignore[arg-type]
+        if kind:
+            return node.arg_key in _REFERENCE_KEYS[kind]
+        return self.lambdas and _is_lambda_variable(node)
+
+    def _names_struct_field(self, column: exp.Column) -> bool:
+        """Whether `column` is an unaliased projection `s.Field` whose qualifier is no relation: a struct field.
+
+        Databricks names such a column with the field as written (`SELECT payload.OrderId` gives a column
+        `OrderId`), while a column read through a relation (`o.order_id`) keeps its stored name.
+        """
+        from sqlglot import exp
+
+        if not column.args.get("table"):
+            return False
+        child: exp.Expr = column
+        parent = column.parent
+        while isinstance(parent, exp.Paren):
+            child, parent = parent, parent.parent
+        if not (isinstance(parent, exp.Select) and child.arg_key == "expressions"):
+            return False
+        qualifier = column.table.lower()
+        if column.args.get("db"):
+            qualifier = f"{column.db.lower()}.{qualifier}"
+        relations = self._relations.get(id(parent))
+        if relations is None:
+            relations = self._relations[id(parent)] = _relation_names(parent)
+        return qualifier not in relations
 
 
 def _is_lambda_variable(node: exp.Identifier) -> bool:
@@ -159,28 +248,6 @@ def _in_unpivot(column: exp.Column) -> bool:
     while ancestor is not None and not isinstance(ancestor, (exp.Select, exp.Pivot)):
         ancestor = ancestor.parent
     return isinstance(ancestor, exp.Pivot) and bool(ancestor.args.get("unpivot"))
-
-
-def _names_struct_field(column: exp.Column) -> bool:
-    """Whether `column` is an unaliased projection `s.Field` whose qualifier is no relation: a struct field.
-
-    Databricks names such a column with the field as written (`SELECT payload.OrderId` gives a column
-    `OrderId`), while a column read through a relation (`o.order_id`) keeps its stored name.
-    """
-    from sqlglot import exp
-
-    if not column.args.get("table"):
-        return False
-    child: exp.Expr = column
-    parent = column.parent
-    while isinstance(parent, exp.Paren):
-        child, parent = parent, parent.parent
-    if not (isinstance(parent, exp.Select) and child.arg_key == "expressions"):
-        return False
-    qualifier = column.table.lower()
-    if column.args.get("db"):
-        qualifier = f"{column.db.lower()}.{qualifier}"
-    return qualifier not in _relation_names(parent)
 
 
 def _relation_names(select: exp.Select) -> set[str]:
