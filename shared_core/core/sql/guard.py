@@ -37,7 +37,7 @@ from shared_core.core.sql.allowlist import (
 
 if TYPE_CHECKING:
     from sqlglot import exp
-    from sqlglot.tokenizer_core import Token
+    from sqlglot.tokenizer_core import Token, TokenType
 
 DIALECT = "databricks"
 
@@ -193,6 +193,27 @@ _NEEDS_OPERAND = {
 }
 
 
+_TOKEN_SETS: list[tuple[frozenset[TokenType], frozenset[TokenType], TokenType, frozenset[TokenType],
+                        frozenset[TokenType]]] = []
+
+
+def _token_sets() -> tuple[frozenset[TokenType], frozenset[TokenType], TokenType, frozenset[TokenType],
+                           frozenset[TokenType]]:
+    """The token types `dangling_clause` looks for, made once (sqlglot is imported lazily)."""
+    if not _TOKEN_SETS:
+        from sqlglot.tokenizer_core import TokenType
+
+        types = TokenType.__members__
+        _TOKEN_SETS.append((
+            frozenset(types[name] for name in (*_NEEDS_OPERAND, "USING")),
+            frozenset(types[name] for name in _CLAUSE_STARTS),
+            types["USING"],
+            frozenset((types["L_PAREN"], types["STRING"])),
+            frozenset((types["DOT"], types["L_PAREN"])),
+        ))
+    return _TOKEN_SETS[0]
+
+
 def dangling_clause(tokens: Sequence[Token]) -> tuple[Token, str] | None:
     """The first keyword with nothing after it that it needs, and what is missing; None when there is none.
 
@@ -203,21 +224,22 @@ def dangling_clause(tokens: Sequence[Token]) -> tuple[Token, str] | None:
     >>> dangling_clause(Dialect.get_or_raise("databricks").tokenize("SELECT * FROM a JOIN b ON WHERE x"))[1][:33]
     'ON without a join condition (writ'
     """
+    needs, clause_starts, using, opening, operand_tails = _token_sets()
+    last = len(tokens) - 1
     for index, token in enumerate(tokens):
-        kind = token.token_type.name
-        if kind == "USING":  # a join's column list; `TRANSFORM (...) USING 'script'` is the guard's to refuse
-            following = tokens[index + 1] if index + 1 < len(tokens) else None
-            if following is None or following.token_type.name not in ("L_PAREN", "STRING"):
+        kind = token.token_type
+        if kind not in needs:
+            continue
+        following = tokens[index + 1] if index < last else None
+        if kind is using:  # a join's column list; `TRANSFORM (...) USING 'script'` is the guard's to refuse
+            if following is None or following.token_type not in opening:
                 return token, "USING without a parenthesized column list"
             continue
-        problem = _NEEDS_OPERAND.get(kind)
-        if problem is None:
-            continue
-        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        problem = _NEEDS_OPERAND[kind.name]
         if following is None:
             return token, problem
-        after = tokens[index + 2].token_type.name if index + 2 < len(tokens) else ""
-        if following.token_type.name in _CLAUSE_STARTS and after not in ("DOT", "L_PAREN"):
+        after = tokens[index + 2].token_type if index + 1 < last else None
+        if following.token_type in clause_starts and after not in operand_tails:
             return token, problem  # `ON LEFT(a, 1) = b` and `ON semi.k = a.k` are operands, not clauses
     return None
 

@@ -174,10 +174,10 @@ _PARENTS: dict[type, str] = {}  # parent class -> "Column", a key of _REFERENCE_
 
 
 def _parent_kind(cls: type) -> str:
-    from sqlglot import exp
-
     kind = _PARENTS.get(cls)
     if kind is None:
+        from sqlglot import exp
+
         kind = _PARENTS[cls] = next(
             (name for name in ("Column", *_REFERENCE_KEYS) if issubclass(cls, getattr(exp, name))), "")
     return kind
@@ -209,10 +209,10 @@ class _Names:
         Databricks names such a column with the field as written (`SELECT payload.OrderId` gives a column
         `OrderId`), while a column read through a relation (`o.order_id`) keeps its stored name.
         """
-        from sqlglot import exp
-
         if not column.args.get("table"):
             return False
+        from sqlglot import exp
+
         child: exp.Expr = column
         parent = column.parent
         while isinstance(parent, exp.Paren):
