@@ -14,9 +14,11 @@ import azure.durable_functions as df
 from functions.admin import bp as admin_bp
 from functions.api import bp as api_bp
 from functions.approval import bp as approval_bp
+from functions.billing import bp as billing_bp
 from functions.execution import bp as execution_bp
 from functions.planning import bp as planning_bp
 from functions.schedules import bp as schedules_bp
+from functions.telemetry import bp as telemetry_bp
 from functions.webhook import bp as webhook_bp
 from shared_core.settings import check_app_settings, get_settings
 
@@ -42,5 +44,6 @@ def _scrub_every_log_record() -> None:
 _scrub_every_log_record()
 check_app_settings(get_settings())
 app = df.DFApp()
-for blueprint in (webhook_bp, planning_bp, approval_bp, execution_bp, schedules_bp, api_bp, admin_bp):
+for blueprint in (webhook_bp, planning_bp, approval_bp, execution_bp, schedules_bp, api_bp, admin_bp, telemetry_bp,
+                  billing_bp):
     app.register_functions(blueprint)

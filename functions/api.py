@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 import azure.durable_functions as df
@@ -230,6 +231,34 @@ async def delete_identity(req: func.HttpRequest, principal: Principal, store: St
     await remove_identity(store, principal.tenant_id, provider=provider, subject=subject, actor=principal.subject,
                           actor_role=principal.role)
     return {"removed": {"provider": provider, "subject": subject}}
+
+
+@bp.route(route="usage", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@guarded("usage")
+async def usage(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
+    """This month's usage of the caller's tenant against its tier and subscription."""
+    from shared_core.services.billing import usage_report
+
+    report = await usage_report(store, principal.tenant_id, now=datetime.now(UTC))
+    tier = report.entitlement.tier
+    return {"tenant_id": principal.tenant_id, "tier": tier.name, "subscription_status": report.entitlement.status,
+            "blocked": report.entitlement.blocked, "monthly_steps": tier.monthly_steps,
+            "concurrency": tier.concurrency, "customer": report.customer, "usage": report.usage}
+
+
+@bp.route(route="quota", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@guarded("quota")
+async def quota(req: func.HttpRequest, principal: Principal, store: StateStore) -> Body:
+    """200 when a plan of `?steps=N` (default 1) could start now; else 402 or 429 (with Retry-After) and why."""
+    from shared_core.core.errors import InputError
+    from shared_core.services.billing import quota_preview, require_quota
+
+    raw = req.params.get("steps", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+        raise InputError(f"steps={raw[:20]!r} must be a whole number from 1 to 1000000")
+    decision = await quota_preview(store, principal.tenant_id, steps=int(raw), now=datetime.now(UTC))
+    require_quota(decision)
+    return {"status": "ok", "steps": int(raw)}
 
 
 def _plan_id(value: str, *, label: str = "plan id") -> str:

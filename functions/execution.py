@@ -48,13 +48,15 @@ SKIPPED = "skipped: an upstream step did not succeed"
 # read through the types of `shared_core.services.messages`.
 @bp.orchestration_trigger(context_name="context")
 def run_steps_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, ChunkResult]:
-    """Run a chunk of one wave (`ChunkRequest`): every step, each under the job's retry policy.
+    """Run a chunk of one wave (`ChunkRequest`): every step, each under the job's retry policy; then hand the
+    steps' telemetry to the telemetry function (its failure is ignored).
 
     Returns:
         Each step's status, in order, and the steps whose activity kept failing after every attempt (`failed`
         in the statuses, and listed with the reason).
     """
     from functions.durable import STEP_RETRY_MS, settle
+    from functions.telemetry import record_wave_telemetry
 
     chunk: ChunkRequest = context.get_input()
     skip = set(chunk["skip"])
@@ -66,13 +68,16 @@ def run_steps_orchestrator(context: df.DurableOrchestrationContext) -> Generator
         for step in chunk["steps"]]
     statuses: list[StepStatus] = []
     exhausted: list[ExhaustedStep] = []
+    results: list[StepResult] = []
     for step, settled in zip(chunk["steps"], (yield from settle(context, tasks)), strict=True):
         if settled.ok:
             result: StepResult = settled.value
             statuses.append(result["status"])
+            results.append(result)
         else:
             statuses.append("failed")
             exhausted.append(ExhaustedStep(step=step, detail=settled.error))
+    yield from record_wave_telemetry(context, chunk["ids"], results)  # best effort: never fails the chunk
     return ChunkResult(statuses=statuses, exhausted=exhausted)
 
 
@@ -122,7 +127,7 @@ async def run_step_activity(request: StepRequest) -> StepResult:
         report = await run_job_step(
             await get_store(settings), clients.blobs, clients.source, clients.open_executor,
             tenant_id=request["tenant_id"], plan_id=request["plan_id"], step=request["step"],
-            skip_reason=request.get("skip_reason"),
+            skip_reason=request.get("skip_reason"), engine=clients.resources.engine,
         )
     except CoreError as exc:
         if is_transient(exc):
@@ -131,6 +136,8 @@ async def run_step_activity(request: StepRequest) -> StepResult:
     result = StepResult(status=report.status, error=report.error, step_id=report.step_id, model=report.model)
     if report.rows_written is not None and report.batches is not None:
         result["rows_written"], result["batches"] = report.rows_written, report.batches
+    if report.telemetry is not None:  # recorded by the telemetry function after the chunk
+        result["telemetry"] = report.telemetry
     return result
 
 

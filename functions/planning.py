@@ -52,10 +52,12 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
     """Plan, ask for approval, execute wave by wave in sub-orchestrations, and always finalize with a reason.
 
     Every failure path ends in `finalize_activity` (a terminal job, a final commit status): a plan that
-    cannot be built, an approval that cannot be requested, a stale plan, a step whose retries ran out. Steps
+    cannot be built, an approval that cannot be requested, a stale plan, a step whose retries ran out, a quota
+    that stays exceeded for a week (before the plan and before each later wave it waits for its quota). Steps
     run in `run_steps_orchestrator`s of at most `STEPS_PER_CHUNK` steps each, so no history grows with the
     plan: this one holds the waves as step positions and each chunk's statuses.
     """
+    from functions.billing import await_quota
     from functions.durable import FINALIZE_RETRY, attempt, chunks, settle
     from shared_core.services.apply import failed_steps, first_broken_upstream, plan_outcome
     from shared_core.services.jobs import JobInput
@@ -93,12 +95,20 @@ def plan_orchestrator(context: df.DurableOrchestrationContext) -> Orchestration:
         decision = _decision(answer)
         if decision["decision"] != "approve":
             return (yield from finalize("rejected", f"rejected by {decision['by']}"))
+    waves, depends_on = planned["waves"], planned["depends_on"]
+    if waves:  # the tenant's quota before the plan executes: all its steps, and a concurrency slot (it waits)
+        refused = yield from await_quota(context, ids, steps=sum(len(wave) for wave in waves), first=True)
+        if refused is not None:
+            return (yield from finalize("failed", refused))
     started: ExecutionStarted | ActivityFailure = yield from attempt(context, "start_execution_activity", ids)
     if started["status"] != "ok":
         return (yield from finalize("failed", started["detail"]))
-    waves, depends_on = planned["waves"], planned["depends_on"]
     statuses: dict[int, str] = {}
     for number, wave in enumerate(waves):
+        if number:  # and before each later wave: the month's steps may have run out meanwhile
+            refused = yield from await_quota(context, ids, steps=len(wave), first=False)
+            if refused is not None:
+                return (yield from finalize("failed", refused))
         context.set_custom_status({"status": "running", "plan_id": plan_id, "wave": number + 1, "waves": len(waves)})
         parts = chunks(wave)
         tasks = [context.call_sub_orchestrator(

@@ -3,19 +3,19 @@ durable orchestrations, the state store.
 
 Services and the core talk to these; `shared_core.adapters` implements them (`LocalGitSource`,
 `GitHubSource`, `LocalBlobStore`, `AzureBlobStore`, `CachedAnalyzer`, `DuckDBExecutor`,
-`GitHubStatusPublisher`, `PostgresStateStore`; the Durable client is the `Orchestrations`). The state
-store is split by concern (`LedgerStore`, `PlanStore`, `RunStore`, `JobStore`, `SecurityStore`,
-`RepositoryStore`, `IdentityStore`, `DecisionStore`, `DeploymentStore`) so that a use case can ask for
-exactly what it touches; `StateStore` is all of them. The rows they return are the `TypedDict`s of
-`shared_core.core.state`, re-exported here, as are the planner's `QueryAnalyzer` and `InlineAnalyzer`
-(defined in the pure `shared_core.core.sql.analysis`).
+`GitHubStatusPublisher`, `PostgresStateStore`, `StripeMeterClient`; the Durable client is the
+`Orchestrations`). The state store is split by concern (`LedgerStore`, `PlanStore`, `RunStore`, `JobStore`,
+`SecurityStore`, `RepositoryStore`, `IdentityStore`, `DecisionStore`, `DeploymentStore`, `TelemetryStore`,
+`BillingStore`) so that a use case can ask for exactly what it touches; `StateStore` is all of them. The
+rows they return are the `TypedDict`s of `shared_core.core.state`, re-exported here, as are the planner's
+`QueryAnalyzer` and `InlineAnalyzer` (defined in the pure `shared_core.core.sql.analysis`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from shared_core.core.sql.analysis import InlineAnalyzer, QueryAnalyzer
 from shared_core.core.state import (
@@ -42,10 +42,12 @@ from shared_core.core.state import (
 )
 
 if TYPE_CHECKING:
+    from shared_core.core.billing import SubscriptionRow, UsageEventRow, UsageSummary
     from shared_core.core.planning.intervals import Range
     from shared_core.core.planning.markers import BatchMarker, CommittedBatch
     from shared_core.core.planning.plan import Plan
     from shared_core.core.project.models import Model
+    from shared_core.core.telemetry import StepSample, TelemetryRecord
     from shared_core.services.messages import JobMessage
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "AuditRow",
     "BatchAnalyzer",
     "BatchOutcome",
+    "BillingStore",
     "BlobStore",
     "CompletedBatch",
     "DecisionOutcome",
@@ -71,6 +74,8 @@ __all__ = [
     "JobStatus",
     "JobStore",
     "LedgerStore",
+    "MeterClient",
+    "MeterResult",
     "ModelVersion",
     "OrchestrationStatus",
     "Orchestrations",
@@ -92,10 +97,12 @@ __all__ = [
     "SecurityStore",
     "StateStore",
     "StatusPublisher",
+    "TelemetryStore",
     "WorkingFiles",
 ]
 
 DecisionT = TypeVar("DecisionT", bound=RateDecision)
+QuotaT = TypeVar("QuotaT")
 
 
 class GitSource(Protocol):
@@ -602,8 +609,96 @@ class DeploymentStore(Protocol):
         ...
 
 
+class TelemetryStore(Protocol):
+    """Execution telemetry: a record per executed step and per batch."""
+
+    async def record_telemetry(self, tenant_id: str, records: Sequence[TelemetryRecord]) -> int:
+        """Write (or replace, by record key) the records, scrubbed; returns how many."""
+        ...
+
+    async def step_samples(self, tenant_id: str, model: str | None = None, limit: int = 10_000) -> list[StepSample]:
+        """The newest `limit` executed steps (of one model, or all), oldest first."""
+        ...
+
+
+class BillingStore(Protocol):
+    """The usage outbox, Stripe customers, subscriptions and events, and execution slots."""
+
+    async def map_customer(self, tenant_id: str, customer_id: str, mapped_by: str) -> bool:
+        """Map a Stripe customer to the tenant (False: it was already); ConflictError for another tenant's."""
+        ...
+
+    async def tenant_for_customer(self, customer_id: str) -> str | None:
+        """The tenant a Stripe customer pays for, or None (readable without a tenant)."""
+        ...
+
+    async def customer_for_tenant(self, tenant_id: str) -> str | None:
+        """The tenant's Stripe customer, or None."""
+        ...
+
+    async def billed_tenants(self) -> list[tuple[str, str]]:
+        """`(tenant_id, customer_id)` of every tenant with a Stripe customer."""
+        ...
+
+    async def apply_stripe_event(
+        self, tenant_id: str, event_id: str, event_type: str, created: datetime, subscription_id: str | None,
+        decide: Callable[[SubscriptionRow | None], tuple[SubscriptionRow | None, str]],
+    ) -> str | None:
+        """Record the event and apply `decide(stored subscription)` atomically; None for a redelivery."""
+        ...
+
+    async def current_subscription(self, tenant_id: str, blocking: Sequence[str]) -> SubscriptionRow | None:
+        """The subscription deciding the tenant's entitlement (newest not `blocking`, else newest), or None."""
+        ...
+
+    async def usage_summary(self, tenant_id: str, since: datetime) -> UsageSummary:
+        """The tenant's metered usage since `since`."""
+        ...
+
+    async def claim_usage(self, tenant_id: str, now: datetime, limit: int, lease_seconds: int) -> list[UsageEventRow]:
+        """The tenant's due pending usage events, leased for `lease_seconds`."""
+        ...
+
+    async def mark_usage(self, tenant_id: str, event_id: int, status: Literal["sent", "expired", "rejected", "pending"],
+                         *, error: str | None = None, retry_at: datetime | None = None) -> None:
+        """Record what sending one usage event did."""
+        ...
+
+    async def refuse_usage(self, tenant_id: str, refused: Mapping[str, str]) -> int:
+        """Mark the events whose identifiers Stripe refused (identifier -> message) rejected; returns how many."""
+        ...
+
+    async def claim_execution(self, tenant_id: str, instance: str,
+                              decide: Callable[[int, bool], tuple[QuotaT, bool]]) -> QuotaT:
+        """Decide atomically whether the job may execute (`decide(running elsewhere, holds a slot)`), taking its
+        slot when it may."""
+        ...
+
+
+class MeterResult(Protocol):
+    """What the billing provider answered for one meter event."""
+
+    @property
+    def outcome(self) -> Literal["sent", "retry", "rejected"]:
+        """Sent (or already known under its identifier), worth retrying, or refused for good."""
+        ...
+
+    @property
+    def detail(self) -> str:
+        """One line: the provider's error, or empty."""
+        ...
+
+
+class MeterClient(Protocol):
+    """Sends usage to the billing provider (Stripe Billing Meter events); blocking, called in a worker thread."""
+
+    def send(self, event_name: str, customer_id: str, value: int, identifier: str, timestamp: datetime) -> MeterResult:
+        """Send one meter event under its identifier (a resend of the same identifier is not counted twice)."""
+        ...
+
+
 class StateStore(LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, RepositoryStore, IdentityStore,
-                 DecisionStore, DeploymentStore, Protocol):
+                 DecisionStore, DeploymentStore, TelemetryStore, BillingStore, Protocol):
     """The whole state store (`PostgresStateStore`), with its lifecycle."""
 
     async def health(self) -> None:

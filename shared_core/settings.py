@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from shared_core.core.errors import SettingsError
+from shared_core.core.telemetry import parse_engine_rates
 
 #: The values of IRONLAYER_ENVIRONMENT; unset is none of them (the app treats it as production).
 ENVIRONMENTS = ("development", "test", "production")
@@ -65,6 +66,14 @@ class Settings:
     cache_dir: Path | None  # IRONLAYER_CACHE_DIR: the CLI's analysis cache (unset: inside the repository's git dir)
     actor: str  # IRONLAYER_ACTOR, else USER, else "cli": who the CLI's audit entries name
     app_service_auth: bool  # IRONLAYER_APP_SERVICE_AUTH: App Service Authentication is on; trust X-MS-CLIENT-PRINCIPAL
+    engine_rates: tuple[tuple[str, float], ...]  # IRONLAYER_ENGINE_RATES: engine=US dollars per engine hour (cost)
+    stripe_api_key: str  # IRONLAYER_STRIPE_API_KEY: the secret (or restricted) key that sends meter events
+    stripe_api_base: str  # IRONLAYER_STRIPE_API_BASE: Stripe's API (default https://api.stripe.com)
+    stripe_webhook_secret: str  # IRONLAYER_STRIPE_WEBHOOK_SECRET: whsec_... of the webhook endpoint
+    stripe_meter_plans: str  # IRONLAYER_STRIPE_METER_PLANS: the meter event name of generated plans
+    stripe_meter_steps: str  # IRONLAYER_STRIPE_METER_STEPS: the meter event name of executed steps
+    stripe_meter_compute: str  # IRONLAYER_STRIPE_METER_COMPUTE: the meter event name of compute seconds
+    applicationinsights_connection_string: str  # APPLICATIONINSIGHTS_CONNECTION_STRING: export traces and logs
 
     @property
     def production(self) -> bool:
@@ -150,6 +159,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cache_dir=Path(env("IRONLAYER_CACHE_DIR", "")) if env("IRONLAYER_CACHE_DIR") else None,
         actor=env("IRONLAYER_ACTOR") or env("USER") or "cli",
         app_service_auth=_flag(values, "IRONLAYER_APP_SERVICE_AUTH"),
+        engine_rates=tuple(sorted(parse_engine_rates(env("IRONLAYER_ENGINE_RATES", "duckdb=0,databricks=0")).items())),
+        stripe_api_key=env("IRONLAYER_STRIPE_API_KEY", ""),
+        stripe_api_base=env("IRONLAYER_STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
+        stripe_webhook_secret=env("IRONLAYER_STRIPE_WEBHOOK_SECRET", ""),
+        stripe_meter_plans=env("IRONLAYER_STRIPE_METER_PLANS", "ironlayer_plans"),
+        stripe_meter_steps=env("IRONLAYER_STRIPE_METER_STEPS", "ironlayer_steps"),
+        stripe_meter_compute=env("IRONLAYER_STRIPE_METER_COMPUTE", "ironlayer_compute_seconds"),
+        applicationinsights_connection_string=env("APPLICATIONINSIGHTS_CONNECTION_STRING", ""),
     )
     if settings.production and settings.auth_mode == "dev":
         raise SettingsError("IRONLAYER_AUTH_MODE=dev (no authentication) is refused in production; use jwt or oidc")

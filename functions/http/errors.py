@@ -21,6 +21,7 @@ STATUSES: Mapping[type[errors.CoreError], int] = MappingProxyType({
     errors.PayloadTooLargeError: 413,
     errors.WebhookError: 400,
     errors.WebhookSignatureError: 401,
+    errors.StripeSignatureError: 400,
     errors.SecurityCommandError: 400,
     errors.RepositorySettingsError: 400,
     errors.NotFoundError: 404,
@@ -59,6 +60,8 @@ STATUSES: Mapping[type[errors.CoreError], int] = MappingProxyType({
     errors.AuditError: 500,
     errors.CredentialError: 500,
     errors.RateLimitedError: 429,
+    errors.ConcurrencyLimitError: 429,
+    errors.PaymentRequiredError: 402,
 })
 
 

@@ -11,6 +11,7 @@ locals {
     IRONLAYER_APPROVAL_SECRET                = "approval-secret"
     IRONLAYER_CREDENTIAL_KEYS                = "credential-keys"
     IRONLAYER_STRIPE_WEBHOOK_SECRET          = "stripe-webhook-secret"
+    IRONLAYER_STRIPE_API_KEY                 = "stripe-api-key"
     MICROSOFT_PROVIDER_AUTHENTICATION_SECRET = "entra-client-secret"
   }
 

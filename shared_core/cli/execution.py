@@ -8,6 +8,7 @@ use the tenant IRONLAYER_TENANT (default `local`).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +46,10 @@ def add_commands(commands: _runtime.CommandParsers) -> None:
 
     runs = commands.add_parser("runs", help="list runs (one per step and batch)")
     runs.add_argument("--plan", help="only the runs of this plan ID (a prefix is enough)")
+    runs.add_argument("--stats", action="store_true",
+                      help="per model: executed steps, p50/p95 runtime, rows written, estimated cost")
+    runs.add_argument("--model", help="with --stats: only this model")
+    runs.add_argument("--json", action="store_true", help="with --stats: print JSON (the GET /api/telemetry body)")
     commands.add_parser("status", help="plans, their status and the watermark ledger")
     db = commands.add_parser("db", help="the embedded PostgreSQL server")
     db.add_argument("action", choices=["status", "stop"])
@@ -132,6 +137,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from shared_core.services.plans import find_plan_id
 
     tenant = _runtime.tenant()
+    if args.stats:
+        return _run_stats(args, tenant)
 
     async def fetch(store: StateStore) -> list[RunRow]:
         plan_id = await find_plan_id(store, tenant, args.plan) if args.plan else None
@@ -147,6 +154,28 @@ def cmd_runs(args: argparse.Namespace) -> int:
                       row["status"], "" if row["rows_written"] is None else str(row["rows_written"]),
                       (row["error"] or "")[:80])
     _runtime.console().print(table if rows else "No runs yet.")
+    return EXIT_OK
+
+
+def _run_stats(args: argparse.Namespace, tenant: str) -> int:
+    """`runs --stats`: the telemetry of executed steps per model (`shared_core.services.telemetry`)."""
+    from rich.table import Table
+
+    from shared_core.services.telemetry import TelemetrySummary, telemetry_summary
+
+    async def fetch(store: StateStore) -> TelemetrySummary:
+        return await telemetry_summary(store, tenant, args.model)
+
+    summary = _runtime.with_store(fetch)
+    if args.json:
+        print(json.dumps({"tenant_id": tenant, **summary}, indent=2, sort_keys=True))
+        return EXIT_OK
+    table = Table("model", "engine", "steps", "failed", "p50", "p95", "rows", "est. cost", "last run", box=None)
+    for row in summary["models"]:
+        table.add_row(row["model"], row["engine"], str(row["steps"]), str(row["failed"]), f"{row['p50_seconds']:.2f}s",
+                      f"{row['p95_seconds']:.2f}s", f"{row['rows_written']:,}", f"${row['cost_usd']:.4f}",
+                      row["last_run"][:16].replace("T", " "))
+    _runtime.console().print(table if summary["models"] else "No executed steps recorded yet.")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""`ironlayer` commands: plan, show, check, models, lineage (others in execution, security and tenants).
+"""`ironlayer` commands: plan, show, check, models, lineage (others in execution, security, tenants and billing).
 
 Exit codes: 0 success, 1 `check` found problems, 2 bad input or usage (one line on stderr naming the
 file, field or value and what to do). Nothing is written unless the command succeeds.
@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--ref", default="HEAD")
     docs.add_argument("--out", help="folder of the site (default: docs under the local state folder)")
     docs.add_argument("--title", help="the project's name on the pages (default: the repository's folder name)")
+    docs.add_argument("--telemetry", help="JSON of 'ironlayer runs --stats --json' (or GET /api/telemetry): a runtime "
+                                          "and cost chart on each model page it covers")
+    from shared_core.cli.billing import add_commands as add_billing_commands
     from shared_core.cli.execution import add_commands
     from shared_core.cli.security import add_commands as add_security_commands
     from shared_core.cli.tenants import add_commands as add_tenant_commands
@@ -82,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(commands)
     add_security_commands(commands)
     add_tenant_commands(commands)
+    add_billing_commands(commands)
 
     demo = commands.add_parser("demo", help="build the example repository, plan and apply both of its commits")
     demo.add_argument("--dir", default=".ironlayer/demo", help="where to build the demo (default .ironlayer/demo)")
@@ -102,11 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in _COMMANDS:
             return _COMMANDS[args.command](args)
+        from shared_core.cli.billing import COMMANDS as BILLING_COMMANDS
         from shared_core.cli.execution import COMMANDS
         from shared_core.cli.security import COMMANDS as SECURITY_COMMANDS
         from shared_core.cli.tenants import COMMANDS as TENANT_COMMANDS
 
-        return {**COMMANDS, **SECURITY_COMMANDS, **TENANT_COMMANDS}[args.command](args)
+        return {**COMMANDS, **SECURITY_COMMANDS, **TENANT_COMMANDS, **BILLING_COMMANDS}[args.command](args)
     except CoreError as exc:
         from shared_core.services.failures import failure_text
 
@@ -318,10 +323,12 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
 def _cmd_docs(args: argparse.Namespace) -> int:
     from shared_core.adapters.local_git import LocalGitSource
     from shared_core.adapters.site_folder import write_site
+    from shared_core.core.docs.runtime_chart import read_telemetry
     from shared_core.services.docs import docs_site
 
     title = args.title or Path(args.repo).resolve().name.removesuffix(".git") or "project"
-    site = docs_site(LocalGitSource(args.repo), args.ref, title=title)
+    telemetry = read_telemetry(Path(args.telemetry).read_text("utf-8"), args.telemetry) if args.telemetry else None
+    site = docs_site(LocalGitSource(args.repo), args.ref, title=title, telemetry=telemetry)
     print(write_site(site.files, Path(args.out) if args.out else _runtime.home() / "docs"))
     return EXIT_OK
 

@@ -9,7 +9,8 @@ CoreError                      root of every error raised by shared_core
 ├── InputError                 a request or command argument is malformed: an ID, a field, a body [400]
 │   ├── PayloadTooLargeError   a request body exceeds its size limit [413]
 │   ├── WebhookError           a webhook delivery is malformed: JSON, a header, the push payload [400]
-│   │   └── WebhookSignatureError  X-Hub-Signature-256 is missing or does not match the secret [401]
+│   │   ├── WebhookSignatureError  X-Hub-Signature-256 is missing or does not match the secret [401]
+│   │   └── StripeSignatureError   Stripe-Signature is missing, stale or does not match the secret [400]
 │   ├── SecurityCommandError   `ironlayer audit|credentials|rotate-keys` cannot run as asked [400]
 │   └── RepositorySettingsError  a repository's execution settings are invalid: the setting, its value, the fix [400]
 ├── NotFoundError              the plan or job named does not exist for the caller's tenant [404]
@@ -50,7 +51,9 @@ CoreError                      root of every error raised by shared_core
 ├── AuditError                 an audit entry cannot be built or read: wrong tenant, time going back, bad row [500]
 ├── CredentialError            a credential cannot be decrypted (wrong or retired key, altered or moved
 │                              token), or the key list is invalid [500]
-└── RateLimitedError           a request exceeds a rate limit (carries `retry_after_seconds`) [429]
+├── RateLimitedError           a request exceeds a rate limit (carries `retry_after_seconds`) [429]
+│   └── ConcurrencyLimitError  the tenant's tier runs no more plans at once; the plan waits [429]
+└── PaymentRequiredError       the subscription is unpaid or ended, or the month's steps are used up [402]
 ```
 Every message says what went wrong, which file/field/value it concerns, and what to do next. Programming
 errors (a naive `now`, an endpoint missing from the role policy) stay `ValueError`s: no caller can fix them.
@@ -81,6 +84,10 @@ class WebhookError(InputError):
 
 class WebhookSignatureError(WebhookError):
     """`X-Hub-Signature-256` is missing or was not made with the configured secret."""
+
+
+class StripeSignatureError(WebhookError):
+    """A Stripe webhook's `Stripe-Signature` is missing, older than the tolerance, or not made with the secret."""
 
 
 class SecurityCommandError(InputError):
@@ -282,6 +289,14 @@ class RateLimitedError(CoreError):
     def __init__(self, message: str, *, retry_after_seconds: int) -> None:
         self.retry_after_seconds = retry_after_seconds
         super().__init__(message)
+
+
+class ConcurrencyLimitError(RateLimitedError):
+    """The tenant's tier already runs as many plans at once as it may; the plan waits for a slot."""
+
+
+class PaymentRequiredError(CoreError):
+    """The tenant's subscription is unpaid or ended, or its monthly steps are used up: plans wait, none is lost."""
 
 
 #: The errors that mean "the same call may succeed later": a dependency that is down, busy or rate-limiting.

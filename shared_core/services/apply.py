@@ -49,10 +49,11 @@ from shared_core.core.project.loading import load_commit
 from shared_core.core.project.models import Model, Project
 from shared_core.core.sql.canonical import resolve_canonical
 from shared_core.core.state import QualityResult
+from shared_core.core.telemetry import StatementLike, engine_counts
 from shared_core.ports import BlobStore, Executor, GitSource, QueryAnalyzer, RunStore, StateStore
 from shared_core.services.bases import check_not_stale, consulted_models, deploy_plan_tests, record_plan_base
 from shared_core.services.failures import failure_text
-from shared_core.services.messages import StepStatus
+from shared_core.services.messages import BatchTelemetry, StepStatus, StepTelemetry
 
 __all__ = [
     "NOT_SUCCEEDED",
@@ -100,6 +101,7 @@ class StepOutcome:
     batches: int = 0
     tests: list[QualityResult] = field(default_factory=list)  # (test, severity, passed, failing rows)
     error: str | None = None
+    telemetry: list[BatchTelemetry] = field(default_factory=list)  # each batch the engine ran, for telemetry
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ class RunOptions:
     lock_ttl: int = 300
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     rerun: bool = False  # run every batch again, even those an earlier apply of the plan committed (a backfill)
+    engine: str = "duckdb"  # the engine's name in telemetry
+    rates: tuple[tuple[str, float], ...] = ()  # engine rates (US dollars per hour) for telemetry's cost estimates
 
 
 Event = Callable[[Literal["start", "end"], Step, StepOutcome | None], None]
@@ -255,6 +259,10 @@ async def apply_plan(
     for wave in plan_waves(plan):
         await asyncio.gather(*(one(step) for step in wave))
     await store.set_plan_status(options.tenant, plan_id, plan_outcome(statuses))
+    from shared_core.services.telemetry import record_steps, step_telemetry
+
+    reports = [report for o in outcomes.values() if (report := step_telemetry(o, options.engine)) is not None]
+    await record_steps(store, options.tenant, plan_id, None, reports, dict(options.rates))  # never raises
     return [outcomes[s.step_id] for s in plan.steps]
 
 
@@ -340,12 +348,16 @@ async def _run_batch(
             tests = [(t.test, t.severity, t.passed, t.failing_rows) for t in getattr(exc, "outcomes", ())]
             outcome.tests.extend(tests)
             error = failure_text(exc)
+            outcome.telemetry.append(_batch_telemetry(run_id, start, end, "failed", time.perf_counter() - began,
+                                                      None, ()))
             await store.finish_run(tenant, run_id, "failed", error=error, tests=tests)
             return error
         finally:
             outcome.engine_seconds += time.perf_counter() - began
         rows = int(result.rows_written)
         tests = [(t.test, t.severity, t.passed, t.failing_rows) for t in result.tests]
+        outcome.telemetry.append(_batch_telemetry(run_id, start, end, "success", time.perf_counter() - began, rows,
+                                                  getattr(result, "statements", ())))
     else:  # committed by an apply that died before recording it: record, never re-apply
         rows, tests = committed, []
     outcome.tests.extend(tests)
@@ -354,6 +366,15 @@ async def _run_batch(
     completed = (model.name, start, end, plan_id, step_id, reset) if start is not None and end is not None else None
     await store.finish_run(tenant, run_id, "success", rows_written=rows, tests=tests, completed=completed)
     return None
+
+
+def _batch_telemetry(run_id: int, start: datetime | None, end: datetime | None, status: str, seconds: float,
+                     rows: int | None, statements: Sequence[StatementLike]) -> BatchTelemetry:
+    """One batch as telemetry records it; rows read and bytes are what the engine's statements reported."""
+    counts = engine_counts(statements)
+    return BatchTelemetry(run_id=run_id, batch_start=start.isoformat() if start else None,
+                          batch_end=end.isoformat() if end else None, status=status, seconds=round(seconds, 6),
+                          rows_written=rows, rows_read=counts["rows_read"], bytes=counts["bytes"])
 
 
 async def acquire_lock(
@@ -513,7 +534,8 @@ async def start_execution(store: StateStore, blobs: BlobStore, *, tenant_id: str
 
 @dataclass(frozen=True)
 class StepReport:
-    """How one step of a job ended; `rows_written` and `batches` are None when the step did not run.
+    """How one step of a job ended; `rows_written` and `batches` are None when the step did not run, `telemetry`
+    None when it ran no batch.
 
     `step_id` and `model` name the step (empty when the position is not in the plan).
     """
@@ -524,10 +546,12 @@ class StepReport:
     batches: int | None = None
     step_id: str = ""
     model: str = ""
+    telemetry: StepTelemetry | None = None
 
 
 async def run_job_step(store: RunStore, blobs: BlobStore, source: GitSource, open_executor: Callable[[], Executor], *,
-                       tenant_id: str, plan_id: str, step: int, skip_reason: str | None) -> StepReport:
+                       tenant_id: str, plan_id: str, step: int, skip_reason: str | None,
+                       engine: str = "duckdb") -> StepReport:
     """Run (or, with `skip_reason`, record as skipped) one step of a job's stored plan, as `ironlayer apply` does.
 
     `step` is the step's position in the plan's `steps` (orchestrations pass positions: the stored plan,
@@ -565,4 +589,7 @@ async def run_job_step(store: RunStore, blobs: BlobStore, source: GitSource, ope
                                  canonical=resolve_canonical(analyses[model.key], model.ref_targets))
     finally:
         await asyncio.to_thread(executor.close)
-    return StepReport(outcome.status, outcome.error, outcome.rows_written, outcome.batches, step_id, name)
+    from shared_core.services.telemetry import step_telemetry
+
+    return StepReport(outcome.status, outcome.error, outcome.rows_written, outcome.batches, step_id, name,
+                      step_telemetry(outcome, engine))

@@ -12,8 +12,10 @@ its history stays small whatever the plan's size):
     request_approval_activity(ApprovalRequest) -> ApprovalRequested or ActivityFailure;  event "approval":
         ApprovalEvent
     start_execution_activity(JobIds) -> ExecutionStarted
+    check_quota_activity(QuotaRequest) -> QuotaChecked, before the plan executes and before each later wave
     run_steps_orchestrator(ChunkRequest) -> ChunkResult, for each chunk of at most 100 steps of each wave:
-        run_step_activity(StepRequest) -> StepResult, for each step of the chunk
+        run_step_activity(StepRequest) -> StepResult, for each step of the chunk (with its StepTelemetry)
+        record_telemetry_activity(TelemetryRequest) -> TelemetryRecorded, after the chunk (a failure is ignored)
     finalize_activity(FinalizeRequest) -> FinalizeResult;  the orchestration returns JobResult
 
 An activity answers a permanent error (bad input: the same call fails the same way) with its typed failure
@@ -32,6 +34,7 @@ __all__ = [
     "ApprovalEvent",
     "ApprovalRequest",
     "ApprovalRequested",
+    "BatchTelemetry",
     "ChunkRequest",
     "ChunkResult",
     "Decision",
@@ -48,9 +51,14 @@ __all__ = [
     "PlanFailure",
     "PlanJobRequest",
     "PlanRef",
+    "QuotaChecked",
+    "QuotaRequest",
     "StepRequest",
     "StepResult",
     "StepStatus",
+    "StepTelemetry",
+    "TelemetryRecorded",
+    "TelemetryRequest",
 ]
 
 JobOutcome = Literal["succeeded", "failed", "rejected", "expired", "cancelled"]
@@ -186,9 +194,38 @@ class StepRequest(JobIds):
     skip_reason: str | None
 
 
+class BatchTelemetry(TypedDict):
+    """One batch of a step as it ran: its run, window, status, runtime and what the engine reported."""
+
+    run_id: int
+    batch_start: str | None  # ISO time; None for a step without batches
+    batch_end: str | None
+    status: str
+    seconds: float
+    rows_written: int | None
+    rows_read: int | None  # None: the engine reports none
+    bytes: int | None
+
+
+class StepTelemetry(TypedDict):
+    """One executed step: runtime, engine time, rows and bytes, its batches; cost is estimated when recorded."""
+
+    step_id: str
+    model: str
+    engine: str
+    status: str
+    seconds: float
+    engine_seconds: float
+    rows_written: int
+    rows_read: int | None
+    bytes: int | None
+    error: str | None  # the step's failure text (scrubbed)
+    batches: list[BatchTelemetry]
+
+
 class StepResult(TypedDict):
     """`run_step_activity`'s result: the step's ID and model name (empty when the position is not in the plan);
-    `rows_written` and `batches` only when the step ran."""
+    `rows_written` and `batches` only when the step ran, `telemetry` when it ran batches."""
 
     status: StepStatus
     error: str | None
@@ -196,6 +233,35 @@ class StepResult(TypedDict):
     model: str
     rows_written: NotRequired[int]
     batches: NotRequired[int]
+    telemetry: NotRequired[StepTelemetry]
+
+
+class TelemetryRequest(JobIds):
+    """`record_telemetry_activity`'s input: the steps of a chunk that ran, as their activities reported them."""
+
+    steps: list[StepTelemetry]
+
+
+class TelemetryRecorded(TypedDict):
+    """`record_telemetry_activity`'s result: how many records were written."""
+
+    recorded: int
+
+
+class QuotaRequest(JobIds):
+    """`check_quota_activity`'s input: how many steps are about to start (the plan's, or the next wave's)."""
+
+    steps: int
+    first: bool  # before the plan's first wave (True) or a later one
+
+
+class QuotaChecked(TypedDict):
+    """`check_quota_activity`'s result: ok, wait (concurrency, 429) or blocked (402), the message, when to re-check."""
+
+    status: Literal["ok", "wait", "blocked"]
+    message: str
+    http_status: int
+    retry_after_seconds: int
 
 
 class FinalizeRequest(JobRef):

@@ -39,6 +39,7 @@ EXPECTED = {
     "WrongActionError": 403, "AuthenticationError": 401, "JwksUnavailableError": 503, "AuthorizationError": 403,
     "ActivityError": 500, "OrchestrationUnavailableError": 503, "AuditError": 500, "CredentialError": 500,
     "RateLimitedError": 429,
+    "StripeSignatureError": 400, "ConcurrencyLimitError": 429, "PaymentRequiredError": 402,
 }
 
 

@@ -4,6 +4,8 @@ Every path ends in `finalize_activity` with a reason: a plan that cannot be buil
 an approval that cannot be requested, a plan that cannot start, a step whose retries run out (after the rest of
 its wave finished), a rejection, an expiry; and finalize itself is retried until it records the outcome. Steps
 run in sub-orchestrations of at most 100 steps per wave; the root's history holds positions and statuses only.
+The tenant's quota is checked before the plan and before each later wave, waiting on durable timers while it is
+exceeded; each chunk hands its steps' telemetry to the telemetry function, whose failure never fails a run.
 Each run is replayed again through fresh executors (`check_replays`): the same actions every time.
 """
 
@@ -48,8 +50,10 @@ class World:
     def __init__(self, plan: tuple[list[list[int]], list[list[int]]] | None = None, *,
                  raises: Mapping[str, int] = {}, answers: Mapping[str, Json] = {},
                  step_raises: Mapping[int, int] = {}, step_status: Mapping[int, str] = {},
-                 slow: Mapping[int, int] = {}, checks_changed: bool = False) -> None:
+                 slow: Mapping[int, int] = {}, checks_changed: bool = False, quota: list[Json] | None = None,
+                 telemetry: bool = False) -> None:
         self.waves, self.depends_on = plan or small_plan()
+        self.quota, self.telemetry = list(quota or []), telemetry  # quota: answers before the first ok
         self.checks_changed = checks_changed
         self.raises, self.answers = raises, answers
         self.step_raises, self.step_status, self.slow = step_raises, step_status, slow
@@ -70,12 +74,17 @@ class World:
             return {"status": "requested", "link_expires_in_hours": payload["ttl_hours"]}
         if name == "start_execution_activity":
             return {"status": "ok", "detail": ""}
+        if name == "check_quota_activity":
+            return self.quota.pop(0) if self.quota else QUOTA_OK
+        if name == "record_telemetry_activity":
+            raise RuntimeError("telemetry store unreachable")  # ignored: telemetry never fails a run
         if name == "run_step_activity":
             step = payload["step"]
             if payload["skip_reason"]:
                 return {"status": "skipped", "error": payload["skip_reason"], "step_id": f"s{step}", "model": "m"}
-            return {"status": self.step_status.get(step, "success"), "error": None, "step_id": f"s{step}",
-                    "model": "m", "rows_written": 3, "batches": 1}
+            result = {"status": self.step_status.get(step, "success"), "error": None, "step_id": f"s{step}",
+                      "model": "m", "rows_written": 3, "batches": 1}
+            return {**result, "telemetry": telemetry(step)} if self.telemetry else result
         if name == "finalize_activity":
             return {"status": payload["outcome"]}
         raise AssertionError(f"unexpected activity {name}")
@@ -106,6 +115,25 @@ def finalize(outcome: str, detail: str, plan_id: str | None = PLAN_ID) -> tuple[
     return "finalize_activity", {**IDS, "plan_id": plan_id, "outcome": outcome, "detail": detail}
 
 
+QUOTA_OK: Json = {"status": "ok", "message": "ok", "http_status": 200, "retry_after_seconds": 0}
+WAIT: Json = {"status": "wait", "message": "queued: the community tier runs 1 plan at once and 1 are running; this "
+              "plan starts when one finishes", "http_status": 429, "retry_after_seconds": 60}
+BLOCKED: Json = {"status": "blocked", "message": "waiting: the team subscription sub_1 is unpaid; pay the open "
+                 "invoice or subscribe again, and the waiting plans resume", "http_status": 402,
+                 "retry_after_seconds": 3600}
+
+
+def telemetry(step: int) -> Json:
+    return {"step_id": f"s{step}", "model": "m", "engine": "duckdb", "status": "success", "seconds": 1.5,
+            "engine_seconds": 1.0, "rows_written": 3, "rows_read": None, "bytes": None, "error": None,
+            "batches": [{"run_id": step, "batch_start": None, "batch_end": None, "status": "success", "seconds": 1.0,
+                         "rows_written": 3, "rows_read": None, "bytes": None}]}
+
+
+def quota(steps: int, first: bool) -> tuple[str, Json]:
+    return "check_quota_activity", {**IDS, "steps": steps, "first": first}
+
+
 BUILD = ("build_plan_activity", {**JOB, "instance_id": INSTANCE})
 REQUEST = ("request_approval_activity", {**IDS, "author": "octocat", "ttl_hours": 24})
 START = ("start_execution_activity", IDS)
@@ -134,7 +162,8 @@ def test_each_wave_runs_in_chunks_of_at_most_100_steps_with_deterministic_child_
     waves = [list(range(250)), [250, 251, 252]]
     depends_on: list[list[int]] = [[] for _ in range(250)] + [[0], [1], [2]]
     result = run(World((waves, depends_on)))
-    assert root_calls(result) == [BUILD, REQUEST, START, finalize("succeeded", "253 steps succeeded")]
+    assert root_calls(result) == [BUILD, REQUEST, quota(253, True), START, quota(3, False),
+                                  finalize("succeeded", "253 steps succeeded")]
     assert (result.status, result.output) == ("Completed", {"plan_id": PLAN_ID, "status": "succeeded"})
     assert [child.instance_id for child in result.children] == [
         f"{INSTANCE}-w0-c0", f"{INSTANCE}-w0-c1", f"{INSTANCE}-w0-c2", f"{INSTANCE}-w1-c0"]
@@ -143,7 +172,8 @@ def test_each_wave_runs_in_chunks_of_at_most_100_steps_with_deterministic_child_
     assert all(chunk_input(child) == {"ids": IDS, "steps": chunk_input(child)["steps"], "skip": [], "attempts": 3}
                for child in result.children)
     assert max(len(child.calls) for child in result.children) == 100  # no history holds more steps than a chunk
-    assert not result.events(E.TASK_SCHEDULED)[3:-1]  # the root schedules no step itself
+    assert [e["Name"] for e in result.events(E.TASK_SCHEDULED)[3:-1]] == ["start_execution_activity",
+                                                                         "check_quota_activity"]  # no step
     assert result.custom_status == {"status": "running", "plan_id": PLAN_ID, "wave": 2, "waves": 2}
     created = result.events(E.SUB_ORCHESTRATION_INSTANCE_CREATED)
     assert [e["Name"] for e in created] == ["run_steps_orchestrator"] * 4
@@ -287,7 +317,8 @@ def test_a_plan_that_only_changes_tests_or_contracts_waits_for_approval(decision
 def test_auto_approval_skips_the_approval_request() -> None:
     job = {**JOB, "auto_approve": True}
     result = run(World(), events=(), job=job)
-    assert [name for name, _ in root_calls(result)] == ["build_plan_activity", "start_execution_activity",
+    assert [name for name, _ in root_calls(result)] == ["build_plan_activity", "check_quota_activity",
+                                                        "start_execution_activity", "check_quota_activity",
                                                         "finalize_activity"]
 
 
@@ -308,3 +339,63 @@ def test_a_week_long_approval_waits_in_plain_timers_of_at_most_72_hours() -> Non
     assert [[a["actionType"] for a in race["compoundActions"]] for race in races] == [[6, 5], [5]]
     assert [race["compoundActions"][-1]["isCanceled"] for race in races] == [False, True]  # the running one
     assert approved.output == {"plan_id": PLAN_ID, "status": "succeeded"}
+
+
+# -- quotas and telemetry ---------------------------------------------------------------------------------------------
+
+
+def timers_after_start(result: Run) -> list[timedelta]:
+    """The pauses the root waited on timers, each from the episode that created it."""
+    pauses = []
+    for event in result.events(E.TIMER_CREATED):
+        index = next(i for i, e in enumerate(result.history) if e is event)
+        began = at(next(e for e in reversed(result.history[:index])
+                        if e["EventType"] == E.ORCHESTRATOR_STARTED)["Timestamp"])
+        pauses.append(at(event["FireAt"]) - began)
+    return pauses
+
+
+def test_a_plan_over_the_concurrency_limit_waits_on_timers_then_runs() -> None:
+    result = run(World(quota=[WAIT] * 6), events=(), job={**JOB, "auto_approve": True})
+    assert root_calls(result)[:9] == [BUILD_AUTO, *[quota(4, True)] * 7, START]
+    assert timers_after_start(result) == [timedelta(minutes=m) for m in (1, 2, 4, 8, 15, 15)]
+    assert root_calls(result)[-1] == finalize("succeeded", "4 steps succeeded")
+
+
+def test_a_blocked_plan_waits_hourly_and_the_job_ends_with_the_reason_after_a_week() -> None:
+    result = run(World(quota=[BLOCKED] * 1000), events=(), job={**JOB, "auto_approve": True})
+    # hourly for a week: each check takes its second, so the 168th pause would end past the deadline
+    assert set(timers_after_start(result)) == {timedelta(hours=1)} and len(timers_after_start(result)) == 7 * 24 - 1
+    assert root_calls(result)[-1] == finalize("failed", f"{BLOCKED['message']} (gave up after waiting 7 days)")
+    assert not result.children  # nothing ran, and the plan is kept for a later run
+
+
+def test_a_quota_exhausted_before_a_later_wave_pauses_the_plan_there() -> None:
+    result = run(World(quota=[QUOTA_OK, BLOCKED]), events=(), job={**JOB, "auto_approve": True})
+    names = [name for name, _ in root_calls(result)]
+    assert names == ["build_plan_activity", "check_quota_activity", "start_execution_activity",
+                     "check_quota_activity", "check_quota_activity", "finalize_activity"]
+    assert len(result.children) == 2 and timers_after_start(result) == [timedelta(hours=1)]
+    assert result.output == {"plan_id": PLAN_ID, "status": "succeeded"}
+
+
+def test_a_quota_check_that_keeps_failing_ends_the_job_with_the_reason() -> None:
+    result = run(World(raises={"check_quota_activity": 6}), events=(), job={**JOB, "auto_approve": True})
+    assert root_calls(result)[-1] == finalize(
+        "failed", f"the quota could not be checked: check_quota_activity kept failing after 6 attempts: "
+                  f"RuntimeError: {DOWN}")
+    assert not result.children
+
+
+def test_each_chunk_hands_its_telemetry_on_and_a_failure_to_record_it_never_fails_the_run() -> None:
+    result = run(World(telemetry=True), events=(), job={**JOB, "auto_approve": True})
+    recorded = [payload for child in result.children for name, payload in child.calls
+                if name == "record_telemetry_activity"]
+    assert recorded == [{**IDS, "steps": [telemetry(0), telemetry(1)]}, {**IDS, "steps": [telemetry(2), telemetry(3)]}]
+    assert [child.status for child in result.children] == ["Completed", "Completed"]
+    assert result.output == {"plan_id": PLAN_ID, "status": "succeeded"}
+    quiet = run(World(), events=(), job={**JOB, "auto_approve": True})  # steps without telemetry: nothing to record
+    assert not [name for child in quiet.children for name, _ in child.calls if name == "record_telemetry_activity"]
+
+
+BUILD_AUTO = ("build_plan_activity", {**JOB, "auto_approve": True, "instance_id": INSTANCE})

@@ -70,9 +70,11 @@ class World:
     """The activities' answers in one scenario: a plan of `waves`, steps that fail `failures[step]` times first."""
 
     def __init__(self, waves: list[list[int]], *, start: Json | None = None, failures: Mapping[int, int] = {},
-                 statuses: Mapping[int, str] = {}, slow: Mapping[int, int] = {}, checks_changed: bool = False) -> None:
+                 statuses: Mapping[int, str] = {}, slow: Mapping[int, int] = {}, checks_changed: bool = False,
+                 quota_waits: int = 0, telemetry: bool = False) -> None:
         self.waves, self.failures, self.statuses, self.slow = waves, failures, statuses, slow
         self.checks_changed = checks_changed
+        self.quota_waits, self.telemetry = quota_waits, telemetry
         self.start = start or {"status": "ok", "detail": ""}
         self.attempts: dict[int, int] = {}
 
@@ -84,6 +86,13 @@ class World:
             return {"status": "requested", "link_expires_in_hours": payload["ttl_hours"]}
         if name == "start_execution_activity":
             return self.start
+        if name == "check_quota_activity":
+            if self.quota_waits:
+                self.quota_waits -= 1
+                return QUOTA_WAIT
+            return QUOTA_OK
+        if name == "record_telemetry_activity":
+            raise RuntimeError("telemetry store unreachable")  # never fails the run
         if name == "run_step_activity":
             step = payload["step"]
             self.attempts[step] = self.attempts.get(step, 0) + 1
@@ -91,8 +100,9 @@ class World:
                 raise RuntimeError(UNREACHABLE)
             if payload["skip_reason"]:
                 return {"status": "skipped", "error": payload["skip_reason"], "step_id": f"s{step}", "model": "m"}
-            return {"status": self.statuses.get(step, "success"), "error": None, "step_id": f"s{step}",
-                    "model": "m", "rows_written": 3, "batches": 1}
+            result = {"status": self.statuses.get(step, "success"), "error": None, "step_id": f"s{step}",
+                      "model": "m", "rows_written": 3, "batches": 1}
+            return {**result, "telemetry": telemetry(step)} if self.telemetry else result
         if name == "finalize_activity":
             return {"status": payload["outcome"]}
         raise AssertionError(f"unexpected activity {name}")
@@ -100,6 +110,22 @@ class World:
     def duration(self, name: str, payload: Any) -> timedelta:
         step = payload.get("step", -1) if isinstance(payload, dict) else -1
         return timedelta(seconds=self.slow.get(step, 1))
+
+
+QUOTA_OK = {"status": "ok", "message": "ok", "http_status": 200, "retry_after_seconds": 0}
+QUOTA_WAIT = {"status": "wait", "message": "queued: the team tier runs 5 plans at once and 5 are running; this plan "
+              "starts when one finishes", "http_status": 429, "retry_after_seconds": 60}
+
+
+def telemetry(step: int) -> Json:
+    return {"step_id": f"s{step}", "model": "m", "engine": "duckdb", "status": "success", "seconds": 1.5,
+            "engine_seconds": 1.0, "rows_written": 3, "rows_read": None, "bytes": None, "error": None,
+            "batches": [{"run_id": step, "batch_start": None, "batch_end": None, "status": "success", "seconds": 1.0,
+                         "rows_written": 3, "rows_read": None, "bytes": None}]}
+
+
+def quota(steps: int, first: bool) -> tuple[str, Json]:
+    return "check_quota_activity", {**IDS, "steps": steps, "first": first}
 
 
 def step(position: int, skip: str | None = None) -> tuple[str, Json]:
@@ -111,8 +137,10 @@ def finalize(outcome: str, detail: str) -> tuple[str, Json]:
 
 
 BUILD = ("build_plan_activity", {**JOB, "instance_id": INSTANCE})
+AUTO_BUILD = ("build_plan_activity", {**JOB, "auto_approve": True, "instance_id": INSTANCE})
 REQUEST = ("request_approval_activity", {**IDS, "author": "octocat", "ttl_hours": 24})
 START_EXECUTION = ("start_execution_activity", IDS)
+PLAN_QUOTA, WAVE_QUOTA = quota(4, True), quota(2, False)
 RUNNING = {"status": "running", "plan_id": PLAN_ID, "wave": 2, "waves": 2}
 AWAITING = {"status": "awaiting_approval", "plan_id": PLAN_ID}
 FAILURE = f"Activity function 'run_step_activity' failed: RuntimeError: {UNREACHABLE}"  # TaskFailed's Reason
@@ -124,23 +152,25 @@ EXHAUSTED = (f"step #0 kept failing after 3 attempts: RuntimeError: {UNREACHABLE
 SCENARIOS: dict[str, tuple[Json, World, tuple[Raise, ...], list[tuple[str, Any]], list[tuple[str, Any]], str,
                            Json | None]] = {
     "approved, every step succeeds": (
-        JOB, World(WAVES), (APPROVE,), [BUILD, REQUEST, START_EXECUTION, finalize("succeeded", "4 steps succeeded")],
+        JOB, World(WAVES), (APPROVE,),
+        [BUILD, REQUEST, PLAN_QUOTA, START_EXECUTION, WAVE_QUOTA, finalize("succeeded", "4 steps succeeded")],
         [step(0), step(1), step(2), step(3)], "succeeded", RUNNING),
     "approved, a step fails once and succeeds on its retry": (
         JOB, World(WAVES, failures={0: 1}), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, finalize("succeeded", "4 steps succeeded")],
+        [BUILD, REQUEST, PLAN_QUOTA, START_EXECUTION, WAVE_QUOTA, finalize("succeeded", "4 steps succeeded")],
         [step(0), step(1), step(0), step(2), step(3)], "succeeded", RUNNING),
     "approved, a step exhausts its retries while the other step of its wave finishes": (
         JOB, World(WAVES, failures={0: 3}, slow={1: 60}), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, finalize("failed", EXHAUSTED)],
+        [BUILD, REQUEST, PLAN_QUOTA, START_EXECUTION, finalize("failed", EXHAUSTED)],
         [step(0), step(1), step(0), step(0)], "failed", {**RUNNING, "wave": 1}),
     "approved, a failed step skips its downstream": (
         JOB, World(WAVES, statuses={0: "failed"}), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, finalize("failed", "2 of 4 steps did not succeed")],
+        [BUILD, REQUEST, PLAN_QUOTA, START_EXECUTION, WAVE_QUOTA, finalize("failed", "2 of 4 steps did not succeed")],
         [step(0), step(1), step(2, SKIPPED), step(3)], "failed", RUNNING),
     "approved, but the plan went stale": (
         JOB, World(WAVES, start={"status": "failed", "detail": "stale plan pppp: re-plan"}), (APPROVE,),
-        [BUILD, REQUEST, START_EXECUTION, finalize("failed", "stale plan pppp: re-plan")], [], "failed", AWAITING),
+        [BUILD, REQUEST, PLAN_QUOTA, START_EXECUTION, finalize("failed", "stale plan pppp: re-plan")], [], "failed",
+        AWAITING),
     "rejected": (
         JOB, World(WAVES), (REJECT,), [BUILD, REQUEST, finalize("rejected", "rejected by reviewer")], [], "rejected",
         AWAITING),
@@ -156,8 +186,18 @@ SCENARIOS: dict[str, tuple[Json, World, tuple[Raise, ...], list[tuple[str, Any]]
         "succeeded", AWAITING),
     "auto-approved": (
         {**JOB, "auto_approve": True}, World(WAVES), (),
-        [("build_plan_activity", {**JOB, "auto_approve": True, "instance_id": INSTANCE}), START_EXECUTION,
+        [AUTO_BUILD, PLAN_QUOTA, START_EXECUTION, WAVE_QUOTA, finalize("succeeded", "4 steps succeeded")],
+        [step(0), step(1), step(2), step(3)], "succeeded", RUNNING),
+    "auto-approved, waiting twice for a concurrency slot": (
+        {**JOB, "auto_approve": True}, World(WAVES, quota_waits=2), (),
+        [AUTO_BUILD, PLAN_QUOTA, PLAN_QUOTA, PLAN_QUOTA, START_EXECUTION, WAVE_QUOTA,
          finalize("succeeded", "4 steps succeeded")], [step(0), step(1), step(2), step(3)], "succeeded", RUNNING),
+    "auto-approved, each chunk's telemetry failing to record": (
+        {**JOB, "auto_approve": True}, World(WAVES, telemetry=True), (),
+        [AUTO_BUILD, PLAN_QUOTA, START_EXECUTION, WAVE_QUOTA, finalize("succeeded", "4 steps succeeded")],
+        [step(0), step(1), ("record_telemetry_activity", {**IDS, "steps": [telemetry(0), telemetry(1)]}),
+         step(2), step(3), ("record_telemetry_activity", {**IDS, "steps": [telemetry(2), telemetry(3)]})],
+        "succeeded", RUNNING),
 }
 
 

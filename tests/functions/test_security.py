@@ -66,6 +66,9 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, str], bytes]] = {
     "list_jobs": ("list_jobs", "GET", {}, b""),
     "health": ("health", "GET", {}, b""),
     "audit_verify": ("audit_verify", "GET", {}, b""),
+    "telemetry": ("telemetry_summary", "GET", {}, b""),
+    "usage": ("usage", "GET", {}, b""),
+    "quota": ("quota", "GET", {}, b""),
     "cancel_job": ("cancel_job", "DELETE", {"instance_id": "push-" + "a" * 32}, b""),
     "approve_plan": ("decide_plan", "POST", {"plan_id": "e" * 64}, b'{"decision": "approve"}'),
     "reject_plan": ("decide_plan", "POST", {"plan_id": "e" * 64}, b'{"decision": "reject"}'),
@@ -75,7 +78,7 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, str], bytes]] = {
     "configure_repository": ("put_repository", "PUT", {"owner": "matrix", "name": "probe"}, b'{"branches": ["main"]}'),
     "manage_identities": ("put_identity", "PUT", {}, b'{"provider": "api", "subject": "zed", "role": "viewer"}'),
 }
-READ = {"list_plans", "get_plan", "list_runs", "list_jobs", "health", "audit_verify"}
+READ = {"list_plans", "get_plan", "list_runs", "list_jobs", "health", "audit_verify", "telemetry", "usage", "quota"}
 OPERATE = READ | {"cancel_job", "approve_plan", "reject_plan"}
 ALLOWED = {  # written out, not derived from shared_core.security.roles
     "viewer": READ,

@@ -59,6 +59,13 @@ def test_the_host_loads_exactly_these_functions_and_bindings() -> None:
         "put_identity": [("http", None, (), None, None), ("httpTrigger", "identities", ("PUT",), None, None)],
         "delete_identity": [("http", None, (), None, None),
                             ("httpTrigger", "identities", ("DELETE",), None, None)],
+        "record_telemetry_activity": [("activityTrigger", None, (), None, None)],
+        "telemetry_summary": [("http", None, (), None, None), ("httpTrigger", "telemetry", ("GET",), None, None)],
+        "stripe_webhook": [("http", None, (), None, None), ("httpTrigger", "stripe/webhook", ("POST",), None, None)],
+        "send_usage_timer": [("timerTrigger", None, (), "0 */5 * * * *", False)],
+        "check_quota_activity": [("activityTrigger", None, (), None, None)],
+        "usage": [("http", None, (), None, None), ("httpTrigger", "usage", ("GET",), None, None)],
+        "quota": [("http", None, (), None, None), ("httpTrigger", "quota", ("GET",), None, None)],
     }
 
 
@@ -197,7 +204,8 @@ def test_a_failed_start_lets_github_redeliver(app_env: dict[str, Any], client: M
 
 
 def test_loading_the_app_and_serving_the_webhook_imports_no_engine(tmp_path: Path) -> None:
-    """Cold start: loading the app and answering a ping import no engine, no SQL parser and no pydantic."""
+    """Cold start: loading the app and answering a ping import no engine, no SQL parser, no pydantic, no Stripe SDK and
+    no OpenTelemetry exporter."""
     script = """
 import asyncio, json, sys, hmac, hashlib, os
 os.environ.update(IRONLAYER_ENVIRONMENT="test", IRONLAYER_GITHUB_WEBHOOK_SECRET="s", IRONLAYER_BRANCHES="main")
@@ -209,13 +217,16 @@ req = func.HttpRequest("POST", "/api/github/webhook", body=body, headers={
     "X-GitHub-Event": "ping", "X-GitHub-Delivery": "1",
     "X-Hub-Signature-256": "sha256=" + hmac.new(b"s", body, hashlib.sha256).hexdigest()})
 response = asyncio.run(fn.__wrapped__(req, client=None))
-print(json.dumps([response.status_code, sorted({m.split(".")[0] for m in sys.modules})]))
+print(json.dumps([response.status_code, sorted(sys.modules)]))
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[2]).stdout
-    status, modules = json.loads(out.strip().splitlines()[-1])
+    status, loaded = json.loads(out.strip().splitlines()[-1])
+    modules = {m.split(".")[0] for m in loaded}
     assert status == 200
     assert not {"duckdb", "databricks", "stripe", "networkx", "sqlglot", "pydantic"} & set(modules)
+    # the Durable SDK brings the OpenTelemetry API; the SDK and the Azure Monitor exporter stay in the telemetry function
+    assert [m for m in loaded if m.startswith(("azure.monitor", "opentelemetry.sdk", "opentelemetry.instrumentation"))] == []
 
 
 @pytest.mark.parametrize(

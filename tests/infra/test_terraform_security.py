@@ -23,7 +23,7 @@ APP = "azurerm_function_app_flex_consumption.main"
 #: The routes that authenticate their caller by a webhook signature, and the modules that serve them.
 SIGNATURE_VERIFIED = {"/api/github/webhook": "functions.webhook", "/api/stripe/webhook": "functions.billing"}
 #: Names of app settings that hold secrets; each must come from Key Vault.
-SECRET_NAME = re.compile(r"SECRET|KEYS|PASSWORD|TOKEN|DATABASE_URL|CONNECTION_STRING")
+SECRET_NAME = re.compile(r"SECRET|KEYS|API_KEY|PASSWORD|TOKEN|DATABASE_URL|CONNECTION_STRING")
 
 
 def test_the_provider_and_terraform_are_pinned() -> None:
@@ -183,9 +183,7 @@ def test_secrets_reach_the_app_only_as_key_vault_references() -> None:
 def test_app_settings_are_settings_the_app_reads_and_pass_its_production_check() -> None:
     settings = settings_at_defaults(load())
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
-    # the billing blueprint (issue 13) reads IRONLAYER_STRIPE_WEBHOOK_SECRET; every other one is in the sample
-    unknown = {name for name in settings if name.startswith("IRONLAYER_")} - set(sample) - {
-        "IRONLAYER_STRIPE_WEBHOOK_SECRET"}
+    unknown = {name for name in settings if name.startswith("IRONLAYER_")} - set(sample)
     assert not unknown
     assert settings["IRONLAYER_ENVIRONMENT"] == "production"
     assert app_settings_problems(load_settings(settings)) == []

@@ -54,6 +54,16 @@ def rows(tenant: str, plan_id: str, run_id: Callable[[str], int]) -> dict[str, d
         "identities": {"tenant_id": tenant, "provider": "api", "subject": "ann", "role": "operator",
                        "github_login": "ann"},
         "plan_bases": {"tenant_id": tenant, "plan_id": plan_id, "document": "{}", "base_hash": "b" * 64},
+        "step_telemetry": {"tenant_id": tenant, "record_key": "step:k", "kind": "step", "plan_id": plan_id,
+                           "step_id": "s", "model": "s.m", "engine": "duckdb", "status": "success", "seconds": 1.0,
+                           "engine_seconds": 1.0},
+        "usage_events": {"tenant_id": tenant, "identifier": f"il_{tenant}", "kind": "plan_generated", "quantity": 1},
+        "stripe_customers": {"tenant_id": tenant, "customer_id": f"cus_{tenant}", "mapped_by": "command"},
+        "stripe_subscriptions": {"tenant_id": tenant, "subscription_id": f"sub_{tenant}", "customer_id": f"cus_{tenant}",
+                                 "status": "active", "tier": "team", "created": NOW, "event_created": NOW},
+        "stripe_events": {"tenant_id": tenant, "event_id": f"evt_{tenant}", "type": "invoice.paid", "created": NOW,
+                          "outcome": ""},
+        "execution_slots": {"tenant_id": tenant, "instance_id": "i"},
     }
 
 
@@ -113,7 +123,7 @@ async def as_app(url: str, tenant: str | None, sql: str, *args: Any) -> Any:
 @pytest.mark.parametrize("table", TABLES)
 def test_select_sees_only_the_bound_tenant(database_url: str, tenants: dict[str, Any], table: str) -> None:
     seen = asyncio.run(as_app(database_url, tenants["a"], f"SELECT tenant_id FROM {table}"))
-    if table == "repository_tenants":  # the routing map is readable by design; writes stay tenant-bound
+    if table in ("repository_tenants", "stripe_customers"):  # routing maps are readable; writes stay tenant-bound
         assert {tenants["a"], tenants["b"]} <= {r["tenant_id"] for r in seen}
         return
     assert [r["tenant_id"] for r in seen] == [tenants["a"]]
@@ -139,8 +149,9 @@ def test_insert_for_another_tenant_is_refused(database_url: str, tenants: dict[s
 def test_update_and_delete_never_reach_another_tenant(database_url: str, admin_database_url: str,
                                                       tenants: dict[str, Any], table: str) -> None:
     a, b = tenants["a"], tenants["b"]
-    if table == "audit_log":  # append-only for the application: not even its own rows
-        for sql in ("UPDATE audit_log SET actor = 'x' WHERE tenant_id = $1", "DELETE FROM audit_log WHERE tenant_id = $1"):
+    if table in ("audit_log", "stripe_events"):  # append-only for the application (an event's outcome aside)
+        for sql in (f"UPDATE {table} SET tenant_id = tenant_id WHERE tenant_id = $1",
+                    f"DELETE FROM {table} WHERE tenant_id = $1"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
                 asyncio.run(as_app(database_url, a, sql, a))
         return

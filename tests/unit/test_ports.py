@@ -27,6 +27,7 @@ from shared_core.adapters.postgres.store import PostgresStateStore
 from shared_core.core.state import AuditRow, JobRow, PlanSummaryRow, RunRow
 from shared_core.ports import (
     BatchOutcome,
+    BillingStore,
     BlobStore,
     Executor,
     GitSource,
@@ -36,13 +37,16 @@ from shared_core.ports import (
     PlanStore,
     QualityOutcome,
     QueryAnalyzer,
+    RepositoryStore,
     RunStore,
     SecurityStore,
     StateStore,
     StatusPublisher,
+    TelemetryStore,
 )
 
-STORE_PORTS = [LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, StateStore]
+STORE_PORTS = [LedgerStore, PlanStore, RunStore, JobStore, SecurityStore, RepositoryStore, TelemetryStore, BillingStore,
+               StateStore]
 
 
 def members(protocol: type) -> dict[str, Any]:

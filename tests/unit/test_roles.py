@@ -26,6 +26,9 @@ list_runs           Y Y Y Y .
 list_jobs           Y Y Y Y .
 health              Y Y Y Y Y
 audit_verify        Y Y Y Y .
+telemetry           Y Y Y Y .
+usage               Y Y Y Y .
+quota               Y Y Y Y .
 cancel_job          . Y Y Y .
 approve_plan        . Y Y Y .
 reject_plan         . Y Y Y .
@@ -47,7 +50,7 @@ ENDPOINTS = sorted({endpoint for endpoint, _ in MATRIX})
 def test_the_expected_table_names_every_declared_endpoint_and_role() -> None:
     assert sorted(POLICY) == ENDPOINTS
     assert set(ROLES) == set(COLUMNS)
-    assert len(MATRIX) == 14 * 5
+    assert len(MATRIX) == 17 * 5
 
 
 @pytest.mark.parametrize(("endpoint", "role"), sorted(MATRIX))

@@ -8,10 +8,13 @@ model with a transaction-scoped advisory lock, and drops expired locks of that m
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime
 
 from shared_core.adapters.postgres._connection import Connection, PostgresConnection
+from shared_core.adapters.postgres.billing import insert_usage
+from shared_core.core.billing import meter_identifier
 from shared_core.core.state import JSONValue, ModelVersion
 from shared_core.security.scrub import scrub_mapping
 
@@ -69,10 +72,20 @@ class PostgresLockStore(PostgresConnection):
     ) -> None:
         """End a step in one transaction: release its lock, record its telemetry (`metrics`, with `attributes`
         scrubbed) and, when `version` = (name, kind, materialization, content_hash, canonical_sql, header, tests)
-        is given, its deployed model version, which becomes the model's current one (deployed by `plan_id`)."""
+        is given, its deployed model version, which becomes the model's current one (deployed by `plan_id`).
+
+        The step is metered in the same transaction: one `step_executed` usage event and its engine time as
+        `compute_seconds` (whole seconds, rounded up), identified by the lock it ran under."""
         async with self._transaction(tenant_id) as conn:
             await conn.execute(_RELEASE_SQL, tenant_id, lock_id)
             await conn.executemany(_TELEMETRY_SQL, _telemetry_rows(tenant_id, plan_id, step_id, metrics, attributes))
+            run = (plan_id, step_id, str(lock_id))
+            await insert_usage(conn, tenant_id, meter_identifier(tenant_id, "step_executed", *run), "step_executed", 1,
+                               plan_id, step_id)
+            compute = math.ceil(max(float(metrics.get("engine_seconds", 0.0)), 0.0))
+            if compute:
+                await insert_usage(conn, tenant_id, meter_identifier(tenant_id, "compute_seconds", *run),
+                                   "compute_seconds", compute, plan_id, step_id)
             if version is not None:
                 await _record_model_version(conn, tenant_id, plan_id, *version)
 

@@ -1,12 +1,15 @@
 """Plans in PostgreSQL: each plan's exact bytes, its identity columns and its status.
 
 The stored `plan_json` is the plan file byte for byte, never re-serialized; the plan ID is its key, so
-storing the same plan twice is a no-op.
+storing the same plan twice is a no-op. Storing a new plan meters it (a `plan_generated` usage event) in the
+same transaction.
 """
 
 from __future__ import annotations
 
 from shared_core.adapters.postgres._connection import PostgresConnection, Record
+from shared_core.adapters.postgres.billing import insert_usage
+from shared_core.core.billing import meter_identifier
 from shared_core.core.planning.plan import Plan
 from shared_core.core.state import PlanStatus, PlanSummaryRow
 
@@ -18,15 +21,19 @@ class PostgresPlanStore(PostgresConnection):
         """Store a plan's exact bytes; returns False when that plan was already stored.
 
         `plan` gives the identity columns (`plan_id`, `base`, `target`, `as_of`, `inputs_hash`); `plan_json`
-        is the text stored and served back.
+        is the text stored and served back. A plan stored for the first time is metered in the same transaction.
         """
-        result = await self._execute(
-            tenant_id,
-            "INSERT INTO plans (tenant_id, plan_id, base, target, as_of, inputs_hash, plan_json) "
-            "VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6, $7) ON CONFLICT (tenant_id, plan_id) DO NOTHING",
-            tenant_id, plan.plan_id, plan.base, plan.target, plan.as_of, plan.inputs_hash, plan_json,
-        )
-        return result.endswith(" 1")
+        async with self._transaction(tenant_id) as conn:
+            result = await conn.execute(
+                "INSERT INTO plans (tenant_id, plan_id, base, target, as_of, inputs_hash, plan_json) "
+                "VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6, $7) ON CONFLICT (tenant_id, plan_id) DO NOTHING",
+                tenant_id, plan.plan_id, plan.base, plan.target, plan.as_of, plan.inputs_hash, plan_json,
+            )
+            stored = str(result).endswith(" 1")
+            if stored:
+                await insert_usage(conn, tenant_id, meter_identifier(tenant_id, "plan_generated", plan.plan_id),
+                                   "plan_generated", 1, plan.plan_id, None)
+        return stored
 
     async def get_plan(self, tenant_id: str, plan_id: str) -> str | None:
         """The exact bytes of a stored plan, or None."""

@@ -3,8 +3,9 @@
 The store is composed of one class per concern, each over the same pool (`_connection.PostgresConnection`):
 the ledger (`ledger.py`), plans (`plans.py`), runs (`runs.py`) and range locks (`locks.py`), jobs and
 webhook deliveries (`jobs.py`), security state (`security.py`), per-repository settings (`repositories.py`),
-identities and decisions (`approvals.py`), deployed versions and plan bases (`deployments.py`) and
-migrations (`migrate.py`). Every query
+identities and decisions (`approvals.py`), deployed versions and plan bases (`deployments.py`),
+execution telemetry (`telemetry.py`), metering and subscriptions (`billing.py`) and migrations
+(`migrate.py`). Every query
 names its tenant and runs in a transaction bound to it (row-level security); see `shared_core.ports` for
 the Protocols these classes implement.
 """
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from shared_core.adapters.postgres.approvals import PostgresApprovalStore
+from shared_core.adapters.postgres.billing import PostgresBillingStore
 from shared_core.adapters.postgres.deployments import PostgresDeploymentStore
 from shared_core.adapters.postgres.jobs import PostgresJobStore
 from shared_core.adapters.postgres.ledger import PostgresLedgerStore
@@ -25,6 +27,7 @@ from shared_core.adapters.postgres.plans import PostgresPlanStore
 from shared_core.adapters.postgres.repositories import PostgresRepositoryStore
 from shared_core.adapters.postgres.runs import PostgresRunStore
 from shared_core.adapters.postgres.security import PostgresSecurityStore
+from shared_core.adapters.postgres.telemetry import PostgresTelemetryStore
 from shared_core.core.errors import StateError
 
 __all__ = ["APP_ROLE", "PostgresStateStore", "app_url_for", "migrations", "open_store"]
@@ -42,6 +45,8 @@ class PostgresStateStore(
     PostgresRepositoryStore,
     PostgresApprovalStore,
     PostgresDeploymentStore,
+    PostgresTelemetryStore,
+    PostgresBillingStore,
     PostgresMigrations,
 ):
     """The state store over one asyncpg pool (created lazily, reused): every concern, one object.

@@ -32,8 +32,9 @@ def sibling(name: str) -> str:
     return f"{quote(name, safe='')}.html"
 
 
-def model_page(project: Project, model: Model, info: SiteInfo, graph: str, note: str) -> str:
-    """The HTML page of `model`, with `graph` (its lineage SVG) and `note` (what the graph leaves out)."""
+def model_page(project: Project, model: Model, info: SiteInfo, graph: str, note: str, runtime: str = "") -> str:
+    """The HTML page of `model`, with `graph` (its lineage SVG), `note` (what the graph leaves out) and `runtime`
+    (its runtime and cost panel, when telemetry was given)."""
     header = model.header
     schema, dot, table = model.name.rpartition(".")
     description = dict(header.raw).get("description", "").strip()
@@ -54,7 +55,8 @@ def model_page(project: Project, model: Model, info: SiteInfo, graph: str, note:
         f'<div class="graph">{graph}</div>'
         + (f'<p class="note">{esc(note)}</p>' if note else "")
         + "</section>"
-        f'<div class="columns"><section class="panel">{_sql(project, model)}</section>'
+        + runtime
+        + f'<div class="columns"><section class="panel">{_sql(project, model)}</section>'
         f"<aside>{_aside(project, model)}</aside></div>"
     )
     return page(info, title=f"{model.name} · {info.title}", body=body, root="../")

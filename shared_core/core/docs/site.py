@@ -2,27 +2,33 @@
 
 `index.html` is the overview with the whole graph; `models/<name>.html` is each model's page, whose
 graph is the whole project with the model's lineage highlighted, or, for projects of more than
-`graph_limit` models, the model's lineage as far out as fits that limit.
+`graph_limit` models, the model's lineage as far out as fits that limit. Given telemetry, a model's page also
+charts its executed steps' runtime and cost.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from shared_core.core.docs.graph import Focus, graph_svg, layout_models, neighbourhood
 from shared_core.core.docs.model_page import model_page, sibling
 from shared_core.core.docs.pages import SiteInfo, index_page, model_file, plural
+from shared_core.core.docs.runtime_chart import ModelRuntime, runtime_panel
 from shared_core.core.project.models import Project
 
 GRAPH_LIMIT = 60
 _EMPTY = '<p class="empty">No models at this commit.</p>'
 
 
-def render_site(project: Project, info: SiteInfo, *, graph_limit: int = GRAPH_LIMIT) -> dict[str, bytes]:
+def render_site(project: Project, info: SiteInfo, *, graph_limit: int = GRAPH_LIMIT,
+                telemetry: Mapping[str, ModelRuntime] | None = None) -> dict[str, bytes]:
     """Every file of the site, by path relative to its root, sorted by path.
 
     Args:
         project: the resolved project.
         info: the title, commit and commit date the pages show.
         graph_limit: the most models a model page's graph draws (the overview draws them all).
+        telemetry: executed steps per model; a model listed here gets a runtime and cost chart on its page.
 
     Returns:
         `index.html` and `models/<name>.html` for every model, as UTF-8 bytes.
@@ -48,5 +54,6 @@ def render_site(project: Project, info: SiteInfo, *, graph_limit: int = GRAPH_LI
                          f"the models up to {plural(steps, 'step')} away ({drawn} of the {lineage} of its lineage)")
                 note = f"Showing {shown}; the overview shows all {len(project)}."
         svg = graph_svg(layout, project.models, sibling, focus, f"Lineage of {name}")
-        files[model_file(name)] = model_page(project, model, info, svg, note)
+        runtime = runtime_panel((telemetry or {}).get(name))
+        files[model_file(name)] = model_page(project, model, info, svg, note, runtime)
     return {path: files[path].encode() for path in sorted(files)}

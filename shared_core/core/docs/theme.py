@@ -79,6 +79,7 @@ align-items:center}
 .graph{overflow:auto;max-height:70vh;padding:8px;
 background-image:radial-gradient(var(--border) 1px,transparent 1px);background-size:18px 18px}
 .graph svg{display:block;margin:0 auto}
+.runtime rect{fill:var(--accent)}.runtime rect:hover{fill:var(--text)}
 .note{margin:0;padding:10px 16px;border-top:1px solid var(--border);color:var(--muted);font-size:13px}
 .dag text{font-family:var(--mono);pointer-events:none}
 .dag a:hover{text-decoration:none}

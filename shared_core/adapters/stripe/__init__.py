@@ -1,0 +1,1 @@
+"""Stripe: Billing Meter events (`meters.py`) and verified webhook events (`events.py`); both import `stripe`."""
