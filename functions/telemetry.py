@@ -1,10 +1,10 @@
-"""The telemetry function: `record_telemetry_activity` writes a wave's step and batch telemetry, and exports it to
-Azure Monitor; `GET /api/telemetry` summarizes it per model.
+"""The telemetry function: `record_telemetry_activity` writes the step and batch telemetry of a chunk of steps, and
+exports it to Azure Monitor; `GET /api/telemetry` summarizes it per model.
 
-The orchestrator calls the activity after each wave with what the steps' activities reported, and ignores its
-failure: a telemetry write never fails a run. When `APPLICATIONINSIGHTS_CONNECTION_STRING` is set, each step
-also leaves as an OpenTelemetry span (and a log record) exported to Azure Monitor, with the orchestration
-instance ID and the plan ID as attributes, so a run's traces and logs are found by either. OpenTelemetry and
+Each `run_steps_orchestrator` (a chunk of a wave) calls the activity with what its steps' activities reported,
+and ignores its failure: a telemetry write never fails a run. When `APPLICATIONINSIGHTS_CONNECTION_STRING` is
+set, each step also leaves as an OpenTelemetry span (and a log record) exported to Azure Monitor, with the
+orchestration instance ID and the plan ID as attributes, so a run's traces and logs are found by either. OpenTelemetry and
 the Azure Monitor exporter are imported here only, and only then: no other function's cold start pays for them.
 """
 
@@ -39,7 +39,7 @@ _configured_for = ""
 
 def record_wave_telemetry(context: df.DurableOrchestrationContext, ids: JobIds,
                           results: Sequence[StepResult]) -> Generator[Any, Any, None]:  # Any: Durable tasks
-    """After a wave: hand the steps' telemetry to `record_telemetry_activity`; its failure is logged and ignored,
+    """After a chunk of steps: hand their telemetry to `record_telemetry_activity`; its failure is logged and ignored,
     so a telemetry write never fails a run. Used with `yield from`."""
     steps = [result["telemetry"] for result in results if "telemetry" in result]
     if not steps:
