@@ -4,8 +4,9 @@ exports it to Azure Monitor; `GET /api/telemetry` summarizes it per model.
 Each `run_steps_orchestrator` (a chunk of a wave) calls the activity with what its steps' activities reported,
 and ignores its failure: a telemetry write never fails a run. When `APPLICATIONINSIGHTS_CONNECTION_STRING` is
 set, each step also leaves as an OpenTelemetry span (and a log record) exported to Azure Monitor, with the
-orchestration instance ID and the plan ID as attributes, so a run's traces and logs are found by either. OpenTelemetry and
-the Azure Monitor exporter are imported here only, and only then: no other function's cold start pays for them.
+orchestration instance ID and the plan ID as attributes, so a run's traces and logs are found by either.
+OpenTelemetry and the Azure Monitor exporter are imported here only, and only then: no other function's cold
+start pays for them.
 """
 
 from __future__ import annotations
