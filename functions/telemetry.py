@@ -120,7 +120,8 @@ def _azure_tracer(connection_string: str) -> Any:  # Any: an OpenTelemetry trace
         from azure.monitor.opentelemetry import configure_azure_monitor
         from opentelemetry import trace
 
-        configure_azure_monitor(connection_string=connection_string, logger_name=EXPORT_LOGGER)
+        # every step is exported: a run has few, and a rate-limited default sampler would drop some
+        configure_azure_monitor(connection_string=connection_string, logger_name=EXPORT_LOGGER, sampling_ratio=1.0)
         logging.getLogger(EXPORT_LOGGER).setLevel(logging.INFO)  # the step records are INFO
         _tracer, _configured_for = trace.get_tracer("ironlayer.telemetry"), connection_string
     return _tracer

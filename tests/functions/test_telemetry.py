@@ -198,8 +198,8 @@ from functions.telemetry import export_steps
 from shared_core.settings import load_settings
 from tests.functions.test_telemetry import step, telemetry_request
 sent = export_steps(telemetry_request("acme", [step("s1", "gold.daily", 2.0)]), load_settings())
-trace.get_tracer_provider().force_flush()
-get_logger_provider().force_flush()
+trace.get_tracer_provider().shutdown()  # exports what is pending, and waits for it
+get_logger_provider().shutdown()
 print(sent)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
