@@ -14,7 +14,9 @@ CHECKOV_VENV := .ci/checkov-venv
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: demo test lint bench clean worker-venv requirements package checkov
+AZURITE := .ci/node_modules/.bin/azurite-blob
+
+.PHONY: demo test lint bench clean worker-venv requirements package checkov azurite
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +33,13 @@ $(WORKER_STAMP): pyproject.toml .ci/worker-requirements.txt
 
 worker-venv: $(WORKER_STAMP)
 
+# Azurite (the Azure Blob Storage emulator the integration tests start), pinned by .ci/package-lock.json.
+$(AZURITE):
+	@command -v npm >/dev/null || { echo "make test needs Node.js (npm) to install Azurite: install Node.js 18 or later" >&2; exit 1; }
+	npm ci --prefix .ci --no-audit --no-fund --loglevel=error >/dev/null
+
+azurite: | $(AZURITE)
+
 demo: $(STAMP)
 	$(BIN)/ironlayer demo
 
@@ -39,7 +48,8 @@ lint: $(STAMP)
 	$(BIN)/mypy shared_core functions function_app.py tests bench infra
 	$(BIN)/lint-imports --no-cache
 
-test: lint $(WORKER_STAMP)
+# Tests use the PostgreSQL on 127.0.0.1:5432 (IRONLAYER_TEST_DATABASE_URL), or an embedded one when none answers.
+test: lint $(WORKER_STAMP) | $(AZURITE)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
@@ -61,5 +71,8 @@ $(CHECKOV):
 checkov: | $(CHECKOV)
 	$(CHECKOV) -d infra/terraform --framework terraform --skip-download --compact --quiet
 
+# Stop the embedded PostgreSQL servers first (the demo's and this checkout's), then remove what was made.
 clean:
-	rm -rf $(VENV) $(WORKER_VENV) .ironlayer dist
+	-@[ ! -x $(BIN)/ironlayer ] || [ ! -d .ironlayer/demo/repo ] || $(BIN)/ironlayer db stop .ironlayer/demo/repo
+	-@[ ! -x $(BIN)/ironlayer ] || $(BIN)/ironlayer db stop
+	rm -rf $(VENV) $(WORKER_VENV) .ironlayer dist "$$(git rev-parse --git-common-dir 2>/dev/null || echo .git)/ironlayer"

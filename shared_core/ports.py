@@ -263,6 +263,10 @@ class Executor(Protocol):
         """The batches of `models` whose rows this warehouse holds (their markers), by model."""
         ...
 
+    def interrupt(self) -> None:
+        """Stop the statements running now (from any thread); their transactions roll back. Never raises."""
+        ...
+
     def close(self) -> None:
         """Release the warehouse connection."""
         ...

@@ -8,6 +8,12 @@ The Functions app fails closed: `check_app_settings` (called when the app is loa
 without authentication, or with state on the worker's own disk, unless `IRONLAYER_ENVIRONMENT` says
 `development` or `test` explicitly; an unset environment is production to the app. The CLI is a local
 tool and takes an unset environment as it is.
+
+Local state (the embedded PostgreSQL, the default warehouse and blob folder) lives in one folder per project,
+`home`: IRONLAYER_HOME when set; else `ironlayer/` in the git directory of the project's repository (the
+repository a command names, else the one around the current directory; worktrees share their repository's),
+so it is never an untracked file in a work tree and never a second copy in some other folder; outside any
+repository, the user's `$XDG_STATE_HOME/ironlayer` (`~/.local/state/ironlayer`).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class Settings:
     local_repo: str  # IRONLAYER_LOCAL_REPO: read models from this local git repository instead of GitHub
     database_url: str  # IRONLAYER_DATABASE_URL: the application role (empty: the embedded PostgreSQL)
     migration_database_url: str  # IRONLAYER_MIGRATION_DATABASE_URL: the owner role that runs migrations
-    home: Path  # IRONLAYER_HOME
+    home: Path  # IRONLAYER_HOME, else the project's `<git dir>/ironlayer`, else ~/.local/state/ironlayer
     blob_connection_string: str  # IRONLAYER_BLOB_CONNECTION_STRING (Azure Blob / Azurite)
     blob_account_url: str  # IRONLAYER_BLOB_ACCOUNT_URL (Azure Blob with DefaultAzureCredential)
     blob_container: str  # IRONLAYER_BLOB_CONTAINER
@@ -106,15 +112,70 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return int(raw)
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+def repository_state_dir(folder: Path) -> Path | None:
+    """The git directory of the repository `folder` is in (a worktree's: its repository's), or None.
+
+    Found on the file system, without running git: the first `.git` folder (or `.git` file of a worktree or
+    submodule, read to its common directory) in `folder` or above it, or `folder` itself when it is a bare
+    repository.
+    """
+    start = folder.resolve()
+    for candidate in (start, *start.parents):
+        dot_git = candidate / ".git"
+        if dot_git.is_dir():
+            return dot_git
+        if dot_git.is_file():
+            return _linked_git_dir(candidate, dot_git)
+        if (candidate / "HEAD").is_file() and (candidate / "objects").is_dir() and (candidate / "refs").is_dir():
+            return candidate  # a bare repository (or a git directory itself)
+    return None
+
+
+def _linked_git_dir(work_tree: Path, dot_git: Path) -> Path | None:
+    """The common git directory named by a `.git` file (`gitdir: PATH`), following a worktree's `commondir`."""
+    try:
+        line = dot_git.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not line.startswith("gitdir:"):
+        return None
+    git_dir = (work_tree / line.partition(":")[2].strip()).resolve()
+    try:
+        common = (git_dir / "commondir").read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return git_dir
+    return (git_dir / common).resolve()
+
+
+def default_home(environ: Mapping[str, str], *, repository: Path | None, cwd: Path) -> Path:
+    """Where local state lives when IRONLAYER_HOME is not set (see the module docstring)."""
+    for folder in (repository, cwd):
+        if folder is not None and (git_dir := repository_state_dir(folder)) is not None:
+            return git_dir / "ironlayer"
+    state = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(state) / "ironlayer"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, repository: Path | None = None, cwd: Path | None = None,
+) -> Settings:
     """Read every setting from `environ` (default: the process environment).
+
+    Args:
+        environ: the environment (default: the process's).
+        repository: the repository the command works on (its git directory holds local state); default
+            IRONLAYER_LOCAL_REPO, else the repository around `cwd`.
+        cwd: the working directory (default: the process's).
 
     Raises:
         SettingsError: a value is invalid, or auto-approval is on in production.
     """
     values = os.environ if environ is None else environ
     env = values.get
-    home = Path(env("IRONLAYER_HOME", ".ironlayer"))
+    local_repo = env("IRONLAYER_LOCAL_REPO", "")
+    if repository is None and local_repo:
+        repository = Path(local_repo)
+    home = Path(env("IRONLAYER_HOME") or default_home(values, repository=repository, cwd=cwd or Path.cwd()))
     environment = env("IRONLAYER_ENVIRONMENT", "").strip().lower()
     if environment and environment not in ENVIRONMENTS:
         raise SettingsError(f"IRONLAYER_ENVIRONMENT={environment[:40]!r}; use development, test or production")
@@ -129,22 +190,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         github_webhook_secret=env("IRONLAYER_GITHUB_WEBHOOK_SECRET", ""),
         github_token=env("IRONLAYER_GITHUB_TOKEN", ""),
         github_api_url=env("IRONLAYER_GITHUB_API_URL", "https://api.github.com"),
-        local_repo=env("IRONLAYER_LOCAL_REPO", ""),
+        local_repo=local_repo,
         database_url=env("IRONLAYER_DATABASE_URL", ""),
         migration_database_url=env("IRONLAYER_MIGRATION_DATABASE_URL", ""),
         home=home,
         blob_connection_string=env("IRONLAYER_BLOB_CONNECTION_STRING", ""),
         blob_account_url=env("IRONLAYER_BLOB_ACCOUNT_URL", ""),
         blob_container=env("IRONLAYER_BLOB_CONTAINER", "ironlayer"),
-        blob_dir=Path(env("IRONLAYER_BLOB_DIR", str(home / "blobs"))),
+        blob_dir=Path(env("IRONLAYER_BLOB_DIR") or home / "blobs"),
         approval_secret=env("IRONLAYER_APPROVAL_SECRET", ""),
         approval_ttl_hours=_int(values, "IRONLAYER_APPROVAL_TTL_HOURS", 24, 1, 168),
         public_base_url=env("IRONLAYER_PUBLIC_BASE_URL", "http://localhost:7071").rstrip("/"),
         auto_approve=_flag(values, "IRONLAYER_AUTO_APPROVE"),
         schedule_auto_approve=_flag(values, "IRONLAYER_SCHEDULE_AUTO_APPROVE"),
         engine=engine,
-        warehouse=Path(env("IRONLAYER_WAREHOUSE", str(home / "warehouse.duckdb"))),
-        warehouse_dir=Path(env("IRONLAYER_WAREHOUSE_DIR", str(home / "warehouses"))),
+        warehouse=Path(env("IRONLAYER_WAREHOUSE") or home / "warehouse.duckdb"),
+        warehouse_dir=Path(env("IRONLAYER_WAREHOUSE_DIR") or home / "warehouses"),
         databricks_host=env("IRONLAYER_DATABRICKS_HOST", ""),
         max_body_bytes=_int(values, "IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
         step_retries=_int(values, "IRONLAYER_STEP_RETRIES", 3, 1, 10),

@@ -1,13 +1,20 @@
-"""Shared test helpers: build reproducible git repositories and run the real `ironlayer plan` entry.
+"""Shared test helpers: reproducible git repositories, the real `ironlayer plan` entry, the test database.
 
 Repositories are written with `shared_core.adapters.git_writer` (fixed author, committer and commit
 times), so the same trees always give the same commit SHAs and therefore the same plan bytes.
+
+The test database: the PostgreSQL server at IRONLAYER_TEST_DATABASE_URL (default the local server on
+127.0.0.1:5432) when it answers, else an embedded PostgreSQL (`shared_core.adapters.postgres.embedded`)
+started for the session in a temporary folder and stopped at its end, so `make test` needs no database
+set up. Either way each session creates its own database and drops it afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -90,11 +97,50 @@ def run_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[...
 
 # -- a fresh PostgreSQL database per test session on the real server ------------------------------
 
-ADMIN_URL = os.environ.get("IRONLAYER_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CONFIGURED_URL = os.environ.get("IRONLAYER_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _answers(url: str) -> bool:
+    """Whether a PostgreSQL server accepts a connection at `url` (a refused or unreachable one does not)."""
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(url, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (TimeoutError, OSError):
+        return False
+    return True
 
 
 @pytest.fixture(scope="session")
-def admin_database_url() -> Iterator[str]:
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A superuser URL of the session's PostgreSQL server: the configured one, else an embedded one."""
+    if _answers(CONFIGURED_URL):
+        yield CONFIGURED_URL
+        return
+    from shared_core.adapters.postgres.embedded import ensure_embedded_server, stop_embedded_server
+
+    # In the system temp dir, not pytest's: as root the server runs as another user, who must be able to
+    # reach the folder, and every pytest session closes /tmp/pytest-of-root to others when it starts.
+    base = Path(tempfile.mkdtemp(prefix="ironlayer-test-pg-"))
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # said on the terminal, not captured with the test's output
+            reporter.write_line(f"\nno PostgreSQL answers at {CONFIGURED_URL} (IRONLAYER_TEST_DATABASE_URL); "
+                                f"starting the embedded PostgreSQL under {base} for this session")
+    try:
+        owner = ensure_embedded_server(base / "state")
+        yield owner.rsplit("/", 1)[0] + "/postgres"
+    finally:
+        stop_embedded_server(base / "state")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def admin_database_url(server_url: str) -> Iterator[str]:
     """Create `ironlayer_test_<random>` for this session, migrated by its owner; dropped afterwards.
 
     This URL is the owner/superuser (it bypasses row-level security): tests use it to inspect state and
@@ -105,7 +151,7 @@ def admin_database_url() -> Iterator[str]:
     name = f"ironlayer_test_{uuid.uuid4().hex[:10]}"
 
     async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_URL)
+        conn = await asyncpg.connect(server_url)
         try:
             await conn.execute(sql)
         finally:
@@ -119,7 +165,7 @@ def admin_database_url() -> Iterator[str]:
             await store.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    url = f"{server_url.rsplit('/', 1)[0]}/{name}"
     try:
         asyncio.run(migrate(url))
         yield url

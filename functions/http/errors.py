@@ -24,6 +24,8 @@ STATUSES: Mapping[type[errors.CoreError], int] = MappingProxyType({
     errors.StripeSignatureError: 400,
     errors.SecurityCommandError: 400,
     errors.RepositorySettingsError: 400,
+    errors.DateRangeError: 400,
+    errors.PlanLimitError: 400,
     errors.NotFoundError: 404,
     errors.NotOnboardedError: 404,
     errors.ConflictError: 409,

@@ -25,6 +25,15 @@ from shared_core.core.errors import SourceError
 ZERO_SHA = "0" * 40
 
 
+def is_zero_sha(ref: str) -> bool:
+    """Whether `ref` is the all-zero SHA, whole or abbreviated to at least 4 digits as git abbreviates.
+
+    >>> is_zero_sha("0000000"), is_zero_sha("0" * 40), is_zero_sha("000"), is_zero_sha("0000001")
+    (True, True, False, False)
+    """
+    return 4 <= len(ref) <= 40 and set(ref) == {"0"}
+
+
 class LocalGitSource:
     """A `GitSource` over a local repository (bare or not)."""
 
@@ -58,15 +67,28 @@ class LocalGitSource:
         return result
 
     def resolve(self, ref: str) -> str:
-        """The full commit SHA of `ref`; the all-zero SHA passes through ("nothing deployed yet")."""
-        if ref == ZERO_SHA:
+        """The full commit SHA of `ref`; the all-zero SHA, also abbreviated (`0000000`), means "nothing deployed yet".
+
+        Raises:
+            SourceError: `ref` names no commit; in a shallow clone, with a hint to fetch more history.
+        """
+        if is_zero_sha(ref):
             return ZERO_SHA
         if ref.startswith("-"):
             raise SourceError(f"{self.repo}: invalid ref '{ref}'; give a commit SHA, branch or tag")
         result = self._run(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"], check=False)
         if result.returncode != 0:
+            if self._is_shallow():
+                raise SourceError(
+                    f"{self.repo}: unknown git ref '{ref}'; this is a shallow clone, so the commit may be in the "
+                    "history it left out: run `git fetch --unshallow` (or `git fetch --depth=N` with N large enough)"
+                )
             raise SourceError(f"{self.repo}: unknown git ref '{ref}'; check the branch, tag or commit SHA")
         return result.stdout.decode().strip()
+
+    def _is_shallow(self) -> bool:
+        result = self._run(["rev-parse", "--is-shallow-repository"], check=False)
+        return result.returncode == 0 and result.stdout.decode().strip() == "true"
 
     def commit_time(self, sha: str) -> datetime:
         output = self._run(["show", "-s", "--format=%ct", sha]).stdout.decode().strip()

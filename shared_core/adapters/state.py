@@ -7,28 +7,36 @@ role) migrates. Without a URL, the embedded server under IRONLAYER_HOME: its sup
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from shared_core.adapters.postgres.embedded import embedded_server_status, ensure_embedded_server
 from shared_core.adapters.postgres.store import app_url_for
 from shared_core.settings import Settings
 
 
-def store_urls(settings: Settings, *, start: bool = True) -> tuple[str, str | None] | None:
+def store_urls(
+    settings: Settings, *, start: bool = True, on_start: Callable[[Path], None] | None = None,
+) -> tuple[str, str | None] | None:
     """(application URL, migration URL) of the state store, or None when none is configured or running.
 
     Args:
         settings: the settings (database URLs, home).
         start: start the embedded server when no URL is configured; else only use it when it runs.
+        on_start: called with the server's folder just before an embedded server is started.
 
     Returns:
         The URLs, or None (no URL configured, `start` false and the embedded server not running).
     """
     if settings.database_url:
         return settings.database_url, settings.migration_database_url or None
-    owner = ensure_embedded_server(settings.home) if start else embedded_server_status(settings.home)
+    owner = (ensure_embedded_server(settings.home, on_start=on_start) if start
+             else embedded_server_status(settings.home))
     return (app_url_for(owner), owner) if owner else None
 
 
-def migration_url(settings: Settings) -> str:
+def migration_url(settings: Settings, *, on_start: Callable[[Path], None] | None = None) -> str:
     """The URL migrations run with: the owner role, else the configured URL, else the embedded superuser."""
-    return settings.migration_database_url or settings.database_url or ensure_embedded_server(settings.home)
+    return (settings.migration_database_url or settings.database_url
+            or ensure_embedded_server(settings.home, on_start=on_start))
 

@@ -1,8 +1,9 @@
 """The CLI's shared plumbing, built from one `Settings` per command: tenant, home, actor, the state store.
 
-`main` calls `begin()` before each command; the settings are then read from the environment once, on
+`main` calls `begin(repository)` before each command, naming the repository the command works on (its git
+directory holds the project's local state); the settings are then read from the environment once, on
 first use, so a command that needs none (`show`) reads none. Commands reach the state store through
-`with_store`: the configured PostgreSQL, or the embedded server under IRONLAYER_HOME (started on demand).
+`with_store`: the configured PostgreSQL, or the project's embedded server (started on demand, saying so).
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from shared_core.core.errors import InputError
 from shared_core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -28,18 +32,26 @@ T = TypeVar("T")
 class CommandParsers(Protocol):
     """Where a command module registers its sub-commands (the `ironlayer` parser's sub-parsers)."""
 
-    def add_parser(self, name: str, *, help: str | None = ...) -> argparse.ArgumentParser:
+    def add_parser(self, name: str, *, help: str | None = ..., epilog: str | None = ...) -> argparse.ArgumentParser:
         """A new sub-command `name`, its parser returned for its arguments."""
         ...
 
 
 _current: Settings | None = None
+_repository: Path | None = None
+PLAIN_WIDTH = 1000  # columns of tables printed to a file or pipe (CI logs): never wrapped at 80
 
 
-def begin() -> None:
-    """Start a command: forget the settings read by an earlier command of this process."""
-    global _current
+def begin(repository: str | Path | None = None) -> None:
+    """Start a command: forget the settings read by an earlier command of this process.
+
+    Args:
+        repository: the repository the command works on (REPO, --repo), whose git directory holds the
+            local state; None: the repository around the current directory.
+    """
+    global _current, _repository
     _current = None
+    _repository = Path(repository) if repository is not None else None
 
 
 def settings() -> Settings:
@@ -50,7 +62,7 @@ def settings() -> Settings:
     """
     global _current
     if _current is None:
-        _current = load_settings()
+        _current = load_settings(repository=_repository)
     return _current
 
 
@@ -60,8 +72,14 @@ def tenant() -> str:
 
 
 def home() -> Path:
-    """The local state folder (IRONLAYER_HOME, default `.ironlayer`)."""
+    """The project's local state folder (IRONLAYER_HOME, else `<git dir>/ironlayer`, else the user's)."""
     return settings().home
+
+
+def announce_start(root: Path) -> None:
+    """Say on stderr that an embedded PostgreSQL is being started (the first use can take seconds)."""
+    print(f"starting the embedded PostgreSQL under {root} (`ironlayer db stop` stops it)", file=sys.stderr,
+          flush=True)
 
 
 def actor() -> str:
@@ -73,14 +91,14 @@ def store_urls(*, start: bool = True) -> tuple[str, str | None] | None:
     """(application URL, migration URL) of the state store, or None when none is configured or running."""
     from shared_core.adapters.state import store_urls as urls_of
 
-    return urls_of(settings(), start=start)
+    return urls_of(settings(), start=start, on_start=announce_start)
 
 
 def migration_url() -> str:
     """The URL migrations run with (the owner role, else the configured URL, else the embedded superuser)."""
     from shared_core.adapters.state import migration_url as url_of
 
-    return url_of(settings())
+    return url_of(settings(), on_start=announce_start)
 
 
 def migrate_store() -> list[int]:
@@ -136,11 +154,47 @@ def cache_dir(option: str | None, no_cache: bool, git_dir: Path) -> Path | None:
     return configured if configured is not None else git_dir / "ironlayer" / "cache"
 
 
+def examples(*lines: str) -> str:
+    """A help epilog: `example:` (or `examples:`) and the command lines, indented."""
+    return ("example:" if len(lines) == 1 else "examples:") + "".join(f"\n  {line}" for line in lines)
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """A UTC date or time given on the command line.
+
+    Raises:
+        InputError: not `YYYY-MM-DD[THH:MM[:SS]][Z]`, not UTC, or outside the years 0001-9999; names the option.
+    """
+    from shared_core.core.project.headers import parse_instant
+
+    try:
+        return parse_instant(text)
+    except ValueError:
+        raise InputError(f"{option} '{text}' is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ "
+                         "(UTC, years 0001 to 9999)") from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a file the user named (a plan, a ledger).
+
+    Raises:
+        InputError: the file is not UTF-8 text (names the file and the byte).
+        OSError: it cannot be read.
+    """
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: this {what} is not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); "
+                         "save it as UTF-8 JSON") from None
+
+
 def console() -> Console:
-    """A rich console for the terminal (no automatic highlighting, long lines kept whole)."""
+    """A rich console (no automatic highlighting, long lines kept whole); full-width tables off a terminal."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    made = Console(highlight=False, soft_wrap=True)
+    return made if made.is_terminal else Console(highlight=False, soft_wrap=True, width=PLAIN_WIDTH)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -14,7 +14,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from shared_core.cli._runtime import CommandParsers, console, settings, tenant, with_store
+from shared_core.cli._runtime import CommandParsers, console, examples, settings, tenant, with_store
 
 if TYPE_CHECKING:
     from shared_core.core.billing import UsageKind
@@ -26,9 +26,12 @@ BAR_WIDTH = 40
 
 
 def add_commands(commands: CommandParsers) -> None:
-    usage = commands.add_parser("usage", help="this month's usage against the tier's quota")
+    usage = commands.add_parser("usage", help="this month's usage against the tier's quota",
+                                epilog=examples("ironlayer usage", "ironlayer usage --json"))
     usage.add_argument("--json", action="store_true", help="print JSON")
-    billing = commands.add_parser("billing", help="Stripe: map customers to tenants, send metered usage now")
+    billing = commands.add_parser("billing", help="Stripe: map customers to tenants, send metered usage now",
+                                  epilog=examples("ironlayer billing customer cus_Q2x8Yy --tenant acme",
+                                                  "ironlayer billing send --tenant acme"))
     verbs = billing.add_subparsers(dest="billing_action", required=True)
     customer = verbs.add_parser("customer", help="bill a tenant's usage to a Stripe customer")
     customer.add_argument("customer", help="the Stripe customer ID, cus_...")

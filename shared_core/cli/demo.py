@@ -1,18 +1,27 @@
-"""`ironlayer demo`: build the example repository (two commits) and plan both of them.
+"""`ironlayer demo`: build the example repository (two commits), then plan and apply both of them.
 
 The example lives in `examples/shop`: `v1/` is the first commit; `v2/` holds files that replace or
 add to it, and `v2/changes.txt` the moves and removals of the second commit. Commits have fixed
 authors and times, so the demo's plans have the same IDs on every machine.
+
+Everything lives in the demo's folder (default `.ironlayer/demo`): the repository, the plans, the
+warehouse, and the state store, which like any project's is in the repository's git directory
+(`repo/.git/ironlayer`, unless IRONLAYER_HOME or IRONLAYER_DATABASE_URL say otherwise). Each demo starts
+from nothing: the repository is rebuilt (its embedded PostgreSQL stopped first) and the warehouse
+removed. The demo prints every command it runs, exactly as it runs it, so each can be pasted as printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from shared_core.adapters.git_writer import commit_files, init_repo, read_tree
+from shared_core.adapters.postgres.embedded import stop_embedded_server
+from shared_core.cli import _runtime
 from shared_core.core.errors import SourceError
 
 V1_TIME = "2024-01-08T06:00:00+00:00"
@@ -35,6 +44,7 @@ def build_demo_repo(examples: Path, repo: Path) -> tuple[str, str]:
     if repo.exists():
         if not (repo / _MARKER).exists():
             raise SourceError(f"{repo}: exists and is not a demo repository; choose another --dir")
+        stop_embedded_server(repo / ".git" / "ironlayer")  # its data is about to go with the repository
         shutil.rmtree(repo)
     init_repo(repo)
     first = read_tree(examples / "v1")
@@ -88,7 +98,11 @@ def _facts(warehouse: Path) -> dict[str, str]:
 
 
 def run_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
-    """Build the repo, then plan, show and apply each commit; print what changed in the warehouse."""
+    """Build the repo, then plan, show and apply each commit; print what changed in the warehouse.
+
+    Each command is printed as `$ ironlayer ...` and then run from exactly that text, so what is printed
+    is what works when pasted (short SHAs, the all-zero one included, and the paths used).
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -98,23 +112,28 @@ def run_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
     examples = Path(args.examples) if args.examples else default_examples_dir()
     v1, v2 = build_demo_repo(examples, repo)
     warehouse.unlink(missing_ok=True)  # the demo's warehouse starts empty, like its repository
+    Path(f"{warehouse}.wal").unlink(missing_ok=True)
     console = Console(highlight=False, soft_wrap=True)
-    zero = "0" * 40
+
+    def run(*words: str | Path) -> int:
+        line = shlex.join(["ironlayer", *map(str, words)])
+        console.print(f"$ {line}\n", markup=False)
+        return main(shlex.split(line)[1:])
+
     steps = (
-        ("1. First deployment: from nothing to the first commit", zero, v1, folder / "plan-1.json"),
+        ("1. First deployment: from nothing to the first commit", "0" * 7, v1[:7], folder / "plan-1.json"),
         ("2. The second commit: a logic change, a cosmetic edit, a metadata edit, a new model, a move, a removal",
-         v1, v2, folder / "plan-2.json"),
+         v1[:7], v2[:7], folder / "plan-2.json"),
     )
     before: dict[str, str] = {}
     for title, base, target, out in steps:
         console.rule(f"[bold]{title}")
-        console.print(f"$ ironlayer plan {repo} {base[:12]} {target[:12]} --out {out}\n")
-        code = main(["plan", str(repo), base, target, "--out", str(out)])
+        code = run("plan", repo, base, target, "--out", out)
         if code != 0:
             return code
-        console.print(f"\n$ ironlayer apply {out} --repo {repo} --auto-approve\n")
+        console.print()
         before = _facts(warehouse)
-        code = main(["apply", str(out), "--repo", str(repo), "--warehouse", str(warehouse), "--auto-approve"])
+        code = run("apply", out, "--repo", repo, "--warehouse", warehouse, "--auto-approve")
         if code != 0:
             return code
         console.print()
@@ -129,6 +148,10 @@ def run_demo(args: argparse.Namespace, main: Callable[[list[str]], int]) -> int:
         "downstream (customer_ltv's own edit was cosmetic), gold.top_customers is new, and gold.country_revenue "
         "left the repository while its view stays in place."
     )
-    console.print(f"\nRepository {repo}, warehouse {warehouse}. Try: ironlayer runs, ironlayer status, "
-                  f"ironlayer show {folder / 'plan-2.json'}")
+    settings = _runtime.settings()  # those of the last command, which named the demo repository
+    state = "the PostgreSQL of IRONLAYER_DATABASE_URL" if settings.database_url else str(settings.home)
+    console.print(f"\nRepository {repo}, warehouse {warehouse}, state in {state}. Try:", markup=False)
+    for words in (["runs", repo, "--limit", "10"], ["status", repo], ["show", folder / "plan-2.json"],
+                  ["lineage", repo, "gold.daily_revenue"], ["db", "stop", repo]):
+        console.print("  " + shlex.join(["ironlayer", *map(str, words)]), markup=False)
     return 0

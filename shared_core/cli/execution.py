@@ -1,8 +1,8 @@
-"""`ironlayer apply`, `backfill`, `runs`, `status` and `db`: execution against DuckDB and the state store.
+"""`ironlayer apply`, `backfill`, `run`, `runs`, `status` and `db`: execution against DuckDB and the state store.
 
-The state store is PostgreSQL at IRONLAYER_DATABASE_URL, or else an embedded server started under
-`.ironlayer/` (IRONLAYER_HOME) and reused by later commands; `ironlayer db stop` stops it. Local runs
-use the tenant IRONLAYER_TENANT (default `local`).
+The state store is PostgreSQL at IRONLAYER_DATABASE_URL, or else the project's embedded server (under the
+repository's git directory, `shared_core.settings`), started on demand and reused by later commands;
+`ironlayer db stop` stops it. Local runs use the tenant IRONLAYER_TENANT (default `local`).
 """
 
 from __future__ import annotations
@@ -10,31 +10,45 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared_core.cli import _runtime
 from shared_core.core.errors import PlanError
+from shared_core.core.wording import plural
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from shared_core.adapters.engines.duckdb import DuckDBExecutor
     from shared_core.adapters.local_git import LocalGitSource
     from shared_core.core.planning.intervals import Range
     from shared_core.core.planning.plan import Plan
     from shared_core.ports import PlanSummaryRow, RunRow, StateStore
     from shared_core.services.apply import StepOutcome
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+_PROJECT_HELP = "the project (a git repository) whose local state to read (default: the current directory's)"
 
 
 def add_commands(commands: _runtime.CommandParsers) -> None:
-    apply = commands.add_parser("apply", help="execute a plan on DuckDB, recording runs and watermarks")
+    example = _runtime.examples
+    apply = commands.add_parser(
+        "apply", help="execute a plan on DuckDB, recording runs and watermarks",
+        epilog=example("ironlayer apply plan.json --repo . --auto-approve",
+                       "ironlayer apply plan.json --repo . --warehouse dev.duckdb --parallelism 8"))
     apply.add_argument("plan", help="plan JSON file (from ironlayer plan --out)")
     apply.add_argument("--repo", required=True, help="the git repository the plan was made from")
     _execution_options(apply)
 
     backfill = commands.add_parser(
         "backfill", help="plan and apply exactly [start, end) of one incremental model, replacing what those "
-        "batches wrote (running it again re-runs it)")
+        "batches wrote (running it again re-runs it)",
+        epilog=example("ironlayer backfill . gold.daily_revenue --start 2024-01-01 --end 2024-02-01",
+                       "ironlayer backfill . silver.orders --start 2024-01-01 --end 2024-01-08 --downstream"))
     backfill.add_argument("repo")
     backfill.add_argument("model")
     backfill.add_argument("--start", required=True)
@@ -44,19 +58,36 @@ def add_commands(commands: _runtime.CommandParsers) -> None:
                           help="also refresh, in the same plan, every model downstream that reads what re-ran")
     _execution_options(backfill)
 
-    runs = commands.add_parser("runs", help="list runs (one per step and batch)")
+    run = commands.add_parser(
+        "run", help="plan and apply what has come due on the models' cron schedules (like the timer does)",
+        epilog=example("ironlayer run --auto-approve", "ironlayer run ~/models --ref main --auto-approve   # in cron"))
+    run.add_argument("repo", nargs="?", default=".", help="the git repository (default: the current directory)")
+    run.add_argument("--ref", default="HEAD", help="the commit whose models run (default HEAD)")
+    run.add_argument("--now", help="UTC time to run as (default: the clock), e.g. 2024-03-01T06:00:00Z")
+    _execution_options(run)
+
+    runs = commands.add_parser("runs", help="list runs (one per step and batch)",
+                               epilog=example("ironlayer runs --limit 20", "ironlayer runs --plan 3f2a9c --json"))
+    runs.add_argument("repo", nargs="?", help=_PROJECT_HELP)
     runs.add_argument("--plan", help="only the runs of this plan ID (a prefix is enough)")
+    runs.add_argument("--limit", type=int, default=200, help="the newest N runs (default 200)")
     runs.add_argument("--stats", action="store_true",
                       help="per model: executed steps, p50/p95 runtime, rows written, estimated cost")
     runs.add_argument("--model", help="with --stats: only this model")
-    runs.add_argument("--json", action="store_true", help="with --stats: print JSON (the GET /api/telemetry body)")
-    commands.add_parser("status", help="plans, their status and the watermark ledger")
-    db = commands.add_parser("db", help="the embedded PostgreSQL server")
+    runs.add_argument("--json", action="store_true",
+                      help="print the runs as JSON (with --stats: the GET /api/telemetry body)")
+    status = commands.add_parser("status", help="plans, their status and the watermark ledger",
+                                 epilog=example("ironlayer status", "ironlayer status ~/models --json"))
+    status.add_argument("repo", nargs="?", help=_PROJECT_HELP)
+    status.add_argument("--json", action="store_true", help="print the plans and the ledger as JSON")
+    db = commands.add_parser("db", help="the project's embedded PostgreSQL server",
+                             epilog=example("ironlayer db status", "ironlayer db stop"))
     db.add_argument("action", choices=["status", "stop"])
+    db.add_argument("repo", nargs="?", help=_PROJECT_HELP)
 
 
 def _execution_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--warehouse", help="DuckDB file (default .ironlayer/warehouse.duckdb)")
+    parser.add_argument("--warehouse", help="DuckDB file (default: warehouse.duckdb in the project's state folder)")
     parser.add_argument("--auto-approve", action="store_true", help="apply without asking for confirmation")
     parser.add_argument("--parallelism", type=int, default=4, help="steps run at once within a wave (default 4)")
     parser.add_argument("--lock-timeout", type=float, default=60.0, help="seconds to wait for a locked range")
@@ -66,21 +97,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from shared_core.adapters.local_git import LocalGitSource
     from shared_core.core.planning.plan_codec import load_plan
 
-    plan = load_plan(Path(args.plan).read_text("utf-8"), args.plan)
+    plan = load_plan(_runtime.read_text(Path(args.plan), "plan file"), args.plan)
     return _apply(args, plan, LocalGitSource(args.repo))
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
     from shared_core.adapters.local_git import LocalGitSource
-    from shared_core.core.errors import SourceError
-    from shared_core.core.project.headers import parse_instant
     from shared_core.services.plans import plan_backfill
 
-    try:
-        start, end = parse_instant(args.start), parse_instant(args.end)
-    except ValueError:
-        raise SourceError(f"--start/--end '{args.start}'/'{args.end}' are not dates; use YYYY-MM-DD") from None
+    start, end = _runtime.parse_time(args.start, "--start"), _runtime.parse_time(args.end, "--end")
     source = LocalGitSource(args.repo)
     ledger = _runtime.with_store(lambda store: store.load_ledger(_runtime.tenant())) if args.downstream else None
     plan, _ = plan_backfill(source, args.ref, args.model, start, end,
@@ -88,6 +114,67 @@ def cmd_backfill(args: argparse.Namespace) -> int:
                             downstream=args.downstream, ledger=ledger)
     # planned now: its base is what is deployed now; a backfill asked for again runs again
     return _apply(args, plan, source, record_base=True, rerun=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Plan and apply the catch-up of every model whose cron fired with batches missing (the schedule's rule)."""
+    from shared_core.adapters.caches.analysis import CachedAnalyzer
+    from shared_core.adapters.local_git import LocalGitSource
+    from shared_core.core.project.headers import parse_instant
+    from shared_core.services.jobs import JobPolicy, due_schedule_jobs
+    from shared_core.services.plans import plan_catchup
+
+    now = _runtime.parse_time(args.now, "--now") if args.now else datetime.now(UTC).replace(second=0, microsecond=0)
+    source = LocalGitSource(args.repo)
+    settings, tenant = _runtime.settings(), _runtime.tenant()
+    policy = JobPolicy(args.auto_approve, settings.approval_ttl_hours, settings.step_retries)
+    analyzer = CachedAnalyzer(source.git_dir / "ironlayer" / "cache")
+    jobs = _runtime.with_store(lambda store: due_schedule_jobs(
+        source, store, analyzer, tenant_id=tenant, repository=str(args.repo), branch=args.ref, now=now,
+        policy=policy))
+    if not jobs:
+        _say_nothing_runs(args.ref, source, tenant, now)
+        return EXIT_OK
+    code = EXIT_OK
+    for job in jobs:
+        models = job.models or ()
+        print(f"due: {', '.join(models)} (schedule fired at {job.as_of})")
+        ledger = _runtime.with_store(partial(_load_ledger, tenant=tenant, models=models))
+        plan = plan_catchup(source, job.target, models, as_of=parse_instant(job.as_of or ""), ledger=ledger,
+                            analyzer=analyzer)
+        code = max(code, _apply(args, plan, source, record_base=True))  # planned now, as backfill
+        if code == EXIT_INTERRUPTED:
+            break
+    return code
+
+
+def _say_nothing_runs(ref: str, source: LocalGitSource, tenant: str, now: datetime) -> None:
+    """Why `run` found nothing to do: no schedule, nothing due, or due models that wait for an approved plan."""
+    from shared_core.core.planning.schedules import due_models
+    from shared_core.core.project.headers import format_instant
+    from shared_core.services.project import project_at
+
+    project = project_at(source, ref)
+    scheduled = [m for m in project.models.values() if m.header.is_incremental and m.header.cron]
+    if not scheduled:
+        print(f"nothing to run: no incremental model at {ref} has a schedule; add one to a model's header, "
+              "e.g. `-- cron: 0 3 * * *` (03:00 UTC daily)")
+        return
+    waiting = [d.name for d in due_models(project, _runtime.with_store(partial(_load_ledger, tenant=tenant)), now)]
+    if waiting:
+        one = len(waiting) == 1
+        print(f"nothing ran: {', '.join(waiting)} {'is' if one else 'are'} due at {format_instant(now)} but "
+              f"{'waits' if one else 'wait'} for an approved plan (the version at {ref} is not the deployed one, "
+              f"or a run of it is in progress); plan and apply {ref} first")
+        return
+    one = len(scheduled) == 1
+    print(f"nothing is due at {format_instant(now)}: {plural(len(scheduled), 'scheduled model')} "
+          f"{'has' if one else 'have'} every complete batch up to {'its' if one else 'their'} latest fire")
+
+
+async def _load_ledger(store: StateStore, *, tenant: str, models: Sequence[str] | None = None
+                       ) -> dict[str, list[Range]]:
+    return await store.load_ledger(tenant, list(models) if models is not None else None)
 
 
 def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, record_base: bool = False,
@@ -119,32 +206,52 @@ def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, reco
                          rerun=rerun)
 
     async def run(store: StateStore) -> list[StepOutcome]:
-        with apply_progress(console, len(plan.steps)) as on_event:
+        with apply_progress(console, plan.steps) as on_event:
             return await run_apply(verified, store, executor, options, actor=_runtime.actor(), on_event=on_event,
                                    record_base=record_base)
 
     try:
         outcomes = _runtime.with_store(run)
+    except KeyboardInterrupt:
+        _report_interrupted(plan, executor, warehouse)
+        return EXIT_INTERRUPTED
     finally:
         executor.close()
     render_apply_summary(console, outcomes, warehouse)
     return EXIT_OK if all(o.status in ("success", "done") for o in outcomes) else EXIT_FAILED
 
 
-def cmd_runs(args: argparse.Namespace) -> int:
-    from rich.table import Table
+def _report_interrupted(plan: Plan, executor: DuckDBExecutor, warehouse: Path) -> None:
+    """Say what an interrupted apply left: the batches committed in the warehouse, and that re-running resumes."""
+    from shared_core.cli.render import step_batch_count
 
+    total = sum(step_batch_count(step) for step in plan.steps)
+    markers = executor.committed_batches(sorted({step.model for step in plan.steps}))
+    committed = sum(1 for batches in markers.values() for batch in batches if batch.plan_id == plan.plan_id)
+    print(f"\ninterrupted: {committed} of {plural(total, 'batch')} of plan {plan.plan_id[:12]} are committed in "
+          f"{warehouse}; the rest did not run, and the plan is marked cancelled. Run the same command "
+          "again to resume: committed batches are not run again.", file=sys.stderr)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
     from shared_core.services.plans import find_plan_id
 
+    if args.limit < 1:
+        raise PlanError(f"--limit must be at least 1, got {args.limit}")
     tenant = _runtime.tenant()
     if args.stats:
         return _run_stats(args, tenant)
 
     async def fetch(store: StateStore) -> list[RunRow]:
         plan_id = await find_plan_id(store, tenant, args.plan) if args.plan else None
-        return await store.list_runs(tenant, plan_id)
+        return await store.list_runs(tenant, plan_id, args.limit)
 
     rows = _runtime.with_store(fetch)
+    if args.json:
+        print(json.dumps([_jsonable(row) for row in rows], indent=2, sort_keys=True))
+        return EXIT_OK
+    from rich.table import Table
+
     table = Table("run", "plan", "model", "batch", "attempt", "status", "rows", "error", box=None)
     for row in rows:
         batch = ""
@@ -153,7 +260,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         table.add_row(str(row["run_id"]), row["plan_id"][:12], row["model"], batch, str(row["attempt"]),
                       row["status"], "" if row["rows_written"] is None else str(row["rows_written"]),
                       (row["error"] or "")[:80])
-    _runtime.console().print(table if rows else "No runs yet.")
+    console = _runtime.console()
+    console.print(table if rows else "No runs yet.")
+    if len(rows) == args.limit:
+        console.print(f"(the newest {plural(args.limit, 'run')}; --limit N shows more)")
     return EXIT_OK
 
 
@@ -180,8 +290,6 @@ def _run_stats(args: argparse.Namespace, tenant: str) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from shared_core.core.project.headers import format_instant
 
     tenant = _runtime.tenant()
@@ -190,6 +298,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         return await store.list_plans(tenant), await store.load_ledger(tenant)
 
     plans, ledger = _runtime.with_store(fetch)
+    if args.json:
+        print(json.dumps({
+            "tenant": tenant,
+            "plans": [_jsonable(plan) for plan in plans],
+            "ledger": {model: [[format_instant(s), format_instant(e)] for s, e in ranges]
+                       for model, ranges in sorted(ledger.items())},
+        }, indent=2, sort_keys=True))
+        return EXIT_OK
+    from rich.table import Table
+
     console = _runtime.console()
     table = Table("plan", "base", "target", "as of", "status", box=None, title=f"Plans of tenant {tenant}")
     for plan in plans:
@@ -203,16 +321,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _jsonable(row: Mapping[str, object]) -> dict[str, object]:
+    """A store row with its times as ISO 8601 UTC text."""
+    from shared_core.core.project.headers import format_instant
+
+    return {key: format_instant(value) if isinstance(value, datetime) else value for key, value in row.items()}
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from shared_core.adapters.postgres.embedded import embedded_server_status, stop_embedded_server
 
+    home = _runtime.home()
     if args.action == "stop":
-        print("stopped the embedded PostgreSQL" if stop_embedded_server(_runtime.home()) else "the embedded "
-              "PostgreSQL was not running")
+        stopped = stop_embedded_server(home)
+        print(f"stopped the embedded PostgreSQL under {home}" if stopped else
+              f"the embedded PostgreSQL under {home} was not running")
     else:
-        url = embedded_server_status(_runtime.home())
-        print(f"running at {url}" if url else "not running")
+        url = embedded_server_status(home)
+        print(f"running at {url} (under {home})" if url else f"not running (its folder: {home})")
     return EXIT_OK
 
 
-COMMANDS = {"apply": cmd_apply, "backfill": cmd_backfill, "runs": cmd_runs, "status": cmd_status, "db": cmd_db}
+COMMANDS = {"apply": cmd_apply, "backfill": cmd_backfill, "run": cmd_run, "runs": cmd_runs, "status": cmd_status,
+            "db": cmd_db}

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from shared_core.core.planning.plan import DATA_CHANGES, Plan, Step
+from shared_core.core.wording import plural
 
 if TYPE_CHECKING:
     from shared_core.services.apply import Event, StepOutcome
@@ -50,7 +51,8 @@ def render_plan(plan: Plan, console: Console | BatchedConsole) -> None:
     steps = plan.steps
     console.print()
     if steps:
-        console.print(f"[bold]Steps[/bold] ({len(steps)} in {summary.waves} waves, {summary.batches} batches)")
+        console.print(f"[bold]Steps[/bold] ({len(steps)} in {plural(summary.waves, 'wave')}, "
+                      f"{plural(summary.batches, 'batch')})")
     direct: dict[str, str] = {c.name: c.change for c in plan.models if c.change in DATA_CHANGES}
     wave = -1
     for step in sorted(steps, key=lambda s: s.parallel_group):  # stable: topological within a wave
@@ -62,7 +64,7 @@ def render_plan(plan: Plan, console: Console | BatchedConsole) -> None:
         if step.start is not None:
             span = (
                 f" {_when(step.start, step.batch)} -> {_when(step.end, step.batch)}"
-                f" ({step.batches} {step.batch} batch{'es' if step.batches != 1 else ''}"
+                f" ({step.batches} {step.batch} {'batch' if step.batches == 1 else 'batches'}"
                 f"{', from empty' if step.reset else ''})"
             )
         console.print(
@@ -73,7 +75,7 @@ def render_plan(plan: Plan, console: Console | BatchedConsole) -> None:
     console.print(
         f"[bold]Plan:[/bold] {summary.added} to add, {summary.modified} to change, "
         f"{summary.removed} removed, {summary.cosmetic + summary.metadata} unchanged in data; "
-        f"{summary.models_to_run} models to run in {summary.steps} steps."
+        f"{plural(summary.models_to_run, 'model')} to run in {plural(summary.steps, 'step')}."
     )
 
 
@@ -99,27 +101,40 @@ class BatchedConsole:
             self._console.print(text)
 
 
+def step_batch_count(step: Step) -> int:
+    """How many batches (engine transactions) a step runs: its batches, or one for a non-incremental step."""
+    return max(1, step.batches)
+
+
 @contextmanager
-def apply_progress(console: Console, steps: int) -> Iterator[Event]:
-    """A progress bar of an apply of `steps` steps; yields the `on_event` callback that advances it."""
+def apply_progress(console: Console, steps: Sequence[Step]) -> Iterator[Event]:
+    """A progress bar of an apply, counted in batches; yields the `on_event` callback that advances it.
+
+    Events: `start` (a step begins), `batch` (one of its batches committed), `end` (the step ended; its
+    batches that did not commit, skipped or failed, count as handled then).
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     counts = {"done": 0, "failed": 0, "running": 0}
-    with Progress(TextColumn("[bold]apply"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
-        task = progress.add_task("", total=steps)
+    advanced: dict[str, int] = {}
+    with Progress(TextColumn("[bold]apply"), BarColumn(), MofNCompleteColumn(), TextColumn("batches;"),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("", total=sum(step_batch_count(step) for step in steps))
 
         def describe() -> str:
-            return f"done {counts['done']}  failed {counts['failed']}  running {counts['running']}"
+            return f"steps: done {counts['done']}  failed {counts['failed']}  running {counts['running']}"
 
         def on_event(kind: str, step: Step, outcome: StepOutcome | None) -> None:
             if kind == "start":
                 counts["running"] += 1
+            elif kind == "batch":
+                advanced[step.step_id] = advanced.get(step.step_id, 0) + 1
+                progress.advance(task)
             elif outcome is not None:
                 if outcome.status not in ("skipped",) and counts["running"]:
                     counts["running"] -= 1
                 counts["failed" if outcome.status in ("failed", "skipped") else "done"] += 1
-                progress.advance(task)
+                progress.advance(task, step_batch_count(step) - advanced.get(step.step_id, 0))
             progress.update(task, description=describe())
 
         yield on_event

@@ -11,10 +11,13 @@ The work is done by `shared_core.services.audit`, `.credentials` and `.identitie
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
-from shared_core.cli._runtime import CommandParsers, actor, settings, tenant, with_store
+from shared_core.cli._runtime import CommandParsers, actor, examples, settings, tenant, with_store
 from shared_core.core.errors import SecurityCommandError
+from shared_core.core.wording import plural
+from shared_core.security.audit import format_at
 from shared_core.services.audit import list_audit, verify_audit
 from shared_core.services.credentials import credential_cipher, credential_names, rotate_credentials, set_credential
 from shared_core.services.identities import list_identities, remove_identity, set_identity
@@ -24,13 +27,24 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def add_commands(commands: CommandParsers) -> None:
     """Register the security commands on the `ironlayer` sub-command parser."""
-    audit = commands.add_parser("audit", help="the tenant's tamper-evident audit log")
+    audit = commands.add_parser("audit", help="the tenant's tamper-evident audit log",
+                                epilog=examples("ironlayer audit verify", "ironlayer audit show --json"))
     audit.add_argument("action", choices=["verify", "show"])
-    credentials = commands.add_parser("credentials", help="encrypted credentials (Databricks, GitHub, ...)")
+    audit.add_argument("repo", nargs="?", help="the project (a git repository) whose local state to read "
+                       "(default: the current directory's)")
+    audit.add_argument("--json", action="store_true", help="print the result (or the entries) as JSON")
+    credentials = commands.add_parser(
+        "credentials", help="encrypted credentials (Databricks, GitHub, ...)",
+        epilog=examples('printf %s "$DATABRICKS_TOKEN" | ironlayer credentials set databricks_token',
+                        "ironlayer credentials list"))
     credentials.add_argument("action", choices=["set", "list"])
     credentials.add_argument("name", nargs="?", help="credential name, e.g. databricks_token (for set)")
-    commands.add_parser("rotate-keys", help="re-encrypt every credential under the first IRONLAYER_CREDENTIAL_KEYS key")
-    identities = commands.add_parser("identities", help="who may decide plans: identities, roles, GitHub logins")
+    commands.add_parser("rotate-keys", help="re-encrypt every credential under the first IRONLAYER_CREDENTIAL_KEYS key",
+                        epilog=examples('IRONLAYER_CREDENTIAL_KEYS="$NEW_KEY,$OLD_KEY" ironlayer rotate-keys'))
+    identities = commands.add_parser(
+        "identities", help="who may decide plans: identities, roles, GitHub logins",
+        epilog=examples("ironlayer identities set api alice --role operator --github-login alice-gh",
+                        "ironlayer identities list"))
     identities.add_argument("action", choices=["set", "remove", "list"])
     identities.add_argument("provider", nargs="?", help="api (an API token's sub) or appservice:<idp>, e.g. "
                             "appservice:aad (an App Service Authentication principal)")
@@ -44,13 +58,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Verify the tenant's audit chain (exit 1 when broken), or list its entries."""
     if args.action == "verify":
         report = with_store(lambda store: verify_audit(store, tenant()))
+        if args.json:
+            print(json.dumps({"tenant": tenant(), **report.to_dict()}, indent=2, sort_keys=True))
+            return EXIT_OK if report.ok else EXIT_FAILED
         if report.ok:
-            print(f"ok: the audit chain of tenant {tenant()} is intact ({report.checked} entries)")
+            print(f"ok: the audit chain of tenant {tenant()} is intact ({plural(report.checked, 'entry')})")
             return EXIT_OK
         print(f"error: audit chain of tenant {tenant()} broken at entry {report.first_broken_seq}: {report.reason}",
               file=sys.stderr)
         return EXIT_FAILED
     rows = with_store(lambda store: list_audit(store, tenant()))
+    if args.json:
+        print(json.dumps([{**row, "at": format_at(row["at"])} for row in rows], indent=2, sort_keys=True))
+        return EXIT_OK
     for row in rows:
         print(f"{row['seq']:>6}  {row['at']:%Y-%m-%d %H:%M:%S}Z  {row['actor']} ({row['role']})  {row['action']}"
               f"  {row['target']}")
@@ -80,7 +100,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     cipher = credential_cipher(settings().credential_keys)
     count = with_store(lambda store: rotate_credentials(store, tenant(), cipher=cipher, actor=actor(),
                                                         role="admin"))
-    print(f"re-encrypted {count} credential{'s' if count != 1 else ''} of tenant {tenant()} under the first key")
+    print(f"re-encrypted {plural(count, 'credential')} of tenant {tenant()} under the first key")
     return EXIT_OK
 
 

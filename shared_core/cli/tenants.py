@@ -16,7 +16,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from shared_core.cli._runtime import CommandParsers, actor, settings, with_store
+from shared_core.cli._runtime import CommandParsers, actor, examples, settings, with_store
 
 if TYPE_CHECKING:
     from shared_core.core.repository_settings import RepositorySettings
@@ -28,7 +28,9 @@ EXIT_OK = 0
 
 
 def add_commands(commands: CommandParsers) -> None:
-    tenants = commands.add_parser("tenants", help="onboard tenants (the deployment operator's command)")
+    tenants = commands.add_parser("tenants", help="onboard tenants (the deployment operator's command)",
+                                  epilog=examples("ironlayer tenants add acme --repository acme/models",
+                                                  "ironlayer tenants list"))
     actions = tenants.add_subparsers(dest="tenants_action", required=True)
     add = actions.add_parser("add", help="create a tenant, map its repository and store the repository's settings")
     add.add_argument("tenant", help="tenant id: lower-case letters, digits, '-' and '_'")
@@ -37,7 +39,10 @@ def add_commands(commands: CommandParsers) -> None:
     _settings_options(add)
     actions.add_parser("list", help="every tenant with its mapped repositories")
 
-    repositories = commands.add_parser("repositories", help="map repositories to tenants and show their settings")
+    repositories = commands.add_parser(
+        "repositories", help="map repositories to tenants and show their settings",
+        epilog=examples("ironlayer repositories map acme/models --tenant acme --branches main,release",
+                        "ironlayer repositories show acme/models --json"))
     verbs = repositories.add_subparsers(dest="repositories_action", required=True)
     mapping = verbs.add_parser("map", help="map a repository to an existing tenant and store (replace) its settings")
     mapping.add_argument("repository", help="owner/name")

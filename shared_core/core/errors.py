@@ -12,7 +12,9 @@ CoreError                      root of every error raised by shared_core
 │   │   ├── WebhookSignatureError  X-Hub-Signature-256 is missing or does not match the secret [401]
 │   │   └── StripeSignatureError   Stripe-Signature is missing, stale or does not match the secret [400]
 │   ├── SecurityCommandError   `ironlayer audit|credentials|rotate-keys` cannot run as asked [400]
-│   └── RepositorySettingsError  a repository's execution settings are invalid: the setting, its value, the fix [400]
+│   ├── RepositorySettingsError  a repository's execution settings are invalid: the setting, its value, the fix [400]
+│   ├── DateRangeError         a date moves outside 0001-01-01..9999-12-31 (an as_of, a range, a start) [400]
+│   └── PlanLimitError         a plan would hold more batches than `planner.max_batches_per_plan` [400]
 ├── NotFoundError              the plan or job named does not exist for the caller's tenant [404]
 │   └── NotOnboardedError      a repository has no tenant, or no execution settings, on this deployment [404]
 ├── ConflictError              it exists, but its state forbids the request: a finished job, a decided plan [409]
@@ -96,6 +98,14 @@ class SecurityCommandError(InputError):
 
 class RepositorySettingsError(InputError):
     """A repository's execution settings are invalid: the message names the setting, its value and the fix."""
+
+
+class DateRangeError(InputError):
+    """A date given (or derived from one given) falls outside the dates 0001-01-01 to 9999-12-31."""
+
+
+class PlanLimitError(InputError):
+    """A plan would hold more batches than the project allows (`planner.max_batches_per_plan`)."""
 
 
 class NotFoundError(CoreError):

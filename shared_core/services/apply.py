@@ -18,7 +18,10 @@ which step runs, which is skipped and how a plan ends (`first_broken_upstream`, 
   a timeout and then fails naming the holder; locks of a dead process on this host are broken at once,
   others expire with their TTL;
 - a failure's text is `failure_text` (scrubbed) everywhere it goes: the run table, the step's outcome
-  (the CLI's apply summary) and the job step's report (the Functions' activity output).
+  (the CLI's apply summary) and the job step's report (the Functions' activity output);
+- an apply that is cancelled (Ctrl-C) stops the engine's running statement, marks its unfinished runs and
+  the plan `cancelled` and releases its locks before the cancellation goes on: nothing stays `running`,
+  and applying the plan again resumes.
 """
 
 from __future__ import annotations
@@ -116,8 +119,9 @@ class RunOptions:
     rates: tuple[tuple[str, float], ...] = ()  # engine rates (US dollars per hour) for telemetry's cost estimates
 
 
-Event = Callable[[Literal["start", "end"], Step, StepOutcome | None], None]
-"""Called when a step starts (without an outcome) and when it ends (with its outcome)."""
+Event = Callable[[Literal["start", "batch", "end"], Step, StepOutcome | None], None]
+"""Called when a step starts (without an outcome), after each of its batches that committed, and when it
+ends (with its outcome)."""
 
 
 def plan_waves(plan: Plan) -> list[list[Step]]:
@@ -251,13 +255,20 @@ async def apply_plan(
                 outcomes[step.step_id] = await run_step(
                     plan_id, step, project[step.model], store, executor, options, done=done,
                     canonical=(canonical or {}).get(step.model), committed=markers.get(step.model, []),
+                    on_batch=(lambda outcome: on_event("batch", step, outcome)) if on_event else None,
                 )
         statuses[step.step_id] = outcomes[step.step_id].status
         if on_event:
             on_event("end", step, outcomes[step.step_id])
 
-    for wave in plan_waves(plan):
-        await asyncio.gather(*(one(step) for step in wave))
+    try:
+        for wave in plan_waves(plan):
+            await asyncio.gather(*(one(step) for step in wave))
+    except asyncio.CancelledError:
+        executor.interrupt()  # stop the statement a worker thread is running: its transaction rolls back
+        await store.cancel_runs(options.tenant, plan_id)
+        await store.set_plan_status(options.tenant, plan_id, "cancelled")
+        raise
     await store.set_plan_status(options.tenant, plan_id, plan_outcome(statuses))
     from shared_core.services.telemetry import record_steps, step_telemetry
 
@@ -277,10 +288,12 @@ async def run_step(
     done: set[tuple[str, datetime | None]] | None = None,
     canonical: str | None = None,
     committed: Sequence[CommittedBatch] | None = None,
+    on_batch: Callable[[StepOutcome], None] | None = None,
 ) -> StepOutcome:
     """Run the batches of one step under its range lock; never raises for a batch failure.
 
-    `done` and `committed` (the model's warehouse markers) are read here when the caller has not read them.
+    `done` and `committed` (the model's warehouse markers) are read here when the caller has not read them;
+    `on_batch(outcome)` is called after each batch that committed now.
     """
     started = time.perf_counter()
     outcome = StepOutcome(step.step_id, model.name, "success")
@@ -312,6 +325,8 @@ async def run_step(
             if error:
                 outcome.status, outcome.error = "failed", error
                 break
+            if on_batch is not None:
+                on_batch(outcome)
             if index < len(batches) - 1:  # the last batch is followed by the release
                 await store.renew_lock(options.tenant, lock_id, options.lock_ttl)
         outcome.seconds = time.perf_counter() - started
@@ -493,8 +508,13 @@ async def run_apply(verified: VerifiedPlan, store: StateStore, executor: Executo
         await record_plan_base(store, options.tenant, plan, tests=verified.tests)
     await record_audit(store, options.tenant, actor=actor, role="engineer", action="apply.started",
                        target=plan.plan_id, details={"steps": len(plan.steps), "target": plan.target})
-    outcomes = await apply_plan(plan, verified.project, store, executor, options, canonical=verified.canonical,
-                                on_event=on_event)
+    try:
+        outcomes = await apply_plan(plan, verified.project, store, executor, options, canonical=verified.canonical,
+                                    on_event=on_event)
+    except asyncio.CancelledError:
+        await record_audit(store, options.tenant, actor=actor, role="engineer", action="apply.interrupted",
+                           target=plan.plan_id, details={"steps": len(plan.steps)})
+        raise
     failed = len(failed_steps({o.step_id: o.status for o in outcomes}))
     if not failed:
         await deploy_plan_tests(store, options.tenant, plan.plan_id, verified.tests)

@@ -28,8 +28,8 @@ from tests.functions.test_security import call, jwt_env, token  # noqa: F401  (`
 
 EXPECTED = {
     "CoreError": 500, "InputError": 400, "PayloadTooLargeError": 413, "WebhookError": 400,
-    "WebhookSignatureError": 401, "SecurityCommandError": 400, "RepositorySettingsError": 400, "NotFoundError": 404,
-    "NotOnboardedError": 404, "ConflictError": 409,
+    "WebhookSignatureError": 401, "SecurityCommandError": 400, "RepositorySettingsError": 400, "DateRangeError": 400,
+    "PlanLimitError": 400, "NotFoundError": 404, "NotOnboardedError": 404, "ConflictError": 409,
     "ModelError": 400, "UnsafeSqlError": 400, "RefError": 400, "CycleError": 400, "CheckFailedError": 400,
     "ProjectError": 400, "WatermarkError": 400, "PlanError": 500, "SourceError": 400, "SourceUnavailableError": 503,
     "ExecutionError": 400, "BlockedBatchError": 400,

@@ -1,7 +1,8 @@
 """Integration tests use `database_url` from tests/conftest.py (a fresh database per session) and Azurite.
 
 `env` is the command line's environment for one test: its own tenant on the session database, its own
-IronLayer home and an empty git repository (test_apply.py and test_stale_plans.py drive `ironlayer` in it).
+IronLayer home and an empty git repository (test_apply.py, test_stale_plans.py and test_first_hour.py drive
+`ironlayer` in it).
 """
 
 from __future__ import annotations

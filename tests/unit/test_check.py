@@ -157,7 +157,7 @@ def test_a_deleted_file_is_not_read_and_a_subfolder_checks_the_whole_repository(
 ) -> None:
     (repo / "models" / "b.sql").unlink()
     code, out, _ = run(["check", str(repo / "models"), "--no-cache"], capsys)
-    assert code == 0 and out.startswith("ok: 1 models in the working tree of ")
+    assert code == 0 and out.startswith("ok: 1 model in the working tree of ")
 
 
 def test_the_positional_ref_still_works_with_a_warning(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,4 +186,4 @@ def test_a_plain_folder_is_checked_as_it_is(tmp_path: Path, capsys: pytest.Captu
     (folder / "sql" / "a.sql").write_text(A, "utf-8")
     (folder / "sql" / ".hidden" / "x.sql").write_text("not sql", "utf-8")
     code, out, _ = run(["check", str(folder)], capsys)
-    assert code == 0 and out == f"ok: 1 models in {folder} are valid (headers, refs, DAG, SQL and safety)\n"
+    assert code == 0 and out == f"ok: 1 model in {folder} is valid (headers, refs, DAG, SQL and safety)\n"

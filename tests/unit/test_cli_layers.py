@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 CLI = Path(__file__).parents[2] / "shared_core" / "cli"
-COMMAND_MODULES = {"execution", "security", "demo", "render"}
+COMMAND_MODULES = {"execution", "security", "demo", "scaffold", "render"}
 
 
 def cli_imports(module: str) -> set[str]:

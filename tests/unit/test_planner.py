@@ -277,3 +277,56 @@ def test_unsafe_sql_in_a_planned_model_fails_the_plan() -> None:
     target = {**CHAIN, "models/b.sql": model("s.b", "SELECT 1; DROP TABLE s.a")}
     with pytest.raises(ModelError, match=r"models/b\.sql:3: DROP statement is not allowed"):
         plan(CHAIN, target)
+
+
+# -- the batch limit and dates at the edges of the calendar ---------------------------------------------
+
+DAILY_FROM_2024 = {"models/d.sql": model("s.daily", "SELECT 1 AS d", "INCREMENTAL_BY_TIME_RANGE", time_column="d",
+                                         start="2024-01-01")}
+
+
+def test_the_batch_limit_refuses_naming_the_number_and_the_setting_and_never_enters_the_plan() -> None:
+    from shared_core.core.errors import PlanLimitError
+
+    allowed = build_plan(project({}), project(DAILY_FROM_2024), base_sha=ZERO_SHA, target_sha="t" * 40,
+                         as_of=parse_instant("2024-04-10"), ledger={}, settings=PlannerSettings(366, 100),
+                         analyzer=InlineAnalyzer())
+    default = plan(None, DAILY_FROM_2024, as_of="2024-04-10")
+    assert allowed.summary.batches == 100
+    assert plan_to_json(allowed) == plan_to_json(default)  # a limit, not a plan field: same bytes, same ID
+    assert json.loads(plan_to_json(allowed))["inputs"]["planner"] == {"max_batches_per_step": 366}
+    with pytest.raises(PlanLimitError) as caught:
+        build_plan(project({}), project(DAILY_FROM_2024), base_sha=ZERO_SHA, target_sha="t" * 40,
+                   as_of=parse_instant("2024-04-11"), ledger={}, settings=PlannerSettings(366, 100),
+                   analyzer=InlineAnalyzer())
+    assert str(caught.value) == (
+        "as_of 2024-04-11T00:00:00Z would plan more than 100 batches (s.daily alone: 101 day batches from "
+        "2024-01-01T00:00:00Z), the limit planner.max_batches_per_plan = 100; give an earlier as_of or a narrower "
+        "range, or raise max_batches_per_plan under [planner] in ironlayer.toml")
+    with pytest.raises(PlanLimitError, match="more than 100,000 batches"):  # the default: a year-9999 typo
+        plan(None, DAILY_FROM_2024, as_of="9999-12-31")
+
+
+def test_dates_at_the_ends_of_the_calendar_plan_or_are_refused_without_overflowing() -> None:
+    from shared_core.core.errors import DateRangeError
+    from shared_core.core.planning.planner import build_backfill_plan, build_catchup_plan
+
+    monthly = {"models/m.sql": model("s.monthly", "SELECT 1 AS d", "INCREMENTAL_BY_TIME_RANGE", time_column="d",
+                                     start="9990-01-01", batch="month", lookback="99999999")}
+    last = plan(None, monthly, as_of="9999-12-31T23:59:59Z")  # chunks stop at the window's end, never past it
+    assert [(s.start, s.end, s.batches) for s in last.steps] == [
+        ("9990-01-01T00:00:00Z", "9999-12-01T00:00:00Z", 119)]
+    early = {"models/e.sql": model("s.early", "SELECT 1 AS d", "INCREMENTAL_BY_TIME_RANGE", time_column="d",
+                                   start="0001-01-01", lookback="1000000")}
+    caught_up = build_catchup_plan(  # a lookback reaching back past year 1 stops at the model's start
+        project(early), ["s.early"], target_sha="t" * 40, as_of=parse_instant("0001-01-10"),
+        ledger=parse_watermarks('{"s.early": [["0001-01-01", "0001-01-05"]]}', "w.json"), settings=PlannerSettings(),
+        analyzer=InlineAnalyzer())
+    assert [(s.start, s.end) for s in caught_up.steps] == [("0001-01-01T00:00:00Z", "0001-01-10T00:00:00Z")]
+    startless = {"models/s.sql": model("s.startless", "SELECT 1 AS d", "INCREMENTAL_BY_TIME_RANGE", time_column="d")}
+    first_days = plan(None, startless, as_of="0001-01-10")  # its default history would begin before year 1
+    assert [(s.start, s.end) for s in first_days.steps] == [("0001-01-01T00:00:00Z", "0001-01-10T00:00:00Z")]
+    with pytest.raises(DateRangeError, match="falls outside the dates 0001-01-01 to 9999-12-31"):
+        build_backfill_plan(project(monthly), "s.monthly", parse_instant("9999-11-01"),
+                            parse_instant("9999-12-31T12:00:00Z"), target_sha="t" * 40, settings=PlannerSettings(),
+                            analyzer=InlineAnalyzer())

@@ -2,21 +2,58 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from shared_core.adapters.git_writer import commit_files, init_repo
 from shared_core.cli import _runtime
 from shared_core.core.errors import CoreError
 from shared_core.settings import app_settings_problems, check_app_settings, load_settings
 
 
-def test_defaults_are_those_the_cli_and_the_functions_always_used() -> None:
-    settings = load_settings({})
+def test_defaults_are_those_the_cli_and_the_functions_always_used(tmp_path: Path) -> None:
+    settings = load_settings({"HOME": str(tmp_path / "user")}, cwd=tmp_path)  # no repository around tmp_path
+    home = tmp_path / "user" / ".local" / "state" / "ironlayer"
     assert (settings.tenant_id, settings.home, settings.database_url, settings.migration_database_url) == (
-        "local", Path(".ironlayer"), "", "")
-    assert settings.blob_dir == Path(".ironlayer/blobs") and settings.warehouse == Path(".ironlayer/warehouse.duckdb")
+        "local", home, "", "")
+    assert settings.blob_dir == home / "blobs" and settings.warehouse == home / "warehouse.duckdb"
     assert settings.cache_dir is None and settings.actor == "cli" and settings.credential_keys == ""
+
+
+def test_local_state_lives_in_the_projects_git_directory_wherever_a_command_runs(tmp_path: Path) -> None:
+    project = init_repo(tmp_path / "project")
+    (project / "models" / "deep").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    state = (project / ".git" / "ironlayer").resolve()
+    environ = {"HOME": str(tmp_path / "user")}
+    # from the work tree, any folder below it, or naming it from outside: one place, inside .git
+    assert load_settings(environ, cwd=project).home == state
+    assert load_settings(environ, cwd=project / "models" / "deep").home == state
+    assert load_settings(environ, cwd=elsewhere, repository=project).home == state
+    assert load_settings(environ, cwd=elsewhere, repository=project / "models").home == state
+    # the repository a command names wins over the one it runs in; outside any, the user's folder
+    other = init_repo(tmp_path / "other")
+    assert load_settings(environ, cwd=project, repository=other).home == (other / ".git" / "ironlayer").resolve()
+    assert load_settings(environ, cwd=elsewhere).home == tmp_path / "user" / ".local" / "state" / "ironlayer"
+    assert load_settings({**environ, "XDG_STATE_HOME": str(tmp_path / "xdg")}, cwd=elsewhere).home == (
+        tmp_path / "xdg" / "ironlayer")
+    # the Functions' local repository names the project; IRONLAYER_HOME overrides everything (empty: unset)
+    assert load_settings({**environ, "IRONLAYER_LOCAL_REPO": str(project)}, cwd=elsewhere).home == state
+    assert load_settings({**environ, "IRONLAYER_HOME": "/srv/il"}, cwd=project).home == Path("/srv/il")
+    assert load_settings({**environ, "IRONLAYER_HOME": ""}, cwd=project).home == state
+
+
+def test_worktrees_and_bare_repositories_share_one_state_folder(tmp_path: Path) -> None:
+    project = init_repo(tmp_path / "project")
+    commit_files(project, {"a.txt": "a\n"}, "one", "2024-01-01T00:00:00+00:00")
+    subprocess.run(["git", "-C", str(project), "worktree", "add", "-q", str(tmp_path / "wt"), "-b", "wt"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(project), str(tmp_path / "bare.git")], check=True)
+    environ = {"HOME": str(tmp_path / "user")}
+    assert load_settings(environ, cwd=tmp_path / "wt").home == (project / ".git" / "ironlayer").resolve()
+    assert load_settings(environ, cwd=tmp_path / "bare.git").home == (tmp_path / "bare.git" / "ironlayer").resolve()
 
 
 @pytest.mark.parametrize(

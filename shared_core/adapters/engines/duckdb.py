@@ -141,6 +141,7 @@ class DuckDBExecutor:
                                        "other program holds it open")) from exc
         self._local = threading.local()
         self._catalog_lock = threading.Lock()  # DuckDB's optimistic catalog: serialize DDL on schemas
+        self._cursors: list[Any] = []  # every thread's cursor, for `interrupt`
 
     def _create_markers(self) -> None:
         """Create the marker table, or upgrade one written before markers carried the model version."""
@@ -195,7 +196,14 @@ class DuckDBExecutor:
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._local.cursor = self.root.cursor()
+            self._cursors.append(cursor)
         return cursor
+
+    def interrupt(self) -> None:
+        """Stop the statements the worker threads are running (Ctrl-C): each raises, and its batch rolls back."""
+        for cursor in (self.root, *self._cursors):
+            with contextlib.suppress(duckdb.Error):
+                cursor.interrupt()
 
     def close(self) -> None:
         self.root.close()

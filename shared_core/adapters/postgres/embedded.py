@@ -6,7 +6,7 @@ stops the server when the Python process exits, listens on a Unix socket only, l
 runtime folder and, as root, re-runs its permission fixes on every call. Here the server outlives the
 command that started it and the next command reuses it.
 
-Layout under `root` (the project's `.ironlayer/` folder):
+Layout under `root` (the project's state folder, `<git dir>/ironlayer` by default: `shared_core.settings`):
 
     postgres/            the data directory; `postmaster.pid` in it says whether a server runs
     postgres/server.log  initdb's output, then everything the server logs
@@ -42,7 +42,7 @@ import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata, util
 from pathlib import Path
@@ -84,8 +84,12 @@ class _Runner:
     gid: int
 
 
-def ensure_embedded_server(root: Path) -> str:
-    """Start (or reuse) the project's embedded PostgreSQL under `root`; returns its postgresql:// URL."""
+def ensure_embedded_server(root: Path, *, on_start: Callable[[Path], None] | None = None) -> str:
+    """Start (or reuse) the project's embedded PostgreSQL under `root`; returns its postgresql:// URL.
+
+    `on_start(root)` is called just before a server is actually started (not when one is reused), so the
+    caller can say so: a first start runs initdb and takes seconds.
+    """
     root = Path(root).resolve()
     data = root / "postgres"
     url = _running_url(data)
@@ -95,7 +99,7 @@ def ensure_embedded_server(root: Path) -> str:
         url = _running_url(data)  # another process may have started it while we waited for the lock
         if url is not None:
             return url
-        return _start(root, data)
+        return _start(root, data, on_start)
 
 
 def embedded_server_status(root: Path) -> str | None:
@@ -228,7 +232,7 @@ def _locked(root: Path) -> Iterator[None]:
 # -- starting -----------------------------------------------------------------------------------------
 
 
-def _start(root: Path, data: Path) -> str:
+def _start(root: Path, data: Path, on_start: Callable[[Path], None] | None) -> str:
     """Under the lock: initdb when needed, clear a stale pid file, start the server; returns its URL."""
     install = _install_dir()
     runner = _server_user()
@@ -239,6 +243,9 @@ def _start(root: Path, data: Path) -> str:
     if not (data / "PG_VERSION").exists():
         if data.exists() and (not data.is_dir() or any(data.iterdir())):
             raise StateUnavailableError(f"{data} exists but is not a PostgreSQL data directory; remove it and retry")
+        if on_start is not None:
+            on_start(root)
+            on_start = None
         _init(root, data, install / "bin", runner)
     else:
         _check_version(data)
@@ -248,6 +255,8 @@ def _start(root: Path, data: Path) -> str:
             if url is not None:
                 return url
             (data / "postmaster.pid").unlink(missing_ok=True)  # left by a crash or a reboot
+    if on_start is not None:
+        on_start(root)
     return _launch(root, data, install / "bin", runner)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from shared_core.core.errors import DateRangeError
+
 Range = tuple[datetime, datetime]
 
 
@@ -34,13 +36,22 @@ def ceil_batch(value: datetime, unit: str) -> datetime:
 
 
 def add_batches(value: datetime, unit: str, count: int) -> datetime:
-    """`value` moved by `count` batches (negative moves back); `value` must be on a boundary."""
-    if unit == "hour":
-        return value + timedelta(hours=count)
-    if unit == "day":
-        return value + timedelta(days=count)
-    months = value.year * 12 + value.month - 1 + count
-    return value.replace(year=months // 12, month=months % 12 + 1)
+    """`value` moved by `count` batches (negative moves back); `value` must be on a boundary.
+
+    Raises:
+        DateRangeError: the result would fall outside the dates 0001-01-01 to 9999-12-31.
+    """
+    try:
+        if unit == "hour":
+            return value + timedelta(hours=count)
+        if unit == "day":
+            return value + timedelta(days=count)
+        months = value.year * 12 + value.month - 1 + count
+        return value.replace(year=months // 12, month=months % 12 + 1)
+    except (OverflowError, ValueError):
+        moved = f"{count} {unit} {'batch' if abs(count) == 1 else 'batches'}"
+        raise DateRangeError(f"{value.year:04d}{value:-%m-%dT%H:%M:%S}Z moved by {moved} falls outside the dates "
+                             "0001-01-01 to 9999-12-31; use dates within them") from None
 
 
 def count_batches(start: datetime, end: datetime, unit: str) -> int:
@@ -105,7 +116,8 @@ def chunk_ranges(ranges: Sequence[Range], unit: str, max_batches: int) -> list[t
     for start, end in ranges:
         cursor = start
         while cursor < end:
-            stop = min(add_batches(cursor, unit, max_batches), end)
-            chunks.append(((cursor, stop), count_batches(cursor, stop, unit)))
+            left = count_batches(cursor, end, unit)
+            stop = end if left <= max_batches else add_batches(cursor, unit, max_batches)  # never past `end`
+            chunks.append(((cursor, stop), min(left, max_batches)))
             cursor = stop
     return chunks

@@ -16,7 +16,9 @@ Only `incremental` steps read the ledger, and the backfills of models without a 
 whole batches it covers.
 
 Only complete batches before `as_of` are planned. Contiguous batches are grouped into steps of at
-most `max_batches_per_step`; the steps of one model run in order, each after its upstreams' steps.
+most `max_batches_per_step`; the steps of one model run in order, each after its upstreams' steps. A
+plan that would hold more than `max_batches_per_plan` batches is refused before it is built (a limit,
+not a plan field: it never changes the bytes of a plan it allows).
 
 A requested backfill (`build_backfill_plan`) plans exactly its range of one model, as `backfill` steps
 (applied, they replace that range's rows); with `downstream` the same plan also refreshes what reads it.
@@ -26,9 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from shared_core.core.errors import ModelError
+from shared_core.core.errors import ModelError, PlanLimitError
 from shared_core.core.planning.dag import Graph
 from shared_core.core.planning.diff import diff_projects
 from shared_core.core.planning.intervals import (
@@ -61,6 +63,7 @@ from shared_core.core.sql.analysis import QueryAnalyzer
 from shared_core.core.sql.canonical import CANONICALIZER_VERSION
 
 ZERO_SHA = "0" * 40
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)  # the first instant a date can hold
 _ALL = None  # an upstream effect of "every row may have changed"
 #: How far back the first backfill of an incremental model without `start` (and without history) reaches.
 DEFAULT_HISTORY = timedelta(days=30)
@@ -127,6 +130,7 @@ def _plan_steps(
     last_step: dict[str, str] = {}
     effect: dict[str, list[Range] | None] = {}
     consulted: list[str] = []
+    limit = _BatchLimit(settings, as_of)
     for name in target.order:
         if name not in affected:
             continue
@@ -148,6 +152,7 @@ def _plan_steps(
         )
         if reads_ledger:
             consulted.append(name)
+        limit.add(name, ranges, header.batch)
         effect[name] = _ALL if run_type == "backfill" else ranges
         previous: str | None = None
         chunks = chunk_ranges(ranges, header.batch, settings.max_batches_per_step)
@@ -192,7 +197,8 @@ def _incremental_ranges(
     dirty = [r for p in changed_parents for r in (effect.get(p) or [])]
     if header.lookback and todo and todo[-1][1] == window[1] and todo[-1][0] > window[0]:
         tail_start = todo[-1][0]
-        dirty.append((max(window[0], add_batches(tail_start, unit, -header.lookback)), tail_start))
+        back = min(header.lookback, count_batches(window[0], tail_start, unit))  # never before the model's start
+        dirty.append((add_batches(tail_start, unit, -back), tail_start))
     return merge_ranges(todo + intersect_ranges(align_ranges(dirty, unit), window)), "incremental", True
 
 
@@ -221,7 +227,36 @@ def window_start(header: Header, done: Sequence[Range], as_of: datetime) -> date
         return header.start
     if done:
         return done[0][0]
-    return floor_batch(floor_batch(as_of, header.batch) - DEFAULT_HISTORY, header.batch)
+    latest = floor_batch(as_of, header.batch)
+    if latest - _EARLIEST < DEFAULT_HISTORY:  # an as_of in the first weeks of year 1: history from its start
+        return _EARLIEST
+    return floor_batch(latest - DEFAULT_HISTORY, header.batch)
+
+
+class _BatchLimit:
+    """Counts the batches a plan takes on, model by model, and refuses past `max_batches_per_plan`."""
+
+    def __init__(self, settings: PlannerSettings, as_of: datetime | None) -> None:
+        self.limit = settings.max_batches_per_plan
+        self.as_of = as_of
+        self.total = 0
+
+    def add(self, model: str, ranges: Sequence[Range], unit: str) -> None:
+        """Count `model`'s ranges (batches of `unit`).
+
+        Raises:
+            PlanLimitError: the plan now holds more batches than the limit; names the number and the setting.
+        """
+        batches = sum(count_batches(start, end, unit) for start, end in ranges)
+        self.total += batches
+        if self.total > self.limit:
+            moment = f"as_of {format_instant(self.as_of)}" if self.as_of is not None else "this range"
+            raise PlanLimitError(
+                f"{moment} would plan more than {self.limit:,} batches ({model} alone: {batches:,} {unit} "
+                f"batches from {format_instant(ranges[0][0])}), the limit planner.max_batches_per_plan = "
+                f"{self.limit}; give an earlier as_of or a narrower range, or raise max_batches_per_plan under "
+                "[planner] in ironlayer.toml"
+            )
 
 
 def complete_batches(ranges: list[Range], unit: str) -> list[Range]:
@@ -313,6 +348,7 @@ def build_backfill_plan(
             f"start {format_instant(first)}",
             path=model.path,
         )
+    _BatchLimit(settings, None).add(model_name, window, header.batch)
     analysis = analyzer.analyze_many([(model.key, model.path, model.text)])[model.key]
     model_hash = model.content_hash(analysis)
     reason = f"backfill requested for {format_instant(window[0][0])} to {format_instant(window[-1][1])}"
@@ -410,8 +446,10 @@ def build_catchup_plan(
     analyses = analyzer.analyze_many([(m.key, m.path, m.text) for m in models])
     steps: list[Step] = []
     last_step: dict[str, str] = {}
+    limit = _BatchLimit(settings, as_of)
     for model in models:
         ranges, run_type, _ = _incremental_ranges(model, False, [], {}, as_of, ledger)
+        limit.add(model.name, ranges, model.header.batch)
         batches_total = sum(count_batches(s, e, model.header.batch) for s, e in ranges)
         reason = f"schedule {model.header.cron}: {batches_total} missing batch{'es' if batches_total != 1 else ''}"
         upstream_steps = [last_step[p] for p in model.upstream if p in last_step]

@@ -10,10 +10,14 @@ start = "2024-01-01"            # the start of every incremental model whose hea
 
 [planner]
 max_batches_per_step = 366      # contiguous batches grouped into one step, at most
+max_batches_per_plan = 100000   # a plan holding more batches is refused (e.g. an as_of in year 9999)
 ```
-The planner settings enter the plan (and so its ID); the models path does not, so moving the folder
-changes nothing but the paths. A default `start` is a model's start as if its header said it: it is hashed
-with the model, so changing it rebuilds the incremental models that use it.
+`max_batches_per_step` enters the plan (and so its ID); the models path does not, so moving the folder
+changes nothing but the paths, and neither does `max_batches_per_plan`: it only refuses, so raising it
+never changes the bytes of a plan it allows. The default (100,000 batches, eleven years of hourly data)
+lets five years of hourly history plan in one go and refuses a mistyped as_of long before it would hang.
+A default `start` is a model's start as if its header said it: it is hashed with the model, so
+changing it rebuilds the incremental models that use it.
 """
 
 from __future__ import annotations
@@ -29,14 +33,23 @@ from shared_core.core.project.headers import parse_instant
 PROJECT_FILES = ("ironlayer.toml", "pyproject.toml")
 
 
+DEFAULT_MAX_BATCHES_PER_PLAN = 100_000
+_PLANNER_KEYS = ("max_batches_per_step", "max_batches_per_plan")
+
+
 @dataclass(frozen=True)
 class PlannerSettings:
-    """Settings that change plan content; serialized into every plan's inputs."""
+    """The planner's settings: `max_batches_per_step` changes plan content, `max_batches_per_plan` only refuses."""
 
     max_batches_per_step: int = 366
+    max_batches_per_plan: int = field(default=DEFAULT_MAX_BATCHES_PER_PLAN, compare=False)  # not part of a plan
 
     def to_dict(self) -> dict[str, int]:
-        """The settings as they appear in a plan's inputs."""
+        """What enters every plan's inputs (and so its ID): only what changes a plan's content.
+
+        >>> PlannerSettings(max_batches_per_plan=5).to_dict()
+        {'max_batches_per_step': 366}
+        """
         return {"max_batches_per_step": self.max_batches_per_step}
 
 
@@ -78,15 +91,20 @@ def parse_project_config(filename: str, text: str | None) -> ProjectConfig:
     planner = section.get("planner", {})
     if not isinstance(planner, dict):
         raise ProjectError(f"{where}: [planner] must be a table")
-    unknown = sorted(set(planner) - {"max_batches_per_step"})
+    unknown = sorted(set(planner) - set(_PLANNER_KEYS))
     if unknown:
-        raise ProjectError(f"{where}: unknown key 'planner.{unknown[0]}'; known: max_batches_per_step")
-    max_batches = planner.get("max_batches_per_step", 366)
-    if not isinstance(max_batches, int) or isinstance(max_batches, bool) or not 1 <= max_batches <= 100_000:
-        raise ProjectError(
-            f"{where}: planner.max_batches_per_step must be a whole number 1-100000, got {max_batches!r}"
-        )
-    return ProjectConfig(models_path.strip("/"), PlannerSettings(max_batches), _default_start(section, where))
+        raise ProjectError(f"{where}: unknown key 'planner.{unknown[0]}'; known: {', '.join(_PLANNER_KEYS)}")
+    max_batches = _whole(planner, "max_batches_per_step", 366, 100_000, where)
+    max_plan = _whole(planner, "max_batches_per_plan", DEFAULT_MAX_BATCHES_PER_PLAN, 100_000_000, where)
+    return ProjectConfig(models_path.strip("/"), PlannerSettings(max_batches, max_plan),
+                         _default_start(section, where))
+
+
+def _whole(section: Mapping[str, object], key: str, default: int, high: int, where: str) -> int:
+    value = section.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+        raise ProjectError(f"{where}: planner.{key} must be a whole number 1-{high}, got {value!r}")
+    return value
 
 
 def _default_start(section: Mapping[str, object], where: str) -> datetime | None:

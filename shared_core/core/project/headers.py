@@ -142,7 +142,13 @@ class Header:
 
 
 def format_instant(value: datetime) -> str:
-    """ISO-8601 UTC text of an instant: `2024-01-01T00:00:00Z`."""
+    """ISO-8601 UTC text of an instant: `2024-01-01T00:00:00Z`; years before 1000 keep four digits.
+
+    >>> format_instant(datetime(1, 1, 1, tzinfo=UTC)), format_instant(datetime(2024, 1, 1, 6, tzinfo=UTC))
+    ('0001-01-01T00:00:00Z', '2024-01-01T06:00:00Z')
+    """
+    if value.year < 1000:  # strftime writes year 1 as "1", which parse_instant would refuse
+        return f"{value.year:04d}{value.strftime('-%m-%dT%H:%M:%SZ')}"
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
