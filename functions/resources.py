@@ -90,6 +90,9 @@ def deployment(settings: Settings) -> Deployment:
         tenant_id=settings.tenant_id, repository=settings.repository or settings.local_repo,
         local_repo=settings.local_repo, github_token=settings.github_token, engine=settings.engine,
         warehouse=settings.warehouse, databricks_host=settings.databricks_host, branches=settings.branches,
+        databricks_http_path=settings.databricks_http_path, databricks_catalog=settings.databricks_catalog,
+        databricks_token=settings.databricks_token, databricks_client_id=settings.databricks_client_id,
+        databricks_client_secret=settings.databricks_client_secret,
     )
     return Deployment(production=not settings.local, warehouse_root=settings.warehouse_dir,
                       credential_keys=settings.credential_keys, defaults=defaults)
@@ -106,22 +109,21 @@ class TenantClients:
     github_api_url: str
 
     def open_executor(self) -> Executor:
-        """A new executor on the repository's warehouse (the caller closes it).
+        """A new executor on the repository's warehouse (the caller closes it): its DuckDB file, or its
+        Databricks SQL warehouse and catalog with the tenant's own credential.
 
         Raises:
-            ExecutionError: the engine cannot run here (Databricks, until its executor lands).
+            ExecutionError: the warehouse cannot be used (settings missing, unreachable, credentials refused).
         """
+        resources = self.resources
+        if resources.engine == "databricks":
+            return _databricks_executor(resources)
         from shared_core.adapters.engines.duckdb import DuckDBExecutor
         from shared_core.core.errors import ExecutionError
 
-        resources = self.resources
-        if resources.engine == "databricks" or resources.warehouse is None:
-            where = ("IRONLAYER_ENGINE=databricks" if resources.origin == "development defaults" else
-                     f"repository {resources.repository} of tenant {resources.tenant_id} has engine databricks")
-            raise ExecutionError(
-                f"{where} (host {resources.databricks_host or 'unset'}): the Databricks executor is not part of "
-                "this build; use engine duckdb"
-            )
+        if resources.warehouse is None:
+            raise ExecutionError(f"repository {resources.repository} of tenant {resources.tenant_id} has no DuckDB "
+                                 "warehouse; store its settings again")
         resources.warehouse.parent.mkdir(parents=True, exist_ok=True)
         return DuckDBExecutor(resources.warehouse, wait_seconds=60)
 
@@ -131,6 +133,36 @@ class TenantClients:
             close = getattr(client, "close", None)
             if close is not None:
                 close()
+
+
+def _databricks_executor(resources: TenantResources) -> Executor:
+    """The Databricks executor of a repository: its workspace, SQL warehouse and catalog, with the tenant's
+    credential (a token, or a service principal's client ID and secret); the connector loads only now.
+
+    Raises:
+        ExecutionError: a setting or the credential is missing, or the warehouse cannot be used.
+    """
+    from shared_core.adapters.engines.databricks import Credentials, DatabricksExecutor, Target
+    from shared_core.core.errors import ExecutionError
+
+    development = resources.origin == "development defaults"
+    where = ("IRONLAYER_ENGINE=databricks" if development else
+             f"repository {resources.repository} of tenant {resources.tenant_id} (engine databricks)")
+    missing = [name for name, value in (
+        ("DATABRICKS_HOST" if development else "its Databricks host", resources.databricks_host),
+        ("DATABRICKS_HTTP_PATH" if development else "its Databricks HTTP path", resources.databricks_http_path),
+        ("DATABRICKS_TOKEN or DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET" if development
+         else "its Databricks credential", resources.databricks_token),
+    ) if not value]
+    if missing:
+        raise ExecutionError(f"{where} (host {resources.databricks_host or 'unset'}) needs {', '.join(missing)}")
+    assert resources.databricks_host and resources.databricks_http_path and resources.databricks_token
+    source = ("DATABRICKS_TOKEN or DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET" if development else
+              f"credential {resources.databricks_credential} of tenant {resources.tenant_id} "
+              f"(`IRONLAYER_TENANT={resources.tenant_id} ironlayer credentials set {resources.databricks_credential}`)")
+    credentials = Credentials.from_secret(resources.databricks_token.value, source=source)
+    target = Target(resources.databricks_host, resources.databricks_http_path, resources.databricks_catalog)
+    return DatabricksExecutor(target, credentials, tenant=resources.tenant_id)
 
 
 def _build_clients(resources: TenantResources, settings: Settings) -> TenantClients:

@@ -2,7 +2,7 @@
 durable orchestrations, the state store.
 
 Services and the core talk to these; `shared_core.adapters` implements them (`LocalGitSource`,
-`GitHubSource`, `LocalBlobStore`, `AzureBlobStore`, `CachedAnalyzer`, `DuckDBExecutor`,
+`GitHubSource`, `LocalBlobStore`, `AzureBlobStore`, `CachedAnalyzer`, `DuckDBExecutor`, `DatabricksExecutor`,
 `GitHubStatusPublisher`, `PostgresStateStore`, `StripeMeterClient`; the Durable client is the
 `Orchestrations`). The state store is split by concern (`LedgerStore`, `PlanStore`, `RunStore`, `JobStore`,
 `SecurityStore`, `RepositoryStore`, `IdentityStore`, `DecisionStore`, `DeploymentStore`, `TelemetryStore`,
@@ -96,6 +96,7 @@ __all__ = [
     "RunStore",
     "SecurityStore",
     "StateStore",
+    "StatementOutcome",
     "StatusPublisher",
     "TelemetryStore",
     "WorkingFiles",
@@ -226,8 +227,37 @@ class QualityOutcome(Protocol):
         ...
 
 
+class StatementOutcome(Protocol):
+    """One statement an engine ran for a batch, as the engine reported it (cost and telemetry hooks)."""
+
+    @property
+    def label(self) -> str:
+        """The operation it served: stage, count, audit, publish, mark, cleanup, ..."""
+        ...
+
+    @property
+    def seconds(self) -> float:
+        """Wall-clock time of the statement as the client saw it."""
+        ...
+
+    @property
+    def rows(self) -> int | None:
+        """Rows the engine reported written or returned; None when it reports none."""
+        ...
+
+    @property
+    def bytes(self) -> int | None:
+        """Bytes the engine reported; None when it reports none."""
+        ...
+
+    @property
+    def query_id(self) -> str | None:
+        """The engine's ID of the statement (Databricks: the query history ID), when it has one."""
+        ...
+
+
 class BatchOutcome(Protocol):
-    """What one published batch wrote and how its quality tests went."""
+    """What one published batch wrote, how its quality tests and contract checks went, what it cost."""
 
     @property
     def rows_written(self) -> int:
@@ -236,12 +266,18 @@ class BatchOutcome(Protocol):
 
     @property
     def tests(self) -> Sequence[QualityOutcome]:
-        """Its quality tests, in header order."""
+        """Its quality tests, in header order, then its contract checks."""
+        ...
+
+    @property
+    def statements(self) -> Sequence[StatementOutcome]:
+        """The statements it ran, in order, with what the engine reported about each."""
         ...
 
 
 class Executor(Protocol):
-    """Runs model batches on one warehouse (DuckDB now, Databricks later); blocking, called in a worker thread."""
+    """Runs model batches on one warehouse (a DuckDB file or a Databricks SQL warehouse); blocking, called in a
+    worker thread."""
 
     def run_batch(
         self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
@@ -249,7 +285,8 @@ class Executor(Protocol):
     ) -> BatchOutcome:
         """Run one batch of `model` and publish it only if no BLOCK test fails.
 
-        `marker` (model version, plan and step) is committed with the data, keyed by model version and range
+        `marker` (model version, plan and step) is recorded with the data (in its transaction on DuckDB, right
+        after its one publishing commit on Databricks), keyed by model version and range
         (`shared_core.core.planning.markers`). A batch of an incremental model with a time column replaces
         its range's rows; one without a time column never appends over a range the warehouse holds.
 
@@ -264,7 +301,9 @@ class Executor(Protocol):
         ...
 
     def interrupt(self) -> None:
-        """Stop the statements running now (from any thread); their transactions roll back. Never raises."""
+        """Stop the statements running now (from any thread, without blocking it): each raises and publishes
+        nothing (DuckDB rolls its transaction back; a cancelled Databricks statement never commits), and the
+        executor runs nothing more. Never raises."""
         ...
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,7 +58,12 @@ class Settings:
     engine: str  # IRONLAYER_ENGINE: duckdb | databricks
     warehouse: Path  # IRONLAYER_WAREHOUSE: the DuckDB file of the development default (see services/tenancy)
     warehouse_dir: Path  # IRONLAYER_WAREHOUSE_DIR: onboarded repositories' DuckDB files, in <dir>/<tenant_id>/
-    databricks_host: str  # IRONLAYER_DATABRICKS_HOST
+    databricks_host: str  # IRONLAYER_DATABRICKS_HOST, else DATABRICKS_HOST (scheme and trailing slash dropped)
+    databricks_http_path: str  # DATABRICKS_HTTP_PATH: the SQL warehouse (CLI and development default only)
+    databricks_catalog: str  # IRONLAYER_DATABRICKS_CATALOG: written to (empty: the workspace's default catalog)
+    databricks_token: str = field(repr=False)  # DATABRICKS_TOKEN: a personal access token
+    databricks_client_id: str  # DATABRICKS_CLIENT_ID: a service principal (OAuth machine-to-machine) ...
+    databricks_client_secret: str = field(repr=False)  # DATABRICKS_CLIENT_SECRET: ... and its secret
     max_body_bytes: int  # IRONLAYER_MAX_BODY_BYTES
     step_retries: int  # IRONLAYER_STEP_RETRIES
     auth_mode: str  # IRONLAYER_AUTH_MODE: dev | jwt | oidc (default: dev in development and test, else oidc)
@@ -156,6 +161,15 @@ def default_home(environ: Mapping[str, str], *, repository: Path | None, cwd: Pa
     return Path(state) / "ironlayer"
 
 
+def _host(value: str) -> str:
+    """A workspace host as the Databricks tools write it (`https://adb-1.2.azuredatabricks.net/`) -> the host.
+
+    >>> _host("https://adb-1.2.azuredatabricks.net/"), _host("dbc-a1.cloud.databricks.com")
+    ('adb-1.2.azuredatabricks.net', 'dbc-a1.cloud.databricks.com')
+    """
+    return value.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, *, repository: Path | None = None, cwd: Path | None = None,
 ) -> Settings:
@@ -206,7 +220,12 @@ def load_settings(
         engine=engine,
         warehouse=Path(env("IRONLAYER_WAREHOUSE") or home / "warehouse.duckdb"),
         warehouse_dir=Path(env("IRONLAYER_WAREHOUSE_DIR") or home / "warehouses"),
-        databricks_host=env("IRONLAYER_DATABRICKS_HOST", ""),
+        databricks_host=_host(env("IRONLAYER_DATABRICKS_HOST", "") or env("DATABRICKS_HOST", "")),
+        databricks_http_path=env("DATABRICKS_HTTP_PATH", "").strip(),
+        databricks_catalog=env("IRONLAYER_DATABRICKS_CATALOG", "").strip(),
+        databricks_token=env("DATABRICKS_TOKEN", "").strip(),
+        databricks_client_id=env("DATABRICKS_CLIENT_ID", "").strip(),
+        databricks_client_secret=env("DATABRICKS_CLIENT_SECRET", "").strip(),
         max_body_bytes=_int(values, "IRONLAYER_MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 25 * 1024 * 1024),
         step_retries=_int(values, "IRONLAYER_STEP_RETRIES", 3, 1, 10),
         auth_mode=env("IRONLAYER_AUTH_MODE", "dev" if environment in LOCAL_ENVIRONMENTS else "oidc").strip().lower(),

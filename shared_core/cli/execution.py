@@ -1,4 +1,10 @@
-"""`ironlayer apply`, `backfill`, `run`, `runs`, `status` and `db`: execution against DuckDB and the state store.
+"""`ironlayer apply`, `backfill`, `run`, `runs`, `status` and `db`: execution against DuckDB or Databricks and the
+state store.
+
+`--engine databricks` reads the workspace as the Databricks CLI and dbt-databricks do: DATABRICKS_HOST,
+DATABRICKS_HTTP_PATH (the SQL warehouse), and DATABRICKS_TOKEN or, for a service principal,
+DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET; `--catalog` (default IRONLAYER_DATABRICKS_CATALOG, else
+the workspace's default catalog) is where models are written. All of it through `Settings`.
 
 The state store is PostgreSQL at IRONLAYER_DATABASE_URL, or else the project's embedded server (under the
 repository's git directory, `shared_core.settings`), started on demand and reused by later commands;
@@ -23,11 +29,10 @@ from shared_core.core.wording import plural
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from shared_core.adapters.engines.duckdb import DuckDBExecutor
     from shared_core.adapters.local_git import LocalGitSource
     from shared_core.core.planning.intervals import Range
     from shared_core.core.planning.plan import Plan
-    from shared_core.ports import PlanSummaryRow, RunRow, StateStore
+    from shared_core.ports import Executor, PlanSummaryRow, RunRow, StateStore
     from shared_core.services.apply import StepOutcome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -37,9 +42,10 @@ _PROJECT_HELP = "the project (a git repository) whose local state to read (defau
 def add_commands(commands: _runtime.CommandParsers) -> None:
     example = _runtime.examples
     apply = commands.add_parser(
-        "apply", help="execute a plan on DuckDB, recording runs and watermarks",
+        "apply", help="execute a plan on DuckDB or Databricks, recording runs and watermarks",
         epilog=example("ironlayer apply plan.json --repo . --auto-approve",
-                       "ironlayer apply plan.json --repo . --warehouse dev.duckdb --parallelism 8"))
+                       "ironlayer apply plan.json --repo . --warehouse dev.duckdb --parallelism 8",
+                       "ironlayer apply plan.json --repo . --engine databricks --catalog analytics"))
     apply.add_argument("plan", help="plan JSON file (from ironlayer plan --out)")
     apply.add_argument("--repo", required=True, help="the git repository the plan was made from")
     _execution_options(apply)
@@ -87,7 +93,11 @@ def add_commands(commands: _runtime.CommandParsers) -> None:
 
 
 def _execution_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=["duckdb", "databricks"],
+                        help="where models run (default IRONLAYER_ENGINE, else duckdb)")
     parser.add_argument("--warehouse", help="DuckDB file (default: warehouse.duckdb in the project's state folder)")
+    parser.add_argument("--catalog", help="Databricks catalog written to (default IRONLAYER_DATABRICKS_CATALOG, "
+                                          "else the workspace's default catalog)")
     parser.add_argument("--auto-approve", action="store_true", help="apply without asking for confirmation")
     parser.add_argument("--parallelism", type=int, default=4, help="steps run at once within a wave (default 4)")
     parser.add_argument("--lock-timeout", type=float, default=60.0, help="seconds to wait for a locked range")
@@ -175,12 +185,50 @@ def _say_nothing_runs(ref: str, source: LocalGitSource, tenant: str, now: dateti
 async def _load_ledger(store: StateStore, *, tenant: str, models: Sequence[str] | None = None
                        ) -> dict[str, list[Range]]:
     return await store.load_ledger(tenant, list(models) if models is not None else None)
+def _open_executor(args: argparse.Namespace) -> tuple[Executor, str]:
+    """The executor `--engine` asks for and how the summary names its warehouse.
+
+    Raises:
+        PlanError: a Databricks setting is missing, or a DuckDB option is given for Databricks.
+        ExecutionError: the warehouse cannot be used.
+    """
+    settings = _runtime.settings()
+    engine = args.engine or settings.engine
+    if engine == "duckdb":
+        from shared_core.adapters.engines.duckdb import DuckDBExecutor
+
+        if args.catalog:
+            raise PlanError("--catalog is for --engine databricks; drop it or choose that engine")
+        warehouse = Path(args.warehouse) if args.warehouse else _runtime.home() / "warehouse.duckdb"
+        return DuckDBExecutor(warehouse, wait_seconds=args.lock_timeout), str(warehouse)
+    from shared_core.adapters.engines.databricks import Credentials, DatabricksExecutor, Target
+
+    if args.warehouse:
+        raise PlanError("--warehouse is the DuckDB file; with --engine databricks set DATABRICKS_HTTP_PATH instead")
+    missing = [name for name, value in (("DATABRICKS_HOST", settings.databricks_host),
+                                        ("DATABRICKS_HTTP_PATH", settings.databricks_http_path)) if not value]
+    if settings.databricks_client_id or settings.databricks_client_secret:
+        missing += [name for name, value in (("DATABRICKS_CLIENT_ID", settings.databricks_client_id),
+                                             ("DATABRICKS_CLIENT_SECRET", settings.databricks_client_secret))
+                    if not value]
+        credentials = Credentials(client_id=settings.databricks_client_id,
+                                  client_secret=settings.databricks_client_secret,
+                                  source="DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET")
+    else:
+        missing += [] if settings.databricks_token else ["DATABRICKS_TOKEN (or DATABRICKS_CLIENT_ID and "
+                                                         "DATABRICKS_CLIENT_SECRET)"]
+        credentials = Credentials(token=settings.databricks_token, source="DATABRICKS_TOKEN")
+    if missing:
+        raise PlanError(f"--engine databricks needs {', '.join(missing)} in the environment")
+    catalog = args.catalog or settings.databricks_catalog or None
+    executor = DatabricksExecutor(Target(settings.databricks_host, settings.databricks_http_path, catalog),
+                                  credentials, tenant=_runtime.tenant())
+    return executor, f"Databricks {settings.databricks_host}{settings.databricks_http_path}, catalog {executor.catalog}"
 
 
 def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, record_base: bool = False,
            rerun: bool = False) -> int:
     from shared_core.adapters.caches.analysis import CachedAnalyzer
-    from shared_core.adapters.engines.duckdb import DuckDBExecutor
     from shared_core.cli.render import apply_progress, render_apply_summary, render_plan
     from shared_core.services.apply import RunOptions, run_apply, verify_plan
 
@@ -200,10 +248,9 @@ def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, reco
         if answer.strip() != "yes":
             console.print("Apply cancelled; nothing was run.")
             return EXIT_FAILED
-    warehouse = Path(args.warehouse) if args.warehouse else _runtime.home() / "warehouse.duckdb"
-    executor = DuckDBExecutor(warehouse, wait_seconds=args.lock_timeout)
+    executor, warehouse = _open_executor(args)
     options = RunOptions(tenant=_runtime.tenant(), parallelism=args.parallelism, lock_timeout=args.lock_timeout,
-                         rerun=rerun)
+                         rerun=rerun, engine=args.engine or _runtime.settings().engine)
 
     async def run(store: StateStore) -> list[StepOutcome]:
         with apply_progress(console, plan.steps) as on_event:
@@ -221,7 +268,7 @@ def _apply(args: argparse.Namespace, plan: Plan, source: LocalGitSource, *, reco
     return EXIT_OK if all(o.status in ("success", "done") for o in outcomes) else EXIT_FAILED
 
 
-def _report_interrupted(plan: Plan, executor: DuckDBExecutor, warehouse: Path) -> None:
+def _report_interrupted(plan: Plan, executor: Executor, warehouse: str) -> None:
     """Say what an interrupted apply left: the batches committed in the warehouse, and that re-running resumes."""
     from shared_core.cli.render import step_batch_count
 

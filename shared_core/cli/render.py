@@ -140,7 +140,7 @@ def apply_progress(console: Console, steps: Sequence[Step]) -> Iterator[Event]:
         yield on_event
 
 
-def render_apply_summary(console: Console, outcomes: Sequence[StepOutcome], warehouse: Path) -> None:
+def render_apply_summary(console: Console, outcomes: Sequence[StepOutcome], warehouse: Path | str) -> None:
     """Print the apply summary: a row per model, the failed tests, the step errors and the warehouse."""
     from rich.table import Table
 

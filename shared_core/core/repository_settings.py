@@ -161,7 +161,8 @@ def repository_settings(
         engine: `duckdb` or `databricks`.
         warehouse: the DuckDB file, relative to the tenant's warehouse folder.
         databricks_host, databricks_http_path, databricks_catalog, databricks_token_credential: the
-            Databricks target (stored now; jobs on it fail clearly until the Databricks executor lands).
+            Databricks workspace, SQL warehouse, catalog (None: the workspace's default) and the credential
+            holding its token or service principal (`{"client_id": ..., "client_secret": ...}`).
         blob_prefix: where the repository's plans and cached blobs go, inside `tenants/<tenant_id>/`.
         branches: the branches whose pushes are planned.
         status_repository: the `owner/name` that gets commit statuses (needs a token credential).

@@ -53,7 +53,16 @@ from shared_core.core.project.models import Model, Project
 from shared_core.core.sql.canonical import resolve_canonical
 from shared_core.core.state import QualityResult
 from shared_core.core.telemetry import StatementLike, engine_counts
-from shared_core.ports import BlobStore, Executor, GitSource, QueryAnalyzer, RunStore, StateStore
+from shared_core.ports import (
+    BatchOutcome,
+    BlobStore,
+    Executor,
+    GitSource,
+    QueryAnalyzer,
+    RunStore,
+    StatementOutcome,
+    StateStore,
+)
 from shared_core.services.bases import check_not_stale, consulted_models, deploy_plan_tests, record_plan_base
 from shared_core.services.failures import failure_text
 from shared_core.services.messages import BatchTelemetry, StepStatus, StepTelemetry
@@ -105,6 +114,7 @@ class StepOutcome:
     tests: list[QualityResult] = field(default_factory=list)  # (test, severity, passed, failing rows)
     error: str | None = None
     telemetry: list[BatchTelemetry] = field(default_factory=list)  # each batch the engine ran, for telemetry
+    statements: list[StatementOutcome] = field(default_factory=list)  # each statement's time, rows, bytes, query ID
 
 
 @dataclass(frozen=True)
@@ -355,10 +365,8 @@ async def _run_batch(
     if committed is None:
         began = time.perf_counter()
         try:
-            result = await asyncio.to_thread(
-                executor.run_batch, model, start=start, end=end, reset=reset,
-                marker=BatchMarker(plan_id, step_id, step.model_hash),
-            )
+            marker = BatchMarker(plan_id, step_id, step.model_hash)
+            result = await _in_thread(executor, model, start, end, reset, marker)
         except CoreError as exc:
             tests = [(t.test, t.severity, t.passed, t.failing_rows) for t in getattr(exc, "outcomes", ())]
             outcome.tests.extend(tests)
@@ -372,7 +380,8 @@ async def _run_batch(
         rows = int(result.rows_written)
         tests = [(t.test, t.severity, t.passed, t.failing_rows) for t in result.tests]
         outcome.telemetry.append(_batch_telemetry(run_id, start, end, "success", time.perf_counter() - began, rows,
-                                                  getattr(result, "statements", ())))
+                                                  result.statements))
+        outcome.statements.extend(result.statements)
     else:  # committed by an apply that died before recording it: record, never re-apply
         rows, tests = committed, []
     outcome.tests.extend(tests)
@@ -390,6 +399,17 @@ def _batch_telemetry(run_id: int, start: datetime | None, end: datetime | None, 
     return BatchTelemetry(run_id=run_id, batch_start=start.isoformat() if start else None,
                           batch_end=end.isoformat() if end else None, status=status, seconds=round(seconds, 6),
                           rows_written=rows, rows_read=counts["rows_read"], bytes=counts["bytes"])
+
+
+async def _in_thread(executor: Executor, model: Model, start: datetime | None, end: datetime | None, reset: bool,
+                     marker: BatchMarker) -> BatchOutcome:
+    """`executor.run_batch` in a worker thread; when this task is cancelled (Ctrl-C, a job cancelled, a
+    timeout), the running statements are stopped too rather than left to finish unattended."""
+    try:
+        return await asyncio.to_thread(executor.run_batch, model, start=start, end=end, reset=reset, marker=marker)
+    except asyncio.CancelledError:
+        executor.interrupt()  # never blocks: a warehouse's cancellation requests leave from a thread of their own
+        raise
 
 
 async def acquire_lock(

@@ -18,6 +18,7 @@ Nothing here builds an adapter; `functions.resources` turns `TenantResources` in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -61,8 +62,13 @@ class DevelopmentDefaults:
     github_token: str = field(repr=False)  # IRONLAYER_GITHUB_TOKEN
     engine: str = "duckdb"  # IRONLAYER_ENGINE
     warehouse: Path = Path("warehouse.duckdb")  # IRONLAYER_WAREHOUSE
-    databricks_host: str = ""  # IRONLAYER_DATABRICKS_HOST
+    databricks_host: str = ""  # IRONLAYER_DATABRICKS_HOST (or DATABRICKS_HOST)
     branches: frozenset[str] = frozenset({"main"})  # IRONLAYER_BRANCHES
+    databricks_http_path: str = ""  # DATABRICKS_HTTP_PATH
+    databricks_catalog: str = ""  # IRONLAYER_DATABRICKS_CATALOG
+    databricks_token: str = field(default="", repr=False)  # DATABRICKS_TOKEN
+    databricks_client_id: str = ""  # DATABRICKS_CLIENT_ID
+    databricks_client_secret: str = field(default="", repr=False)  # DATABRICKS_CLIENT_SECRET
 
     def covers(self, tenant_id: str, repository: str) -> bool:
         """Whether the job of `repository` for `tenant_id` is this deployment's own (development) repository."""
@@ -99,6 +105,7 @@ class TenantResources:
     blob_prefix: str
     branches: frozenset[str]
     status_repository: str | None  # None: commit statuses are only logged
+    databricks_credential: str | None = None  # the name of the credential holding databricks_token
 
     def branch_refusal(self, branch: str) -> str | None:
         """Why a push to `branch` is not planned, or None when it is."""
@@ -168,18 +175,26 @@ async def resolve_resources(store: TenancyStore, tenant_id: str, repository: str
         databricks_catalog=settings.databricks_catalog,
         databricks_token=secrets.get(settings.databricks_token_credential or ""), blob_prefix=settings.blob_prefix,
         branches=frozenset(settings.branches), status_repository=settings.status_repository,
+        databricks_credential=settings.databricks_token_credential,
     )
 
 
 def _development_resources(defaults: DevelopmentDefaults) -> TenantResources:
     token = Secret(defaults.github_token) if defaults.github_token else None
     databricks = defaults.engine == "databricks"
+    databricks_token = None
+    if defaults.databricks_client_id or defaults.databricks_client_secret:  # a service principal, as stored
+        databricks_token = Secret(json.dumps({"client_id": defaults.databricks_client_id,
+                                              "client_secret": defaults.databricks_client_secret}))
+    elif defaults.databricks_token:
+        databricks_token = Secret(defaults.databricks_token)
     return TenantResources(
         tenant_id=defaults.tenant_id, repository=defaults.repository.lower(), origin="development defaults",
         source_kind="local" if defaults.local_repo else "github", source=defaults.local_repo or defaults.repository,
         github_token=token, engine="databricks" if databricks else "duckdb",
         warehouse=None if databricks else defaults.warehouse, databricks_host=defaults.databricks_host or None,
-        databricks_http_path=None, databricks_catalog=None, databricks_token=None,
+        databricks_http_path=defaults.databricks_http_path or None,
+        databricks_catalog=defaults.databricks_catalog or None, databricks_token=databricks_token,
         blob_prefix=default_blob_prefix(defaults.tenant_id), branches=defaults.branches,
         status_repository=defaults.repository if token is not None and not defaults.local_repo else None,
     )

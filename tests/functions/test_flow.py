@@ -231,17 +231,20 @@ def test_cancel_terminates_and_marks_runs_cancelled(repo: dict[str, Any], client
     assert jobs[0]["status"] == "cancelled"
 
 
-def test_configured_but_unavailable_engine_fails_the_step_clearly(repo: dict[str, Any],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_engine_configured_without_its_warehouse_fails_the_step_clearly(repo: dict[str, Any],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     ref = run("build_plan_activity", job(repo, ZERO, repo["v1"]))
     monkeypatch.setenv("IRONLAYER_ENGINE", "databricks")
     monkeypatch.setenv("IRONLAYER_DATABRICKS_HOST", "adb-123.azuredatabricks.net")
+    for name in ("DATABRICKS_HTTP_PATH", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(name, raising=False)
     resources.reset()
     ids = {"tenant_id": repo["tenant"], "instance_id": "push-" + "1" * 32, "repository": "binkkatal/sample_app",
            "target": repo["v1"], "plan_id": ref["plan_id"]}
     result = run("run_step_activity", {**ids, "step": ref["waves"][0][0], "skip_reason": None})
     assert result["status"] == "failed"
-    assert "IRONLAYER_ENGINE=databricks (host adb-123.azuredatabricks.net)" in result["error"]
+    assert result["error"] == ("IRONLAYER_ENGINE=databricks (host adb-123.azuredatabricks.net) needs "
+                               "DATABRICKS_HTTP_PATH, DATABRICKS_TOKEN or DATABRICKS_CLIENT_ID/DATABRICKS_CLIENT_SECRET")
 
 
 def test_local_settings_sample_lists_every_setting() -> None:

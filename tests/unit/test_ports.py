@@ -19,7 +19,9 @@ import pytest
 from shared_core.adapters.blobs import AzureBlobStore, LocalBlobStore
 from shared_core.adapters.caches.analysis import CachedAnalyzer
 from shared_core.adapters.engines import duckdb as engine
+from shared_core.adapters.engines.databricks import DatabricksExecutor
 from shared_core.adapters.engines.duckdb import BatchResult, DuckDBExecutor
+from shared_core.adapters.engines.results import StatementStats
 from shared_core.adapters.github.source import GitHubSource
 from shared_core.adapters.github.status import GitHubStatusPublisher, LoggedStatusPublisher
 from shared_core.adapters.local_git import LocalGitSource
@@ -40,6 +42,7 @@ from shared_core.ports import (
     RepositoryStore,
     RunStore,
     SecurityStore,
+    StatementOutcome,
     StateStore,
     StatusPublisher,
     TelemetryStore,
@@ -98,6 +101,7 @@ def test_the_store_ports_split_the_store_without_overlap_or_leftovers() -> None:
 
 @pytest.mark.parametrize(("port", "implementation"), [
     (Executor, DuckDBExecutor),
+    (Executor, DatabricksExecutor),
     (StatusPublisher, GitHubStatusPublisher),
     (StatusPublisher, LoggedStatusPublisher),
     (QueryAnalyzer, InlineAnalyzer),
@@ -113,9 +117,11 @@ def test_the_other_adapters_implement_their_ports(port: type, implementation: ty
 
 def test_a_batch_result_carries_what_the_engine_port_promises() -> None:
     tests = (engine.TestOutcome("not_null(id)@BLOCK", "BLOCK", 0), engine.TestOutcome("unique(id)@WARN", "WARN", 2))
-    result = BatchResult(3, tests, True)
+    result = BatchResult(3, tests, True, (StatementStats("publish", 0.5, 3, None, "q-1"),))
     assert all(hasattr(result, name) for name in members(BatchOutcome))
     assert all(hasattr(test, name) for test in result.tests for name in members(QualityOutcome))
+    assert all(hasattr(stat, name) for stat in result.statements for name in members(StatementOutcome))
+    assert BatchResult(3, tests, True).statements == ()  # engines that report nothing return none
     assert [(t.test, t.passed, t.failing_rows) for t in result.tests] == [
         ("not_null(id)@BLOCK", True, 0), ("unique(id)@WARN", False, 2)]
 

@@ -1,6 +1,8 @@
 """`DuckDBExecutor`: run one model batch on a DuckDB file with write-audit-publish semantics.
 
-Each materialization is generated here from one description (never by transpiling DML):
+Each batch follows the one description of its kind and materialization (`shared_core.core.sql.materialize`),
+rendered for DuckDB (`shared_core.core.sql.duckdb_statements`), never by transpiling DML. DuckDB has
+transactions across tables, so stage, publish, audit and marker are one transaction:
 
 - TABLE (FULL_REFRESH): build `schema.__il_stage_<table>`, audit it, then swap it in within one
   transaction; readers see the old table until the swap commits.
@@ -10,10 +12,11 @@ Each materialization is generated here from one description (never by transpilin
   running a batch again replaces its rows.
 - APPEND_ONLY without a time column: in one transaction, insert the batch, audit, commit or roll back; a
   batch whose range overlaps one the warehouse already holds is refused (its rows cannot be told apart).
-- MERGE_BY_KEY: in one transaction, delete the rows whose `unique_key` arrives again, insert the
-  new rows, audit, commit or roll back.
-A `reset` batch starts from an empty table. Quality tests run inside the transaction against what
-readers would see after it commits; a BLOCK failure publishes nothing.
+- MERGE_BY_KEY (and INSERT_OVERWRITE by partition): in one transaction, delete the rows whose `unique_key`
+  (partition) arrives again, insert the new rows, audit, commit or roll back.
+A `reset` batch starts from an empty table. Quality tests and contract checks run inside the transaction
+against what readers would see after it commits; a BLOCK failure publishes nothing. Each statement's time is
+returned with the batch (`BatchResult.statements`); `interrupt()` stops the running statements.
 
 Each batch's marker (`shared_core.core.planning.markers`) is written in the batch's transaction into
 `_ironlayer.committed_batches`, keyed by model version and range, so the warehouse itself says which
@@ -36,25 +39,30 @@ import contextlib
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from shared_core.adapters.engines.results import BatchResult, StatementStats, TestOutcome
 from shared_core.core.errors import BlockedBatchError, ExecutionError
 from shared_core.core.planning.markers import (
     BatchMarker,
     CommittedBatch,
     reappend_conflict,
     reappend_refusal,
-    replaces_by_time,
 )
 from shared_core.core.project.headers import QualityTest
 from shared_core.core.project.models import Model
+from shared_core.core.sql import contracts
+from shared_core.core.sql import duckdb_statements as statements
+from shared_core.core.sql.materialize import BatchSpec, describe_batch
 from shared_core.core.sql.render import render_query, render_test_query
 from shared_core.security.scrub import scrub, scrub_engine_error
+
+__all__ = ["MARKERS", "SANDBOX_CONFIG", "BatchResult", "DuckDBExecutor", "StatementStats", "TestOutcome", "relation",
+           "test_sql"]
 
 #: Settings fixed when the database opens (they cannot be set later, or must hold from the start).
 SANDBOX_CONFIG = {
@@ -72,32 +80,9 @@ MARKERS = "_ironlayer.committed_batches"
 _MARKER_COLUMNS = "model, model_hash, range_start, range_end, plan_id, step_id, rows_written"
 
 
-@dataclass(frozen=True)
-class TestOutcome:
-    test: str
-    severity: str
-    failing_rows: int
-
-    @property
-    def passed(self) -> bool:
-        return self.failing_rows == 0
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    rows_written: int
-    tests: tuple[TestOutcome, ...]
-    published: bool
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def relation(name: str) -> str:
     """`schema.table` quoted for DuckDB."""
-    schema, _, table = name.rpartition(".")
-    return f"{_q(schema)}.{_q(table)}" if schema else _q(table)
+    return statements.relation(name)
 
 
 def test_sql(test: QualityTest, rel: str) -> str:
@@ -105,21 +90,7 @@ def test_sql(test: QualityTest, rel: str) -> str:
 
     `custom_sql` tests are tenant SQL and go through the guard instead (`render_test_query`).
     """
-    if test.kind == "not_null":
-        return f"SELECT count(*) FROM {rel} WHERE {_q(test.arg)} IS NULL"
-    if test.kind == "unique":
-        column = _q(test.arg)
-        return (f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {rel} WHERE {column} IS NOT NULL "
-                f"GROUP BY {column} HAVING count(*) > 1)")
-    if test.kind == "accepted_values":
-        column, _, values = test.arg.partition(":")
-        allowed = ", ".join("'" + v.strip().replace("'", "''") + "'" for v in values.split("|"))
-        return f"SELECT count(*) FROM {rel} WHERE {_q(column.strip())} NOT IN ({allowed})"
-    if test.kind == "row_count_min":
-        return f"SELECT CASE WHEN count(*) < {int(test.arg)} THEN 1 ELSE 0 END FROM {rel}"
-    if test.kind == "row_count_max":
-        return f"SELECT CASE WHEN count(*) > {int(test.arg)} THEN 1 ELSE 0 END FROM {rel}"
-    raise ValueError(f"{test.kind} is not a built-in test; render custom_sql with render_test_query")
+    return statements.builtin_test(test, rel)
 
 
 class DuckDBExecutor:
@@ -141,7 +112,9 @@ class DuckDBExecutor:
                                        "other program holds it open")) from exc
         self._local = threading.local()
         self._catalog_lock = threading.Lock()  # DuckDB's optimistic catalog: serialize DDL on schemas
-        self._cursors: list[Any] = []  # every thread's cursor, for `interrupt`
+        self._cursors: list[duckdb.DuckDBPyConnection] = []  # every thread's cursor, for `interrupt`
+        self._cursors_lock = threading.Lock()
+        self._interrupted = threading.Event()
 
     def _create_markers(self) -> None:
         """Create the marker table, or upgrade one written before markers carried the model version."""
@@ -196,12 +169,17 @@ class DuckDBExecutor:
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._local.cursor = self.root.cursor()
-            self._cursors.append(cursor)
+            with self._cursors_lock:
+                self._cursors.append(cursor)
         return cursor
 
     def interrupt(self) -> None:
-        """Stop the statements the worker threads are running (Ctrl-C): each raises, and its batch rolls back."""
-        for cursor in (self.root, *self._cursors):
+        """Stop the statements the worker threads are running (Ctrl-C, a cancelled step): each raises, its batch
+        rolls back, and the executor runs nothing more."""
+        self._interrupted.set()
+        with self._cursors_lock:
+            cursors = [self.root, *self._cursors]
+        for cursor in cursors:
             with contextlib.suppress(duckdb.Error):
                 cursor.interrupt()
 
@@ -247,10 +225,12 @@ class DuckDBExecutor:
         before the state store hears of it.
 
         Raises:
-            ExecutionError: a SQL error, a BLOCK test failure, or a batch of an APPEND_ONLY model without a
-                time column over a range the warehouse already holds (nothing published).
+            ExecutionError: a SQL error, a BLOCK test failure, a cancellation, or a batch of an APPEND_ONLY model
+                without a time column over a range the warehouse already holds (nothing published).
         """
         for attempt in range(1, _CONFLICT_RETRIES + 1):
+            if self._interrupted.is_set():
+                raise ExecutionError(f"{model.name}: cancelled; nothing was published")
             try:
                 return self._run_batch_once(model, start=start, end=end, reset=reset, marker=marker)
             except _ConflictError:
@@ -266,35 +246,31 @@ class DuckDBExecutor:
         self, model: Model, *, start: datetime | None, end: datetime | None, reset: bool,
         marker: BatchMarker | None,
     ) -> BatchResult:
-        header = model.header
+        spec = describe_batch(model, start=start, end=end, reset=reset)
         query = render_query(model, dialect=self.DIALECT, start=start, end=end)  # guarded: raises UnsafeSqlError
-        tests = [(test, test_sql(test, relation(model.name)) if test.kind != "custom_sql" else
-                  render_test_query(model, test, dialect=self.DIALECT, start=start, end=end))
-                 for test in header.tests]
         target = relation(model.name)
-        schema = relation(model.name).rpartition(".")[0]
+        tests = [(test, test_sql(test, target) if test.kind != "custom_sql" else
+                  render_test_query(model, test, dialect=self.DIALECT, start=start, end=end))
+                 for test in spec.tests]
+        ran: list[StatementStats] = []
         try:
             with self._catalog_lock:
-                self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target.rpartition('.')[0]}")
             self.conn.execute("BEGIN TRANSACTION")
             if reset:
                 self.conn.execute(f"DELETE FROM {MARKERS} WHERE model = ?", [model.name])
             else:
                 self._refuse_reappend(model, start, end)
-            if header.materialization == "VIEW":
-                self.conn.execute(f"CREATE OR REPLACE VIEW {target} AS {query}")
-                rows = 0
-            elif header.kind == "FULL_REFRESH":
-                stage = relation(model.name.rpartition(".")[0] + ".__il_stage_" + model.name.rpartition(".")[2])
-                self.conn.execute(f"CREATE OR REPLACE TABLE {stage} AS {query}")
+            exists = spec.publish in ("view", "swap") or self._exists(model.name)
+            self._run(ran, "stage", statements.stage(spec, query))
+            if spec.publish != "view":
                 self._checkpoint("staged", model.name)
-                rows = int(self._scalar(f"SELECT count(*) FROM {stage}"))
-                self.conn.execute(f"DROP TABLE IF EXISTS {target}")
-                self.conn.execute(f"ALTER TABLE {stage} RENAME TO {_q(model.name.rpartition('.')[2])}")
-            else:
-                rows = self._write_rows(model, query, target, start, end, reset)
+            rows = 0 if spec.publish == "view" else int(
+                self._scalar(f"SELECT count(*) FROM {statements.staged_relation(spec)}"))
+            self._run(ran, "publish", statements.publish(spec, query, target_exists=exists))
+            self._run(ran, "cleanup", statements.cleanup(spec))
             self._checkpoint("written", model.name)
-            outcomes = tuple(self._audit(tests))
+            outcomes = (*self._audit(tests), *self._audit_contract(spec))
             blocked = [o for o in outcomes if not o.passed and o.severity == "BLOCK"]
             if blocked:
                 self.conn.execute("ROLLBACK")
@@ -313,12 +289,21 @@ class DuckDBExecutor:
             raise self._engine_error(model, exc, query) from None
         except duckdb.Error as exc:
             self._rollback()
+            if self._interrupted.is_set():
+                raise ExecutionError(f"{model.name}: cancelled; nothing was published") from None
             raise self._engine_error(model, exc, query) from None  # the raw message may quote data: not chained
         except BaseException:
             self._rollback()  # an interruption inside the transaction publishes nothing
             raise
         self._checkpoint("committed", model.name)
-        return BatchResult(rows, outcomes, True)
+        return BatchResult(rows, outcomes, True, tuple(ran))
+
+    def _run(self, ran: list[StatementStats], label: str, sqls: Sequence[str]) -> None:
+        """Run statements of the batch, timing each one."""
+        for sql in sqls:
+            began = time.perf_counter()
+            self.conn.execute(sql)
+            ran.append(StatementStats(label, time.perf_counter() - began))
 
     def _checkpoint(self, point: str, model: str) -> None:
         """Called at each point of a batch of `model`: `staged` (the batch's rows built, the table untouched),
@@ -371,34 +356,27 @@ class DuckDBExecutor:
         with contextlib.suppress(duckdb.Error):  # no transaction was open
             self.conn.execute("ROLLBACK")
 
-    def _write_rows(self, model: Model, query: str, target: str, start: datetime | None, end: datetime | None,
-                    reset: bool) -> int:
-        header = model.header
-        batch = f"SELECT * FROM ({query}) AS q"
-        if header.kind in ("INCREMENTAL_BY_TIME_RANGE", "APPEND_ONLY") and header.time_column and start and end:
-            column = _q(header.time_column)
-            low, high = f"{start:%Y-%m-%d %H:%M:%S}", f"{end:%Y-%m-%d %H:%M:%S}"
-            window = f"{column} >= TIMESTAMP '{low}' AND {column} < TIMESTAMP '{high}'"
-            batch += f" WHERE {window}"
-        else:
-            window = ""
-        if reset or not self._exists(model.name):
-            self.conn.execute(f"CREATE OR REPLACE TABLE {target} AS {batch} LIMIT 0")
-        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE __il_batch AS {batch}")
-        self._checkpoint("staged", model.name)
-        rows = int(self._scalar("SELECT count(*) FROM __il_batch"))
-        if replaces_by_time(header.kind, header.time_column) and window:
-            self.conn.execute(f"DELETE FROM {target} WHERE {window}")
-        elif header.kind == "MERGE_BY_KEY":
-            keys = ", ".join(_q(k) for k in header.unique_key)
-            self.conn.execute(f"DELETE FROM {target} WHERE ({keys}) IN (SELECT {keys} FROM __il_batch)")
-        self.conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM __il_batch")
-        self.conn.execute("DROP TABLE __il_batch")
-        return rows
-
     def _audit(self, tests: Sequence[tuple[QualityTest, str]]) -> list[TestOutcome]:
         """Run each test's query (rendered, and guarded, before the transaction began) inside the transaction."""
         return [TestOutcome(test.render(), test.severity, int(self._scalar(sql) or 0)) for test, sql in tests]
+
+    def _audit_contract(self, spec: BatchSpec) -> list[TestOutcome]:
+        """The contract checks against the target inside the transaction (what readers will see)."""
+        if not spec.contract:
+            return []
+        sql, params = statements.columns_query(spec.model)
+        columns = {str(name).lower(): str(kind) for name, kind in self.conn.execute(sql, params).fetchall()}
+        target = relation(spec.model)
+        total = int(self._scalar(f"SELECT count(*) FROM {target}"))
+        outcomes = []
+        for check in spec.contract:
+            nulls = 0
+            if check.column.not_null and contracts.shape_violation(check, columns) is None:
+                nulls = int(self._scalar(f"SELECT count(*) FROM {target} WHERE "
+                                         f"{statements.quote(check.column.name)} IS NULL"))
+            failing = contracts.failing_rows(check, columns, total_rows=total, null_rows=nulls)
+            outcomes.append(TestOutcome(check.name, check.severity, failing))
+        return outcomes
 
 
 _CONFLICT_RETRIES = 5

@@ -34,8 +34,11 @@ def format_bound(value: datetime, batch: str) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S" if batch == "hour" else "%Y-%m-%d")
 
 
-def render_query(model: Model, *, dialect: str, start: datetime | None = None, end: datetime | None = None) -> str:
+def render_query(model: Model, *, dialect: str, start: datetime | None = None, end: datetime | None = None,
+                 catalog: str | None = None) -> str:
     """The model's query in `dialect`, with refs as `schema.table` and the window `[start, end)` bound.
+
+    With `catalog`, refs are three-part names under it and every identifier is quoted (Databricks).
 
     Raises:
         ModelError: the query uses `{{ start_date }}`/`{{ end_date }}` but no window was given.
@@ -46,15 +49,18 @@ def render_query(model: Model, *, dialect: str, start: datetime | None = None, e
     tree = parse_statement(template.rendered, model.path)
     TreeGuard(path=model.path, sql=template.rendered, refs=len(template.refs), sources=model.header.sources,
               model=model.name).check(tree)
-    return _bind(tree, model, start, end, test=False).sql(dialect=dialect, comments=False)
+    return _bind(tree, model, start, end, test=False, catalog=catalog).sql(dialect=dialect, comments=False,
+                                                                           identify=catalog is not None)
 
 
 def render_test_query(
     model: Model, test: QualityTest, *, dialect: str, start: datetime | None = None, end: datetime | None = None,
+    catalog: str | None = None, relation: str | None = None,
 ) -> str:
     """The query of a `custom_sql` test in `dialect`: the number of rows the test's query returns.
 
-    `{model}` is bound to the model's relation, refs to their models, placeholders to the window.
+    `{model}` is bound to the model's relation (or to `relation`, e.g. the audit view of staged rows), refs
+    to their models (three-part names under `catalog` when given), placeholders to the window.
 
     Raises:
         ModelError: `test` is not a custom_sql test, or it uses the window and none was given.
@@ -67,7 +73,8 @@ def render_test_query(
     guarded = guard_test(test.arg, path=model.path, line=line, refs=numbering, sources=model.header.sources,
                          model=model.name)
     _check_window(guarded.placeholders, model, start, end, line=line)
-    inner = _bind(guarded.tree, model, start, end, test=True).sql(dialect=dialect, comments=False)
+    inner = _bind(guarded.tree, model, start, end, test=True, catalog=catalog, relation=relation).sql(
+        dialect=dialect, comments=False, identify=catalog is not None)
     return f"SELECT count(*) FROM ({inner}) AS __il_test"
 
 
@@ -81,8 +88,12 @@ def _check_window(placeholders: tuple[str, ...], model: Model, start: datetime |
         )
 
 
-def _bind(tree: exp.Expr, model: Model, start: datetime | None, end: datetime | None, *, test: bool) -> exp.Expr:
-    """Replace the ref tokens, the window placeholders and (in a test) the `{model}` token of a guarded tree."""
+def _bind(tree: exp.Expr, model: Model, start: datetime | None, end: datetime | None, *, test: bool,
+          catalog: str | None = None, relation: str | None = None) -> exp.Expr:
+    """Replace the ref tokens, the window placeholders and (in a test) the `{model}` token of a guarded tree.
+
+    With `catalog`, refs and the model become `catalog.schema.table`; `relation` replaces the model in a test.
+    """
     from sqlglot import exp
 
     values = {}
@@ -91,20 +102,27 @@ def _bind(tree: exp.Expr, model: Model, start: datetime | None, end: datetime | 
             PLACEHOLDER_TOKEN.format("start_date"): format_bound(start, model.header.batch),
             PLACEHOLDER_TOKEN.format("end_date"): format_bound(end, model.header.batch),
         }
-    tokens = {REF_TOKEN.format(i): target for i, target in enumerate(model.ref_targets)}
+    def qualified(name: str) -> str:
+        parts = name.split(".")
+        if catalog is None or len(parts) == 3:
+            return name
+        return ".".join((catalog, *(parts if len(parts) == 2 else ["default", *parts])))
+
+    tokens = {REF_TOKEN.format(i): qualified(target) for i, target in enumerate(model.ref_targets)}
     if test:
-        tokens[MODEL_TOKEN] = model.name
+        tokens[MODEL_TOKEN] = relation if relation is not None else qualified(model.name)
 
     def bind(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Table) and node.name in tokens and not node.args.get("db"):
-            relation = exp.to_table(tokens[node.name])
+            bound = exp.to_table(tokens[node.name])
             if node.args.get("alias") is not None:
-                relation.set("alias", node.args["alias"])
-            return relation
+                bound.set("alias", node.args["alias"])
+            return bound
         if isinstance(node, exp.Column) and node.table in tokens:
-            schema, _, table = tokens[node.table].rpartition(".")
+            catalog_name, schema, table = (["", "", *tokens[node.table].split(".")])[-3:]
             node.set("table", exp.to_identifier(table))
             node.set("db", exp.to_identifier(schema) if schema else None)
+            node.set("catalog", exp.to_identifier(catalog_name) if catalog_name else None)
             return node
         if isinstance(node, exp.Literal) and node.is_string and any(t in node.this for t in values):
             text = node.this
