@@ -146,3 +146,33 @@ def test_a_batch_that_fails_mid_way_leaves_no_stage_and_the_target_as_it_was(mon
     assert warehouse.rows("lake.gold.daily") == before
     assert not [name for name in warehouse.tables() if "__il_" in name]
     assert "DROP TABLE IF EXISTS `lake`.`gold`.`__il_stage_daily_" in warehouse.log[-1].sql
+
+
+def test_a_marker_write_that_conflicts_with_another_batchs_is_repeated_not_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.integration.warehouse_emulator import FakeCursor
+
+    warehouse = Warehouse()
+    executor = executor_on(warehouse, monkeypatch)
+    models = project()
+    executor.run_batch(models["raw.events"], start=None, end=None, reset=False)
+    real_run = FakeCursor._run
+    conflicts = [1]
+
+    def conflicting(self: FakeCursor, sql: str, parameters: dict[str, Any]) -> None:
+        if "MERGE INTO `lake`.`_ironlayer`.`committed_batches`" in sql and conflicts:
+            conflicts.pop()
+            raise RuntimeError("[DELTA_CONCURRENT_APPEND] ConcurrentAppendException: Files were added to the root "
+                               "of the table by a concurrent update. SQLSTATE: 2D521")
+        real_run(self, sql, parameters)
+
+    monkeypatch.setattr(FakeCursor, "_run", conflicting)
+    first = len(warehouse.log)
+    result = executor.run_batch(models["gold.daily"], start=t("2024-01-01"), end=t("2024-01-02"), reset=True,
+                                marker=BatchMarker("p", "s", "h"))
+    executor.close()
+    sent = [entry.sql for entry in warehouse.log[first:]]
+    assert result.rows_written == 2 and not conflicts
+    assert sum("MERGE INTO `lake`.`_ironlayer`" in sql for sql in sent) == 2  # the marker, once more
+    assert sum("CREATE OR REPLACE TABLE `lake`.`gold`.`daily`" in sql for sql in sent) == 1  # published once

@@ -10,7 +10,9 @@ requests). It keeps what the crash-safety argument of `DatabricksExecutor` rests
   predicate (`DELTA_REPLACE_WHERE_MISMATCH`); `REPLACE USING (cols)` deletes the rows whose columns match a
   source row; `MERGE` runs as MERGE; `SHOW TABLES ... LIKE`, `DESCRIBE TABLE` and `DESCRIBE HISTORY` answer
   from the catalog and from a per-table commit log kept here (version, operation, `numOutputRows`);
-- temporary views belong to one session (one DuckDB connection per `connect()`).
+- temporary views belong to one session (one DuckDB connection per `connect()`);
+- statements of concurrent sessions interleave, one commit at a time (DuckDB's own optimistic catalog
+  would refuse some concurrent DDL that a SQL warehouse accepts).
 Everything else is transpiled from the Databricks dialect with sqlglot. Every statement is recorded with
 its parameters and query tags (`log`), and `crash_at` stops the world before or after a given statement
 (a `Crash` is a BaseException, as a killed process: nothing of the executor runs after it).
@@ -53,6 +55,7 @@ class Warehouse:
         self.db.execute(f"USE {self.catalog}")
         self.db.execute("SET TimeZone = 'UTC'")
         self.lock = threading.Lock()
+        self.commits = threading.Lock()  # one statement at a time
 
     def connect(self, **kwargs: Any) -> FakeConnection:
         """The replacement of `databricks.sql.connect` (records the arguments it was given)."""
@@ -106,7 +109,8 @@ class FakeCursor:
             self.query_id = f"q-{index}"
         if warehouse.crash_at == (index, "before"):
             raise Crash(operation)
-        self._run(_COMMENT.sub("", operation, count=1), parameters or {})
+        with warehouse.commits:
+            self._run(_COMMENT.sub("", operation, count=1), parameters or {})
         if warehouse.crash_at == (index, "after"):
             raise Crash(operation)
         return self

@@ -12,7 +12,8 @@ session on a warehouse that is starting answers 503 until it is up: the session 
 `ironlayer_step` and `ironlayer_model` (`system.query.history.query_tags`) and starts with the comment
 `/* ironlayer tenant=... plan=... step=... model=... */` (visible in the query text on any compute). The
 session runs in UTC with the warehouse's `STATEMENT_TIMEOUT`; a client-side timer cancels a statement
-that outlives it, and `cancel()` cancels the running statements from another thread.
+that outlives it, and `cancel()` cancels the running statements from another thread (the executor's
+`interrupt()`).
 
 Authentication: a personal access token, or OAuth machine-to-machine with a service principal's client ID
 and secret, exchanged at `https://<host>/oidc/v1/token` (scope `all-apis`) and refreshed before it expires.

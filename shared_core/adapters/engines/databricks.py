@@ -234,7 +234,7 @@ class DatabricksExecutor:
                 raise BlockedBatchError(f"{model.name}: blocked by quality tests: {names}; nothing was published",
                                         outcomes)
             if reset:  # the table is about to hold this batch only: forget its markers first, never after
-                run(sql.delete_markers(self.catalog), "mark", {"model": model.name})
+                self._repeat_on_conflict(run, sql.delete_markers(self.catalog), "mark", {"model": model.name})
             if marker is not None and guarded and batch.effective_publish(target_exists=exists) == "append":
                 version = self._target_version(batch, run)
                 self._mark(run, batch, model, marker, start, end, "publishing", version, rows)
@@ -332,10 +332,23 @@ class DatabricksExecutor:
 
     def _mark(self, run: Any, batch: sql.DatabricksBatch, model: Model, marker: BatchMarker,
               start: datetime | None, end: datetime | None, state: str, version: int | None, rows: int) -> None:
-        run(sql.write_marker(self.catalog), "mark", {
+        self._repeat_on_conflict(run, sql.write_marker(self.catalog), "mark", {
             "batch_id": batch.batch, "model": model.name, "model_hash": marker.model_hash, "range_start": start,
             "range_end": end, "plan_id": marker.plan_id, "step_id": marker.step_id, "state": state,
             "target_version": version, "rows_written": rows})
+
+    @staticmethod
+    def _repeat_on_conflict(run: Any, statement: str, label: str, parameters: Mapping[str, Any]) -> None:
+        """Run an idempotent statement on the marker table, again when a concurrent batch's marker write
+        conflicted with it (every batch of every model writes there), rather than re-running the whole batch."""
+        for attempt in range(1, _MARKER_ATTEMPTS + 1):
+            try:
+                run(statement, label, parameters)
+                return
+            except _ConflictError:
+                if attempt == _MARKER_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
 
     @staticmethod
     def _cleanup(batch: sql.DatabricksBatch, run: Any) -> None:
@@ -369,6 +382,9 @@ class DatabricksExecutor:
         for session in sessions:
             with contextlib.suppress(Exception):
                 session.close()
+
+
+_MARKER_ATTEMPTS = 5
 
 
 class _ConflictError(Exception):

@@ -226,7 +226,9 @@ def create_markers(catalog: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {marker_table(catalog)} (batch_id STRING NOT NULL, model STRING NOT NULL, "
         "model_hash STRING, range_start TIMESTAMP, range_end TIMESTAMP, plan_id STRING NOT NULL, "
         "step_id STRING NOT NULL, state STRING NOT NULL, target_version BIGINT, rows_written BIGINT NOT NULL, "
-        "updated_at TIMESTAMP NOT NULL) USING DELTA",
+        "updated_at TIMESTAMP NOT NULL) USING DELTA "
+        # deletion vectors give concurrent MERGEs of different batches row-level concurrency (DBR 14.2+)
+        "TBLPROPERTIES ('delta.enableDeletionVectors' = true)",
     ]
 
 
