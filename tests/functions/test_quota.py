@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from typing import Any
 
-import asyncpg
 import pytest
 
 from functions import resources
@@ -18,6 +17,7 @@ from shared_core.cli.demo import build_demo_repo, default_examples_dir
 from shared_core.services.messages import QuotaChecked, QuotaRequest
 from tests.functions.conftest import json_body, request
 from tests.functions.test_flow import run
+from tests.pg import owner_rows as owner
 
 pytestmark = pytest.mark.integration
 REPOSITORY = "binkkatal/sample_app"
@@ -54,17 +54,6 @@ def set_job(env: dict[str, Any], instance: str, status: str) -> None:
             await store.close()
 
     asyncio.run(go())
-
-
-def owner(url: str, sql: str, *args: object) -> list[dict[str, Any]]:
-    async def go() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [dict(row) for row in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def check(env: dict[str, Any], instance: str, steps: int = 3, first: bool = True) -> QuotaChecked:

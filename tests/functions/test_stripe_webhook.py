@@ -9,18 +9,17 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
 
 from functions import resources
-from shared_core.adapters.postgres.store import PostgresStateStore
 from shared_core.core.billing import meter_identifier
 from tests.functions.conftest import handler, json_body, request
 from tests.functions.stripe_support import WEBHOOK_SECRET, envelope, fixture, sign, subscription_data
+from tests.pg import owner_rows, with_store
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -34,28 +33,6 @@ def stripe_env(app_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict
     tenant = app_env["tenant"]
     with_store(app_env["url"], lambda store: store.ensure_tenant(tenant, tenant))
     return app_env
-
-
-def with_store(url: str, action: Callable[[PostgresStateStore], Awaitable[T]]) -> T:
-    async def run() -> T:
-        store = PostgresStateStore(url)
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def owner_rows(url: str, sql: str, *args: object) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [dict(row) for row in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def ids(env: dict[str, Any]) -> tuple[str, str]:

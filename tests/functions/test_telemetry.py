@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-import asyncpg
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -27,6 +26,7 @@ from functions.telemetry import export_steps
 from shared_core.services.messages import BatchTelemetry, StepTelemetry, TelemetryRequest
 from shared_core.settings import load_settings
 from tests.functions.conftest import handler, json_body, request
+from tests.pg import owner_rows as owner
 
 pytestmark = pytest.mark.integration
 PLAN = "a" * 64
@@ -47,17 +47,6 @@ def step(step_id: str, model: str, seconds: float, *, status: str = "success", e
 def telemetry_request(tenant: str, steps: list[StepTelemetry], plan: str = PLAN) -> TelemetryRequest:
     return TelemetryRequest(tenant_id=tenant, instance_id=INSTANCE, repository="binkkatal/sample_app", target="c" * 40,
                             plan_id=plan, steps=steps)
-
-
-def owner(url: str, sql: str, *args: object) -> list[dict[str, Any]]:
-    async def go() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [dict(row) for row in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 @pytest.fixture()

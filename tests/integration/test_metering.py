@@ -4,13 +4,11 @@ idempotency keys), retried with backoff, never billed twice, flagged when too ol
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
 
 from shared_core.adapters.postgres.store import PostgresStateStore
@@ -18,6 +16,8 @@ from shared_core.adapters.stripe.meters import StripeMeterClient
 from shared_core.core.billing import UsageKind, meter_identifier
 from shared_core.services.billing import SendReport, send_usage
 from tests.functions.stripe_support import StripeStandIn, serve_stripe
+from tests.pg import owner_rows as owner
+from tests.pg import with_store
 from tests.plans import stub_plan
 
 pytestmark = pytest.mark.integration
@@ -34,28 +34,6 @@ def tenant(database_url: str) -> Iterator[str]:
     name = f"m{uuid.uuid4().hex[:12]}"
     with_store(database_url, lambda store: store.ensure_tenant(name, name))
     yield name
-
-
-def with_store(url: str, action: Callable[[PostgresStateStore], Awaitable[T]]) -> T:
-    async def run() -> T:
-        store = PostgresStateStore(url)
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(run())
-
-
-def owner(url: str, sql: str, *args: object) -> list[dict[str, Any]]:
-    async def run() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [dict(row) for row in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def usage(admin_url: str, tenant: str) -> list[dict[str, Any]]:

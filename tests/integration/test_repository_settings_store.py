@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,21 +24,11 @@ from shared_core.core.errors import (
 from shared_core.core.repository_settings import repository_settings
 from shared_core.services import tenancy
 from shared_core.services.credentials import credential_cipher, set_credential
+from tests.pg import with_store
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
 KEY = Fernet.generate_key().decode()
-
-
-def with_store(url: str, scenario: Callable[[PostgresStateStore], Awaitable[T]]) -> T:
-    async def main() -> T:
-        store = PostgresStateStore(url)
-        try:
-            return await scenario(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
 
 
 def names() -> tuple[str, str, str, str]:

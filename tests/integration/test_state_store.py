@@ -25,6 +25,7 @@ from shared_core.core.planning.plan import Plan
 from shared_core.core.project.headers import parse_instant as t
 from shared_core.core.state import AuditRow, JobRow, PlanSummaryRow, RateState, RunRow
 from tests.integration.seeding import record_completed
+from tests.pg import with_store
 from tests.plans import stub_plan
 
 pytestmark = pytest.mark.integration
@@ -38,18 +39,6 @@ def new_tenant() -> str:
 
 def plan_header(plan_id: str) -> Plan:
     return stub_plan(plan_id, base="a" * 40, target="b" * 40, as_of="2024-01-01T00:00:00Z", inputs_hash="h")
-
-
-def with_store(url: str, scenario: Callable[[PostgresStateStore], Awaitable[T]]) -> T:
-    """Run `scenario(store)` on a fresh store (its own event loop and pool), closing it afterwards."""
-    async def main() -> T:
-        store = PostgresStateStore(url)
-        try:
-            return await scenario(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
 
 
 async def owner_fetch(admin_url: str, sql: str, *args: object) -> list[Any]:
